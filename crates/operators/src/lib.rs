@@ -1,0 +1,31 @@
+//! # diffinv-operators
+//!
+//! Forward models `y = G(x)` for inverse problems, batched over particles.
+//!
+//! A batch is an `ndarray` `f32` matrix with one row per particle, shape `(N, d)`; images are
+//! the rows viewed as `(C, H, W)` in row-major order. Every model declares its input and output
+//! shapes (without the batch axis) and rejects wrong shapes and non-finite input with a typed
+//! [`OperatorError`], never a panic.
+//!
+//! Capabilities a solver may ask for beyond the black box:
+//! - [`LinearOperator`]: the adjoint `A^T`,
+//! - [`Differentiable`]: the vector-Jacobian product `J_G(x)^T v`.
+//!
+//! The derivative-free solvers (EnKG, CPS) only ever call [`ForwardModel::forward`].
+//! The [`Likelihood`] trait turns a predicted measurement into a negative log-likelihood and its
+//! gradient with respect to the predicted measurement, which is all the ensemble methods need.
+
+pub mod error;
+pub mod forward;
+pub mod likelihood;
+
+pub use error::OperatorError;
+pub use forward::{
+    MatrixOperator,
+    check_batch, BatchOutput, Differentiable, FnForward, ForwardModel, LinearOperator,
+    SampleFailure,
+};
+pub use likelihood::{GaussianLikelihood, Likelihood};
+
+/// Result type of this crate.
+pub type Result<T, E = OperatorError> = std::result::Result<T, E>;

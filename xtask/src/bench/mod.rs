@@ -1,0 +1,22 @@
+//! `cargo xtask bench NAME`: side-by-side comparisons with a PyTorch implementation of the
+//! same computation, on the same machine, in one run.
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Which benchmark: `ensemble` or `ns`.
+    pub name: String,
+    /// Run a shorter version (fewer repetitions), for smoke tests.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Dispatch to the named benchmark.
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.name.as_str() {
+        other => bail!("unknown benchmark {other:?}; known: ensemble, ns"),
+    }
+}

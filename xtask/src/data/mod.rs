@@ -1,0 +1,21 @@
+//! `cargo xtask data NAME`: generate a data set.
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+/// Arguments of `cargo xtask data`.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Which data set: `ns`.
+    pub name: String,
+    /// Extra options of the generator.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+/// Dispatch to the named generator.
+pub fn run(args: DataArgs) -> Result<()> {
+    match args.name.as_str() {
+        other => bail!("unknown data set {other:?}; known: ns"),
+    }
+}

@@ -1,0 +1,105 @@
+//! `cargo xtask`: the commands a user types (see README.md and DESIGN.md).
+//!
+//! - `cargo xtask reproduce [TABLE ...] [--quick | --full] [--out DIR] [--seed S]`
+//! - `cargo xtask test [-- CARGO TEST ARGS]`
+//! - `cargo xtask bench NAME`
+//! - `cargo xtask data NAME`
+//! - `cargo xtask train CONFIG`
+//! - `cargo xtask torch-env`: print the libtorch environment (bootstrapping it if needed).
+
+mod bench;
+mod data;
+mod report;
+mod reproduce;
+mod torch_env;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "diffinv tasks: reproduce tables, test, bench, data, train")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Reproduce the papers' tables (all tables in their quick preset when none is named).
+    Reproduce(reproduce::ReproduceArgs),
+    /// Run the whole test suite with libtorch bootstrapped.
+    Test {
+        /// Extra arguments passed to `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Side-by-side performance comparison against PyTorch; prints one JSON line last.
+    Bench(bench::BenchArgs),
+    /// Generate a data set.
+    Data(data::DataArgs),
+    /// Train a prior from a TOML config.
+    Train {
+        /// Path of the TOML config.
+        config: PathBuf,
+    },
+    /// Print the libtorch environment, installing it on first use.
+    TorchEnv,
+}
+
+/// The workspace root (the parent of xtask/).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+fn cargo() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.current_dir(workspace_root());
+    c
+}
+
+fn run_tests(extra: &[String]) -> Result<()> {
+    let env = torch_env::ensure()?;
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--all-targets"]);
+    c.args(extra);
+    env.apply(&mut c);
+    eprintln!("xtask: cargo test --workspace --all-targets {}", extra.join(" "));
+    let st = c.status().context("running cargo test")?;
+    if !st.success() {
+        bail!("cargo test failed");
+    }
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--doc"]);
+    env.apply(&mut c);
+    eprintln!("xtask: cargo test --workspace --doc");
+    let st = c.status().context("running cargo test --doc")?;
+    if !st.success() {
+        bail!("doc tests failed");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Reproduce(args) => reproduce::run(args),
+        Cmd::Test { args } => run_tests(&args),
+        Cmd::Bench(args) => bench::run(args),
+        Cmd::Data(args) => data::run(args),
+        Cmd::Train { config } => {
+            bail!("training neural priors is not implemented yet (config {})", config.display())
+        }
+        Cmd::TorchEnv => {
+            let env = torch_env::ensure()?;
+            for (k, v) in &env.vars {
+                println!("export {k}={v:?}");
+            }
+            Ok(())
+        }
+    }
+}

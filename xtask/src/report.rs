@@ -1,0 +1,126 @@
+//! Output formats shared by every command: the bench JSON line and the CSV/Markdown tables.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// Whether lower or higher values of a measurement are better.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    /// Lower is better (times).
+    Lower,
+    /// Higher is better (rates).
+    Higher,
+}
+
+/// One case of a side-by-side benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchCase {
+    /// Case name, e.g. `ns64`.
+    pub case: String,
+    /// Our measurement.
+    pub ours: f64,
+    /// The PyTorch baseline's measurement.
+    pub baseline: f64,
+    /// Unit, e.g. `ms/sample` or `GFLOP/s`.
+    pub unit: String,
+    /// Which direction is better.
+    pub better: Better,
+    /// `baseline / ours` when lower is better, `ours / baseline` when higher is better:
+    /// above 1 means ours is better.
+    pub ratio: f64,
+}
+
+impl BenchCase {
+    /// Build a case and compute its ratio.
+    pub fn new(case: impl Into<String>, ours: f64, baseline: f64, unit: impl Into<String>, better: Better) -> Self {
+        let ratio = match better {
+            Better::Lower => baseline / ours,
+            Better::Higher => ours / baseline,
+        };
+        Self { case: case.into(), ours, baseline, unit: unit.into(), better, ratio }
+    }
+}
+
+#[derive(Serialize)]
+struct BenchLine<'a> {
+    bench: &'a str,
+    cases: &'a [BenchCase],
+}
+
+/// Print the human-readable summary and then, as the very last line, the JSON object of
+/// DESIGN.md: `{"bench": NAME, "cases": [...]}`.
+pub fn print_bench(name: &str, cases: &[BenchCase]) -> Result<()> {
+    for c in cases {
+        println!(
+            "{:<12} ours {:>10.3} {:<10} baseline {:>10.3} {:<10} ratio {:.2} ({} is better)",
+            c.case,
+            c.ours,
+            c.unit,
+            c.baseline,
+            c.unit,
+            c.ratio,
+            if c.better == Better::Lower { "lower" } else { "higher" }
+        );
+    }
+    println!("{}", serde_json::to_string(&BenchLine { bench: name, cases })?);
+    Ok(())
+}
+
+/// A results table: a header and rows of already-formatted cells.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Column names; the first is `method`.
+    pub header: Vec<String>,
+    /// Rows, each as long as the header.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// New table with the given header.
+    pub fn new(header: &[&str]) -> Self {
+        Self { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
+    }
+
+    /// CSV text (RFC 4180 quoting where needed).
+    pub fn to_csv(&self) -> String {
+        fn cell(s: &str) -> String {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        }
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.header.iter().map(|s| cell(s)).collect::<Vec<_>>().join(","));
+        for r in &self.rows {
+            let _ = writeln!(out, "{}", r.iter().map(|s| cell(s)).collect::<Vec<_>>().join(","));
+        }
+        out
+    }
+
+    /// Markdown table text.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "| {} |", self.header.join(" | "));
+        let _ = writeln!(out, "|{}", " --- |".repeat(self.header.len()));
+        for r in &self.rows {
+            let _ = writeln!(out, "| {} |", r.join(" | "));
+        }
+        out
+    }
+
+    /// Write `DIR/NAME.csv` and `DIR/NAME.md` (the latter with a title and notes above the table).
+    pub fn write(&self, dir: &Path, name: &str, title: &str, notes: &str) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let csv = dir.join(format!("{name}.csv"));
+        std::fs::write(&csv, self.to_csv()).with_context(|| format!("writing {}", csv.display()))?;
+        let md = dir.join(format!("{name}.md"));
+        let text = format!("# {title}\n\n{notes}\n\n{}", self.to_markdown());
+        std::fs::write(&md, text).with_context(|| format!("writing {}", md.display()))?;
+        Ok(())
+    }
+}
