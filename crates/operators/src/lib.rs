@@ -15,9 +15,12 @@
 //! The [`Likelihood`] trait turns a predicted measurement into a negative log-likelihood and its
 //! gradient with respect to the predicted measurement, which is all the ensemble methods need.
 
+pub mod eht;
 pub mod error;
 pub mod forward;
+pub mod imaging;
 pub mod likelihood;
+pub mod navier_stokes;
 
 pub use error::OperatorError;
 pub use forward::{

@@ -1,6 +1,9 @@
 //! `cargo xtask bench NAME`: side-by-side comparisons with a PyTorch implementation of the
 //! same computation, on the same machine, in one run.
 
+mod ensemble;
+mod ns;
+
 use anyhow::{bail, Result};
 use clap::Args;
 
@@ -17,6 +20,8 @@ pub struct BenchArgs {
 /// Dispatch to the named benchmark.
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.name.as_str() {
+        "ensemble" => ensemble::run(&args),
+        "ns" => ns::run(&args),
         other => bail!("unknown benchmark {other:?}; known: ensemble, ns"),
     }
 }

@@ -1,5 +1,7 @@
 //! `cargo xtask data NAME`: generate a data set.
 
+mod ns;
+
 use anyhow::{bail, Result};
 use clap::Args;
 
@@ -16,6 +18,7 @@ pub struct DataArgs {
 /// Dispatch to the named generator.
 pub fn run(args: DataArgs) -> Result<()> {
     match args.name.as_str() {
+        "ns" => ns::run(&args),
         other => bail!("unknown data set {other:?}; known: ns"),
     }
 }

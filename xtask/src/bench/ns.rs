@@ -1,0 +1,7 @@
+//! `cargo xtask bench ns` (to be written).
+use anyhow::{bail, Result};
+use super::BenchArgs;
+/// Run the benchmark.
+pub fn run(_args: &BenchArgs) -> Result<()> {
+    bail!("not written yet")
+}
