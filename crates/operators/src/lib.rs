@@ -21,6 +21,7 @@ pub mod forward;
 pub mod imaging;
 pub mod likelihood;
 pub mod navier_stokes;
+pub mod noise;
 
 pub use error::OperatorError;
 pub use forward::{

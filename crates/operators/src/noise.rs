@@ -1,0 +1,1 @@
+//! Measurement noise models (to be written).
