@@ -1,1 +1,56 @@
-//! diffinv-solvers
+//! # diffinv-solvers
+//!
+//! Solvers of inverse problems `y = G(x) + n` with a diffusion prior, and the runner that drives
+//! them. The derivative-free solvers use the forward model only as a black box:
+//!
+//! - [`Enkg`]: Ensemble Kalman Diffusion Guidance (papers/002),
+//! - [`Cps`]: Constrained Particle Seeking (papers/000),
+//! - [`Unconditional`]: the prior alone, the baseline row.
+//!
+//! A user plugs in their own simulator as a plain closure:
+//!
+//! ```
+//! use diffinv_operators::{FnForward, GaussianLikelihood};
+//! use diffinv_priors::{Gaussian, GaussianMixture};
+//! use diffinv_solvers::{Cps, CpsConfig, Enkg, EnkgConfig, Problem, Runner};
+//! use ndarray::array;
+//!
+//! // Prior: two well-separated modes in 2-D.
+//! let prior = GaussianMixture::new(
+//!     &[0.5, 0.5],
+//!     vec![
+//!         Gaussian::isotropic(array![-3.0, 0.0], 0.5).unwrap(),
+//!         Gaussian::isotropic(array![3.0, 0.0], 0.5).unwrap(),
+//!     ],
+//! ).unwrap();
+//! // A black-box, non-linear forward model: we only ever evaluate it.
+//! let forward = FnForward::new(2, 1, |x: &[f32]| vec![x[0] + 0.1 * x[1].powi(3)]);
+//! let likelihood = GaussianLikelihood::new(array![3.0f32], 0.1).unwrap();
+//! let problem = Problem::new(&prior, &forward, &likelihood).unwrap();
+//!
+//! let enkg = Enkg::new(EnkgConfig { num_particles: 64, num_steps: 30, ..Default::default() }).unwrap();
+//! let out = Runner::new(problem).run(&enkg, 0).unwrap();
+//! let mean_x0 = out.samples.column(0).mean().unwrap();
+//! assert!(mean_x0 > 2.0, "EnKG found the mode selected by the data");
+//!
+//! let cps = Cps::new(CpsConfig { num_samples: 4, num_candidates: 16, num_steps: 30, ..Default::default() }).unwrap();
+//! let out = Runner::new(problem).run(&cps, 0).unwrap();
+//! assert!(out.samples.column(0).iter().all(|v| *v > 1.0));
+//! println!("{} forward evaluations", out.cost.fwd_total);
+//! ```
+
+pub mod cps;
+pub mod enkg;
+pub mod error;
+pub mod problem;
+pub mod runner;
+pub mod solver;
+pub mod unconditional;
+
+pub use cps::{Cps, CpsConfig};
+pub use enkg::{Enkg, EnkgConfig};
+pub use error::{Result, SolverError};
+pub use problem::{CostSummary, Evaluator, Problem};
+pub use runner::{Observer, ProgressObserver, RunOutput, Runner};
+pub use solver::{Solver, State, StepInfo};
+pub use unconditional::{Unconditional, UnconditionalConfig, UnconditionalMethod};

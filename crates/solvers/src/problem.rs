@@ -1,0 +1,223 @@
+//! An inverse problem (prior, forward model, likelihood) and the counted evaluator the solvers
+//! use to reach it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use diffinv_operators::{ForwardModel, Likelihood, OperatorError};
+use diffinv_priors::Denoiser;
+use ndarray::{Array1, Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, SolverError};
+
+/// `y = G(x) + noise` with a diffusion prior on `x`.
+#[derive(Clone, Copy)]
+pub struct Problem<'a> {
+    /// The prior, as a denoiser.
+    pub prior: &'a dyn Denoiser,
+    /// The forward model `G`, used as a black box by the derivative-free solvers.
+    pub forward: &'a dyn ForwardModel,
+    /// The likelihood of the observed measurement.
+    pub likelihood: &'a dyn Likelihood,
+}
+
+impl std::fmt::Debug for Problem<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Problem")
+            .field("d", &self.prior.dim())
+            .field("m", &self.likelihood.measurement_dim())
+            .finish()
+    }
+}
+
+impl<'a> Problem<'a> {
+    /// Build a problem, checking that the dimensions agree:
+    /// `prior.dim() == forward.input_dim()` and `forward.output_dim() == likelihood.measurement_dim()`.
+    pub fn new(prior: &'a dyn Denoiser, forward: &'a dyn ForwardModel, likelihood: &'a dyn Likelihood) -> Result<Self> {
+        if prior.dim() != forward.input_dim() {
+            return Err(SolverError::Problem(format!(
+                "the prior has dimension {} but the forward model takes {} values ({:?})",
+                prior.dim(),
+                forward.input_dim(),
+                forward.input_shape()
+            )));
+        }
+        if forward.output_dim() != likelihood.measurement_dim() {
+            return Err(SolverError::Problem(format!(
+                "the forward model returns {} values ({:?}) but the measurement has {}",
+                forward.output_dim(),
+                forward.output_shape(),
+                likelihood.measurement_dim()
+            )));
+        }
+        Ok(Self { prior, forward, likelihood })
+    }
+    /// Dimension `d` of the unknown.
+    pub fn dim(&self) -> usize {
+        self.prior.dim()
+    }
+    /// Dimension `m` of the measurement.
+    pub fn measurement_dim(&self) -> usize {
+        self.likelihood.measurement_dim()
+    }
+}
+
+/// Counts of what a run spent, in the terms of EnKG (papers/002, section 5.2): total and
+/// sequential evaluations of the forward model and of the diffusion model (a batched call of
+/// `n` rows counts `n` total and 1 sequential), gradient evaluations, and wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostSummary {
+    /// Forward-model evaluations (rows).
+    pub fwd_total: u64,
+    /// Sequential forward-model calls.
+    pub fwd_seq: u64,
+    /// Denoiser evaluations (rows).
+    pub den_total: u64,
+    /// Sequential denoiser calls.
+    pub den_seq: u64,
+    /// Vector-Jacobian products through the denoiser (rows).
+    pub den_grad_total: u64,
+    /// Sequential vector-Jacobian products through the denoiser.
+    pub den_grad_seq: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// The solvers' only door to the problem: every call is counted, and failures are turned into
+/// errors that name the step and the particle.
+pub struct Evaluator<'a> {
+    problem: Problem<'a>,
+    fwd_total: AtomicU64,
+    fwd_seq: AtomicU64,
+    den_total: AtomicU64,
+    den_seq: AtomicU64,
+    grad_total: AtomicU64,
+    grad_seq: AtomicU64,
+    start: Instant,
+    offset: CostSummary,
+}
+
+impl std::fmt::Debug for Evaluator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluator").field("cost", &self.cost()).finish()
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    /// A fresh evaluator with zero counts, starting its clock now.
+    pub fn new(problem: Problem<'a>) -> Self {
+        Self::resuming(problem, CostSummary::default())
+    }
+    /// An evaluator whose counts continue from `offset` (a resumed run).
+    pub fn resuming(problem: Problem<'a>, offset: CostSummary) -> Self {
+        Self {
+            problem,
+            fwd_total: AtomicU64::new(0),
+            fwd_seq: AtomicU64::new(0),
+            den_total: AtomicU64::new(0),
+            den_seq: AtomicU64::new(0),
+            grad_total: AtomicU64::new(0),
+            grad_seq: AtomicU64::new(0),
+            start: Instant::now(),
+            offset,
+        }
+    }
+    /// The problem.
+    pub fn problem(&self) -> &Problem<'a> {
+        &self.problem
+    }
+    /// Cost so far.
+    pub fn cost(&self) -> CostSummary {
+        let o = self.offset;
+        CostSummary {
+            fwd_total: o.fwd_total + self.fwd_total.load(Ordering::Relaxed),
+            fwd_seq: o.fwd_seq + self.fwd_seq.load(Ordering::Relaxed),
+            den_total: o.den_total + self.den_total.load(Ordering::Relaxed),
+            den_seq: o.den_seq + self.den_seq.load(Ordering::Relaxed),
+            den_grad_total: o.den_grad_total + self.grad_total.load(Ordering::Relaxed),
+            den_grad_seq: o.den_grad_seq + self.grad_seq.load(Ordering::Relaxed),
+            seconds: o.seconds + self.start.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// `D(x; sigma)`, counted.
+    pub fn denoise(&self, x: ArrayView2<'_, f32>, sigma: f64, step: usize) -> Result<Array2<f32>> {
+        self.den_total.fetch_add(x.nrows() as u64, Ordering::Relaxed);
+        self.den_seq.fetch_add(1, Ordering::Relaxed);
+        self.problem.prior.denoise(x, sigma as f32).map_err(|source| prior_error(source, step))
+    }
+
+    /// The counted prior, for samplers that take a `&dyn Denoiser`.
+    pub fn counted_prior(&self) -> CountedPrior<'_, 'a> {
+        CountedPrior { eval: self }
+    }
+
+    /// `G(x)`, counted; a failing or non-finite particle is an error naming it.
+    pub fn forward(&self, x: ArrayView2<'_, f32>, step: usize) -> Result<Array2<f32>> {
+        self.fwd_total.fetch_add(x.nrows() as u64, Ordering::Relaxed);
+        self.fwd_seq.fetch_add(1, Ordering::Relaxed);
+        let y = self.problem.forward.forward(x).map_err(|e| operator_error(e, step))?;
+        if let Some(particle) = first_non_finite_row(y.view()) {
+            return Err(SolverError::ParticleFailed { particle, step, reason: "forward model returned a non-finite value".into() });
+        }
+        Ok(y)
+    }
+
+    /// `dL/dy` at every row of `y`.
+    pub fn likelihood_grad(&self, y: ArrayView2<'_, f32>, step: usize) -> Result<Array2<f32>> {
+        let g = self.problem.likelihood.grad(y).map_err(|e| operator_error(e, step))?;
+        if let Some(particle) = first_non_finite_row(g.view()) {
+            return Err(SolverError::ParticleFailed { particle, step, reason: "likelihood gradient is non-finite".into() });
+        }
+        Ok(g)
+    }
+
+    /// `L(y)` at every row of `y`.
+    pub fn nll(&self, y: ArrayView2<'_, f32>, step: usize) -> Result<Array1<f32>> {
+        self.problem.likelihood.nll(y).map_err(|e| operator_error(e, step))
+    }
+}
+
+/// A [`Denoiser`] view of the evaluator that counts every call.
+pub struct CountedPrior<'e, 'a> {
+    eval: &'e Evaluator<'a>,
+}
+
+impl Denoiser for CountedPrior<'_, '_> {
+    fn dim(&self) -> usize {
+        self.eval.problem.prior.dim()
+    }
+    fn denoise(&self, x: ArrayView2<'_, f32>, sigma: f32) -> diffinv_priors::Result<Array2<f32>> {
+        self.eval.den_total.fetch_add(x.nrows() as u64, Ordering::Relaxed);
+        self.eval.den_seq.fetch_add(1, Ordering::Relaxed);
+        self.eval.problem.prior.denoise(x, sigma)
+    }
+    fn vjp(&self, x: ArrayView2<'_, f32>, sigma: f32, v: ArrayView2<'_, f32>) -> diffinv_priors::Result<Array2<f32>> {
+        self.eval.grad_total.fetch_add(x.nrows() as u64, Ordering::Relaxed);
+        self.eval.grad_seq.fetch_add(1, Ordering::Relaxed);
+        self.eval.problem.prior.vjp(x, sigma, v)
+    }
+}
+
+/// Map a prior error at `step`, naming the particle for non-finite input.
+pub fn prior_error(source: diffinv_priors::PriorError, step: usize) -> SolverError {
+    match source {
+        diffinv_priors::PriorError::NonFinite { row, .. } => SolverError::NonFiniteState { particle: row, step },
+        source => SolverError::Prior { step, source },
+    }
+}
+
+/// Map an operator error at `step`, naming the particle where there is one.
+pub fn operator_error(e: OperatorError, step: usize) -> SolverError {
+    match e {
+        OperatorError::SampleFailed { row, reason } => SolverError::ParticleFailed { particle: row, step, reason },
+        OperatorError::NonFiniteInput { row, .. } => SolverError::NonFiniteState { particle: row, step },
+        source => SolverError::Forward { step, source },
+    }
+}
+
+/// Index of the first row containing a NaN or infinity.
+pub fn first_non_finite_row(x: ArrayView2<'_, f32>) -> Option<usize> {
+    x.outer_iter().position(|r| r.iter().any(|v| !v.is_finite()))
+}
