@@ -9,6 +9,7 @@
 
 mod bench;
 mod data;
+mod plot;
 mod report;
 mod reproduce;
 mod torch_env;

@@ -124,3 +124,55 @@ impl Table {
         Ok(())
     }
 }
+
+/// A resumable store of finished table rows: one JSON line per row, keyed by a string that
+/// names the method and configuration. A killed `cargo xtask reproduce` loses at most the row
+/// in flight; the next run with the same preset and seed reuses every finished row.
+#[derive(Debug)]
+pub struct RowCache {
+    path: std::path::PathBuf,
+    rows: std::collections::HashMap<String, serde_json::Value>,
+}
+
+impl RowCache {
+    /// Open (or start) the cache file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut rows = std::collections::HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(path) {
+            for line in text.lines() {
+                // A line cut short by a kill is skipped.
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                    if let (Some(k), Some(val)) = (v.get("key").and_then(|k| k.as_str()), v.get("value")) {
+                        rows.insert(k.to_string(), val.clone());
+                    }
+                }
+            }
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        Ok(Self { path: path.to_path_buf(), rows })
+    }
+    /// A finished row, if any.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.rows.get(key).and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+    /// Record a finished row (appended and flushed at once).
+    pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
+        use std::io::Write as _;
+        let v = serde_json::to_value(value)?;
+        let line = serde_json::to_string(&serde_json::json!({"key": key, "value": v}))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("opening {}", self.path.display()))?;
+        writeln!(f, "{line}")?;
+        self.rows.insert(key.to_string(), v);
+        Ok(())
+    }
+    /// Number of cached rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
