@@ -4,7 +4,6 @@
 //! - `cargo xtask test [-- CARGO TEST ARGS]`
 //! - `cargo xtask bench NAME`
 //! - `cargo xtask data NAME`
-//! - `cargo xtask train CONFIG`
 //! - `cargo xtask torch-env`: print the libtorch environment (bootstrapping it if needed).
 
 mod bench;
@@ -21,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "diffinv tasks: reproduce tables, test, bench, data, train")]
+#[command(name = "cargo xtask", about = "diffinv tasks: reproduce tables, test, bench, data")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -41,11 +40,6 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Generate a data set.
     Data(data::DataArgs),
-    /// Train a prior from a TOML config.
-    Train {
-        /// Path of the TOML config.
-        config: PathBuf,
-    },
     /// Print the libtorch environment, installing it on first use.
     TorchEnv,
 }
@@ -93,11 +87,15 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Reproduce(args) => reproduce::run(args),
         Cmd::Test { args } => run_tests(&args),
-        Cmd::Bench(args) => bench::run(args),
-        Cmd::Data(args) => data::run(args),
-        Cmd::Train { config } => {
-            bail!("training neural priors is not implemented yet (config {})", config.display())
+        Cmd::Bench(args) => {
+            // The PyTorch side of every comparison runs in the bootstrapped environment.
+            let env = torch_env::ensure()?;
+            for (k, v) in &env.vars {
+                std::env::set_var(k, v);
+            }
+            bench::run(args)
         }
+        Cmd::Data(args) => data::run(args),
         Cmd::TorchEnv => {
             let env = torch_env::ensure()?;
             for (k, v) in &env.vars {

@@ -15,7 +15,7 @@
 //!
 //! `dx_j` approximates `Cov(x) J^T r_j`, i.e. a preconditioned gradient step on
 //! `L(G(Phi(x_j)))` without any derivative of `G`. The guidance scale schedule is
-//! `lr_i = g ((1 - a)(K - i)/K + a)` with `a = lr_min_ratio` when `a > 0`, else the constant `g`.
+//! `lr_i = g (1 - a)(K - i)/K + a` with `a = lr_min_ratio` when `a > 0`, else the constant `g`.
 
 use diffinv_ensemble::kalman_direction;
 use diffinv_priors::sampler::{clean_estimate, euler_step, initial_noise};
@@ -114,7 +114,7 @@ impl Enkg {
         let a = self.cfg.lr_min_ratio;
         if a > 0.0 {
             let k = self.cfg.num_steps as f64;
-            self.cfg.guidance_scale * ((1.0 - a) * (k - i as f64) / k + a)
+            self.cfg.guidance_scale * (1.0 - a) * (k - i as f64) / k + a
         } else {
             self.cfg.guidance_scale
         }

@@ -51,7 +51,8 @@ pub struct GmmPreset {
 pub fn preset(full: bool) -> GmmPreset {
     let steps = if full { 100 } else { 30 };
     let enkg = EnkgConfig { num_steps: steps, num_updates: 2, ..Default::default() };
-    let cps = CpsConfig { num_steps: steps, num_candidates: if full { 64 } else { 16 }, ..Default::default() };
+    // CPS needs more levels than the ODE-based methods (its default is 200): 60 quick, 100 full.
+    let cps = CpsConfig { num_steps: if full { 100 } else { 60 }, num_candidates: if full { 32 } else { 16 }, ..Default::default() };
     let unconditional = UnconditionalConfig { num_steps: steps, ..Default::default() };
     GmmPreset {
         name: if full { "full" } else { "quick" },
