@@ -176,3 +176,47 @@ impl RowCache {
         self.rows.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_cache_resumes_and_skips_a_cut_line() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("diffinv-rowcache-{}", std::process::id()));
+        let path = dir.join("rows.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let mut cache = RowCache::open(&path)?;
+        cache.put("a|1", &vec![1.0f64, 2.0])?;
+        cache.put("b|2", &vec![3.0f64])?;
+        // A run killed while writing leaves half a line behind.
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&path)?;
+            write!(f, "{{\"key\":\"c|3\",\"val")?;
+        }
+        let reopened = RowCache::open(&path)?;
+        assert_eq!(reopened.len(), 2);
+        assert_eq!(reopened.get::<Vec<f64>>("a|1"), Some(vec![1.0, 2.0]));
+        assert_eq!(reopened.get::<Vec<f64>>("c|3"), None);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn bench_ratio_direction() {
+        let lower = BenchCase::new("t", 2.0, 8.0, "ms", Better::Lower);
+        assert!((lower.ratio - 4.0).abs() < 1e-12);
+        let higher = BenchCase::new("r", 70.0, 100.0, "GFLOP/s", Better::Higher);
+        assert!((higher.ratio - 0.7).abs() < 1e-12);
+    }
+
+    #[test]
+    fn table_csv_has_header_and_rows() {
+        let mut t = Table::new(&["method", "x"]);
+        t.rows.push(vec!["a".into(), "1".into()]);
+        let csv = t.to_csv();
+        assert_eq!(csv.lines().next(), Some("method,x"));
+        assert_eq!(csv.lines().count(), 2);
+    }
+}

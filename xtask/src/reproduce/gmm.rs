@@ -277,3 +277,40 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
     table.write(out, "gmm", "Gaussian-mixture posterior benchmark", &notes)?;
     Ok(table)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measurement_model_is_the_reference_one() -> Result<()> {
+        for (d, dy) in [(8, 1), (80, 4)] {
+            let p = make_problem(d, dy, 64, 3)?;
+            let a = p.op.matrix().mapv(f64::from);
+            // A A^T = U diag(s^2) U^T: eigenvalues in (0, 1), so trace in (0, d_y).
+            let aat = a.dot(&a.t());
+            let trace: f64 = (0..dy).map(|i| aat[[i, i]]).sum();
+            assert!(trace > 0.0 && trace < dy as f64, "trace {trace}");
+            // sigma_y = u * max singular value <= sqrt(largest eigenvalue) <= sqrt(trace).
+            assert!(p.sigma_y > 0.0 && p.sigma_y <= trace.sqrt() + 1e-6);
+            assert_eq!(p.reference.dim(), (64, d));
+            assert_eq!(p.post_mean.len(), d);
+            // Seeded: the same seed gives the same problem, another seed another one.
+            let again = make_problem(d, dy, 64, 3)?;
+            assert_eq!(again.op.matrix(), p.op.matrix());
+            let other = make_problem(d, dy, 64, 4)?;
+            assert_ne!(other.op.matrix(), p.op.matrix());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn exact_posterior_draws_fit_the_data_at_the_noise_level() -> Result<()> {
+        let p = make_problem(8, 4, 4096, 1)?;
+        let (sw, _, misfit) = score(&p, &p.reference, SlicedWassersteinConfig { projections: 50, seed: 0 })?;
+        assert!(sw < 1e-9, "a sample set is at distance 0 from itself: {sw}");
+        // RMS residual of exact posterior draws is of the order of sigma_y (slightly below).
+        assert!(misfit < 2.0 * p.sigma_y && misfit > 0.2 * p.sigma_y, "misfit {misfit} sigma_y {}", p.sigma_y);
+        Ok(())
+    }
+}
