@@ -71,7 +71,7 @@ pub struct GaussianNoise {
 }
 
 impl GaussianNoise {
-    const TAG: u64 = 0x6761_7573_73; // "gauss"
+    const TAG: u64 = 0x0067_6175_7373; // "gauss"
 
     /// Noise of standard deviation `sigma_y >= 0` (finite) drawn from `seed`.
     pub fn new(sigma_y: f32, seed: u64) -> Result<Self> {
@@ -119,7 +119,7 @@ pub struct PoissonNoise {
 }
 
 impl PoissonNoise {
-    const TAG: u64 = 0x706f_6973_736f_6e; // "poisson"
+    const TAG: u64 = 0x0070_6f69_7373_6f6e; // "poisson"
     /// Default rate: 255 counts per unit intensity (DPS `rate = 1` on 8-bit intensities).
     pub const DEFAULT_RATE: f64 = 255.0;
 

@@ -2,6 +2,9 @@
 //! products against central finite differences, physical invariants of phase retrieval, kernel
 //! golden values, typed errors and determinism across thread counts.
 
+// A failed unwrap is a failed test, which is what we want here.
+#![allow(clippy::unwrap_used)]
+
 use approx::assert_relative_eq;
 use diffinv_operators::imaging::{
     gaussian_kernel, motion_kernel, Blur, Downsampling, Hdr, ImageShape, Inpainting, MaskKind,

@@ -191,6 +191,7 @@ impl Differentiable for Blur {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

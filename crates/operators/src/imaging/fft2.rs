@@ -19,6 +19,7 @@ use rustfft::{Fft, FftPlanner};
 use crate::{OperatorError, Result};
 
 /// Smallest `n' >= n` whose prime factors are all in {2, 3, 5, 7} (fast rustfft sizes).
+#[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87, the MSRV is 1.85
 pub(crate) fn fast_len(n: usize) -> usize {
     let mut m = n.max(1);
     loop {
@@ -144,6 +145,7 @@ impl RealFft2 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

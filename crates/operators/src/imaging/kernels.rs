@@ -9,8 +9,9 @@ use rand_distr::{Beta, Distribution, Triangular};
 use super::resample::{lanczos3, Resample1d};
 use crate::{OperatorError, Result};
 
+#[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87, the MSRV is 1.85
 fn check_size(size: usize) -> Result<()> {
-    if size == 0 || size % 2 == 0 {
+    if size % 2 == 0 {
         return Err(OperatorError::InvalidParameter {
             name: "kernel_size",
             reason: format!("must be odd and >= 1, got {size}"),

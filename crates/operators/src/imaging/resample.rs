@@ -268,6 +268,7 @@ impl Differentiable for SuperResolution {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
