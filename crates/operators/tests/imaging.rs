@@ -227,6 +227,22 @@ fn box_mask_geometry_matches_the_reference_setting() {
         assert_eq!(op.mask()[(top + 5) * 256 + left + 7], 0.0);
         assert_eq!(op.mask()[(top + 128) * 256 + left], 1.0);
     }
+    // the EnKG configuration: box sides in 105..180, margin 32
+    for seed in 0..20u64 {
+        let op = Inpainting::box_random(3, 256, 256, (105, 180), (32, 32), seed).unwrap();
+        let MaskKind::Box { top, left, height, width } = op.kind() else { panic!("not a box") };
+        assert!((105..180).contains(&height) && (105..180).contains(&width));
+        assert!(top >= 32 && top + height < 256 - 32 && left >= 32 && left + width < 256 - 32);
+        assert_eq!(op.mask().iter().filter(|&&m| m == 0.0).count(), height * width);
+    }
+    assert!(matches!(
+        Inpainting::box_random(1, 64, 64, (40, 50), (16, 16), 0),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
+    assert!(matches!(
+        Inpainting::box_random(1, 64, 64, (10, 10), (0, 0), 0),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
     let a = Inpainting::box_seeded(1, 64, 64, 5).unwrap();
     let b = Inpainting::box_seeded(1, 64, 64, 5).unwrap();
     assert_eq!(a.mask(), b.mask());

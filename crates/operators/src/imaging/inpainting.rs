@@ -73,6 +73,47 @@ impl Inpainting {
         Self::box_at(shape.c, h, w, top, left, bh, bw)
     }
 
+    /// Box inpainting with a random box size and position, the reference `mask_generator`
+    /// semantics (numpy `randint`, upper bounds exclusive): height and width each drawn from
+    /// `len_range.0..len_range.1`, then the top-left corner from `[margin.0, H - margin.0 -
+    /// height)` x `[margin.1, W - margin.1 - width)`, all from `ChaCha8Rng::seed_from_u64(seed)`.
+    ///
+    /// DPS: `len_range = (128, 129)`, `margin = (16, 16)` on 256 x 256 (what
+    /// [`Self::box_seeded`] does); the EnKG reference config: `len_range = (105, 180)`,
+    /// `margin = (32, 32)`.
+    pub fn box_random(
+        c: usize,
+        h: usize,
+        w: usize,
+        len_range: (usize, usize),
+        margin: (usize, usize),
+        seed: u64,
+    ) -> Result<Self> {
+        ImageShape::new(c, h, w)?;
+        let (lo, hi) = len_range;
+        if lo == 0 || hi <= lo {
+            return Err(OperatorError::InvalidParameter {
+                name: "len_range",
+                reason: format!("need 1 <= min < max (max exclusive), got {lo}..{hi}"),
+            });
+        }
+        // the largest box must leave a non-empty range of corners on both axes
+        for (side, m, name) in [(h, margin.0, "height"), (w, margin.1, "width")] {
+            if side <= (2 * m).saturating_add(hi - 1) {
+                return Err(OperatorError::InvalidParameter {
+                    name: "margin",
+                    reason: format!("a box of up to {} px with margin {m} does not fit the {name} {side}", hi - 1),
+                });
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let bh = rng.random_range(lo..hi);
+        let bw = rng.random_range(lo..hi);
+        let top = rng.random_range(margin.0..h - margin.0 - bh);
+        let left = rng.random_range(margin.1..w - margin.1 - bw);
+        Self::box_at(c, h, w, top, left, bh, bw)
+    }
+
     /// Box inpainting with the missing box `top..top+height` x `left..left+width`.
     pub fn box_at(
         c: usize,
