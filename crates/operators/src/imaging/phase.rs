@@ -39,6 +39,9 @@ pub struct PhaseRetrieval {
     pad: (usize, usize),
     centered: bool,
     fft: Arc<RealFft2>,
+    /// Output row of frequency row `k` and output column of frequency column `l`.
+    row_pos: Vec<usize>,
+    col_pos: Vec<usize>,
 }
 
 impl std::fmt::Debug for PhaseRetrieval {
@@ -65,7 +68,16 @@ impl PhaseRetrieval {
                 })
             }
         };
-        Ok(Self { shape, pad: (pad_h, pad_w), centered: true, fft: Arc::new(RealFft2::new(hp, wp)) })
+        let mut op = Self {
+            shape,
+            pad: (pad_h, pad_w),
+            centered: true,
+            fft: Arc::new(RealFft2::new(hp, wp)),
+            row_pos: Vec::new(),
+            col_pos: Vec::new(),
+        };
+        op.set_positions();
+        Ok(op)
     }
 
     /// Oversampling by `factor` in each dimension: the padded frame is `round(factor H) x
@@ -101,7 +113,15 @@ impl PhaseRetrieval {
     /// Put the zero frequency at `(Hp/2, Wp/2)` (`true`, default) or at `(0, 0)` (`false`).
     pub fn with_centered(mut self, centered: bool) -> Self {
         self.centered = centered;
+        self.set_positions();
         self
+    }
+
+    fn set_positions(&mut self) {
+        let (hp, wp) = (self.fft.nh, self.fft.nw);
+        let (sh, sw) = if self.centered { (hp / 2, wp / 2) } else { (0, 0) };
+        self.row_pos = (0..hp).map(|k| (k + sh) % hp).collect();
+        self.col_pos = (0..wp).map(|l| (l + sw) % wp).collect();
     }
 
     /// Padding `(pad_h, pad_w)` on each side.
@@ -120,12 +140,7 @@ impl PhaseRetrieval {
     /// Output position of frequency `(k, l)`.
     #[inline]
     fn pos(&self, k: usize, l: usize) -> usize {
-        let (hp, wp) = (self.fft.nh, self.fft.nw);
-        if self.centered {
-            ((k + hp / 2) % hp) * wp + (l + wp / 2) % wp
-        } else {
-            k * wp + l
-        }
+        self.row_pos[k] * self.fft.nw + self.col_pos[l]
     }
 
     fn spectrum(&self, b: &mut super::fft2::Fft2Buf, xc: &[f32], row: usize) -> Result<()> {
@@ -150,10 +165,18 @@ impl ForwardModel for PhaseRetrieval {
             let xr = row_slice(&x, i);
             for (ch, oc) in out.chunks_exact_mut(hp * wp).enumerate() {
                 self.spectrum(b, &xr[ch * plane..(ch + 1) * plane], i)?;
-                for k in 0..hp {
-                    for l in 0..wp {
-                        let z = if l < nwc { b.spec[l * hp + k] } else { b.spec[(wp - l) * hp + (hp - k) % hp] };
+                // stored half: contiguous reads of spec[l * hp + k]
+                for l in 0..nwc {
+                    let col = &b.spec[l * hp..(l + 1) * hp];
+                    for (k, z) in col.iter().enumerate() {
                         oc[self.pos(k, l)] = z.norm() * norm;
+                    }
+                }
+                // the other half by Hermitian symmetry, |Z[k, l]| = |Z[-k, wp - l]|
+                for l in nwc..wp {
+                    let col = &b.spec[(wp - l) * hp..(wp - l + 1) * hp];
+                    for k in 0..hp {
+                        oc[self.pos(k, l)] = col[if k == 0 { 0 } else { hp - k }].norm() * norm;
                     }
                 }
             }
@@ -178,10 +201,12 @@ impl Differentiable for PhaseRetrieval {
                 self.spectrum(b, &xr[ch * plane..(ch + 1) * plane], i)?;
                 let vc = &vr[ch * hp * wp..(ch + 1) * hp * wp];
                 for l in 0..nwc {
+                    let lm = if l == 0 { 0 } else { wp - l };
                     for k in 0..hp {
+                        let km = if k == 0 { 0 } else { hp - k };
                         let z = b.spec[l * hp + k];
                         let a = z.norm();
-                        let vs = 0.5 * (vc[self.pos(k, l)] + vc[self.pos((hp - k) % hp, (wp - l) % wp)]);
+                        let vs = 0.5 * (vc[self.pos(k, l)] + vc[self.pos(km, lm)]);
                         // F^H = (unscaled inverse) * norm
                         b.spec[l * hp + k] = if a > 0.0 { z * (vs * norm / a) } else { Complex32::new(0.0, 0.0) };
                     }
