@@ -144,8 +144,9 @@ impl Inpainting {
 
     /// Random inpainting: exactly `floor(fraction * H * W)` pixels, drawn without replacement
     /// from `ChaCha8Rng::seed_from_u64(seed)`, are missing in every channel (the same pixel
-    /// mask for all channels, as in the DPS/EnKG `mask_generator`). The EnKG/MO setting is
-    /// `fraction = 0.7` ([`Self::DEFAULT_FRACTION`]).
+    /// mask for all channels, as in the DPS/EnKG `mask_generator`). Default `fraction = 0.7`
+    /// ([`Self::DEFAULT_FRACTION`]; the EnKG config's random option is `mask_prob_range:
+    /// [0.7, 0.71]`).
     pub fn random(c: usize, h: usize, w: usize, fraction: f64, seed: u64) -> Result<Self> {
         let shape = ImageShape::new(c, h, w)?;
         if !(0.0..=1.0).contains(&fraction) {
