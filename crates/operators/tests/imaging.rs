@@ -132,7 +132,7 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
 
 /// A small case count (PROPTEST_CASES, when set, overrides it for stress runs).
 fn cfg(cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig { failure_persistence: None, ..ProptestConfig::default() };
+    let mut c = ProptestConfig { failure_persistence: None, max_global_rejects: 8192, ..ProptestConfig::default() };
     if std::env::var_os("PROPTEST_CASES").is_none() {
         c.cases = cases;
     }
@@ -392,14 +392,14 @@ proptest! {
         let op = PhaseRetrieval::oversampled(c, h, w, 2.0).unwrap().with_centered(centered);
         // |F P x| is not differentiable where a spectrum value vanishes (at the self-conjugate
         // frequencies z is real and crosses 0 linearly): test away from those points, with
-        // finite-difference steps (|h F u| < 1e-3) well below the smallest |z| (> 5e-3)
+        // finite-difference steps (|h (F P u)_k| < 5e-4) below the smallest |z_k| (> 2e-3)
         let x = pr_fd_point(2, op.input_dim(), seed);
-        prop_assume!(op.forward(x.view()).unwrap().iter().all(|v| *v > 5e-3));
-        let err = jacobian_error(&op, &x.slice(s![0..1, ..]).to_owned(), 4e-3);
+        prop_assume!(op.forward(x.view()).unwrap().iter().all(|v| *v > 2e-3));
+        let err = jacobian_error(&op, &x.slice(s![0..1, ..]).to_owned(), 2e-3);
         prop_assert!(err < 1e-3, "relative Jacobian error {}", err);
         let x2 = x;
         let u = batch(2, op.input_dim(), seed ^ 1);
-        assert_vjp_fd(&op, &x2, &u, 2e-3, 1e-3, seed ^ 2);
+        assert_vjp_fd(&op, &x2, &u, 1e-3, 1e-3, seed ^ 2);
     }
 
     #[test]
