@@ -46,7 +46,10 @@ where
     F: Fn(usize, u64, &mut [f32]) -> Result<()> + Sync + Send,
 {
     if y.nrows() as u64 > u64::MAX - first_row {
-        return Err(OperatorError::InvalidParameter { name: "first_row", reason: "row index overflows".into() });
+        return Err(OperatorError::InvalidParameter {
+            name: "first_row",
+            reason: "row index overflows".into(),
+        });
     }
     let mut out = y.as_standard_layout().into_owned();
     let res: Vec<Result<()>> = out
@@ -131,7 +134,11 @@ impl PoissonNoise {
                 reason: format!("must be finite and > 0, got {rate}"),
             });
         }
-        Ok(Self { rate, seed, signed_unit: false })
+        Ok(Self {
+            rate,
+            seed,
+            signed_unit: false,
+        })
     }
 
     /// The DPS Poisson noise for images in `[-1, 1]`: `u = clip((y+1)/2, 0, 1)`,
@@ -170,7 +177,11 @@ impl NoiseModel for PoissonNoise {
                     0.0
                 };
                 let obs = k / self.rate;
-                *v = if self.signed_unit { (2.0 * obs - 1.0) as f32 } else { obs as f32 };
+                *v = if self.signed_unit {
+                    (2.0 * obs - 1.0) as f32
+                } else {
+                    obs as f32
+                };
             }
             Ok(())
         })

@@ -26,7 +26,10 @@ fn batch(n: usize, d: usize, seed: u64) -> Array2<f32> {
 
 fn dot(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> f64 {
     assert_eq!(a.dim(), b.dim());
-    a.iter().zip(b.iter()).map(|(x, y)| *x as f64 * *y as f64).sum()
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| *x as f64 * *y as f64)
+        .sum()
 }
 
 fn norm(a: ArrayView2<'_, f32>) -> f64 {
@@ -44,9 +47,14 @@ fn assert_adjoint<A: LinearOperator + ?Sized>(op: &A, n: usize, seed: u64) {
     assert_eq!(aty.dim(), (n, op.input_dim()));
     let lhs = dot(ax.view(), y.view());
     let rhs = dot(x.view(), aty.view());
-    let scale = (norm(ax.view()) * norm(y.view())).max(norm(x.view()) * norm(aty.view())).max(1e-30);
+    let scale = (norm(ax.view()) * norm(y.view()))
+        .max(norm(x.view()) * norm(aty.view()))
+        .max(1e-30);
     let rel = (lhs - rhs).abs() / scale;
-    assert!(rel < 1e-5, "adjoint mismatch: <Ax,y> = {lhs}, <x,A^T y> = {rhs}, rel = {rel:e}");
+    assert!(
+        rel < 1e-5,
+        "adjoint mismatch: <Ax,y> = {lhs}, <x,A^T y> = {rhs}, rel = {rel:e}"
+    );
 }
 
 /// `A(a x + b z) = a A x + b A z`.
@@ -59,7 +67,10 @@ fn assert_linear<A: ForwardModel + ?Sized>(op: &A, seed: u64) {
     let lhs = op.forward(comb.view()).unwrap();
     let rhs = op.forward(x.view()).unwrap() * a + op.forward(z.view()).unwrap() * b;
     let err = norm((&lhs - &rhs).view());
-    assert!(err <= 1e-5 * (norm(rhs.view()) + 1.0), "linearity error {err}");
+    assert!(
+        err <= 1e-5 * (norm(rhs.view()) + 1.0),
+        "linearity error {err}"
+    );
 }
 
 /// `<v, J u>` by central differences with one Richardson step,
@@ -109,7 +120,8 @@ fn jacobian_error<G: Differentiable + ?Sized>(op: &G, x: &Array2<f32>, h: f32) -
     let jt = op.vjp(xs.view(), eye_m.view()).unwrap(); // row k = J^T e_k = row k of J
     let cols = |h: f32| {
         let plus = Array2::from_shape_fn((d, d), |(k, j)| x[[0, j]] + if k == j { h } else { 0.0 });
-        let minus = Array2::from_shape_fn((d, d), |(k, j)| x[[0, j]] - if k == j { h } else { 0.0 });
+        let minus =
+            Array2::from_shape_fn((d, d), |(k, j)| x[[0, j]] - if k == j { h } else { 0.0 });
         let fp = op.forward(plus.view()).unwrap();
         let fm = op.forward(minus.view()).unwrap();
         (&fp - &fm).mapv(|t| t as f64 / (2.0 * h as f64)) // row j = J e_j = column j of J
@@ -127,12 +139,20 @@ fn jacobian_error<G: Differentiable + ?Sized>(op: &G, x: &Array2<f32>, h: f32) -
 }
 
 fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
 }
 
 /// A small case count (PROPTEST_CASES, when set, overrides it for stress runs).
 fn cfg(cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig { failure_persistence: None, max_global_rejects: 8192, ..ProptestConfig::default() };
+    let mut c = ProptestConfig {
+        failure_persistence: None,
+        max_global_rejects: 8192,
+        ..ProptestConfig::default()
+    };
     if std::env::var_os("PROPTEST_CASES").is_none() {
         c.cases = cases;
     }
@@ -219,9 +239,20 @@ fn linear_vjp_is_the_adjoint_and_matches_finite_differences() {
 fn box_mask_geometry_matches_the_reference_setting() {
     for seed in 0..20u64 {
         let op = Inpainting::box_seeded(3, 256, 256, seed).unwrap();
-        let MaskKind::Box { top, left, height, width } = op.kind() else { panic!("not a box") };
+        let MaskKind::Box {
+            top,
+            left,
+            height,
+            width,
+        } = op.kind()
+        else {
+            panic!("not a box")
+        };
         assert_eq!((height, width), (128, 128));
-        assert!((16..112).contains(&top) && (16..112).contains(&left), "{top} {left}");
+        assert!(
+            (16..112).contains(&top) && (16..112).contains(&left),
+            "{top} {left}"
+        );
         let zeros = op.mask().iter().filter(|&&m| m == 0.0).count();
         assert_eq!(zeros, 128 * 128);
         assert_eq!(op.mask()[(top + 5) * 256 + left + 7], 0.0);
@@ -230,10 +261,21 @@ fn box_mask_geometry_matches_the_reference_setting() {
     // the EnKG configuration: box sides in 105..180, margin 32
     for seed in 0..20u64 {
         let op = Inpainting::box_random(3, 256, 256, (105, 180), (32, 32), seed).unwrap();
-        let MaskKind::Box { top, left, height, width } = op.kind() else { panic!("not a box") };
+        let MaskKind::Box {
+            top,
+            left,
+            height,
+            width,
+        } = op.kind()
+        else {
+            panic!("not a box")
+        };
         assert!((105..180).contains(&height) && (105..180).contains(&width));
         assert!(top >= 32 && top + height < 256 - 32 && left >= 32 && left + width < 256 - 32);
-        assert_eq!(op.mask().iter().filter(|&&m| m == 0.0).count(), height * width);
+        assert_eq!(
+            op.mask().iter().filter(|&&m| m == 0.0).count(),
+            height * width
+        );
     }
     assert!(matches!(
         Inpainting::box_random(1, 64, 64, (40, 50), (16, 16), 0),
@@ -246,7 +288,8 @@ fn box_mask_geometry_matches_the_reference_setting() {
     let a = Inpainting::box_seeded(1, 64, 64, 5).unwrap();
     let b = Inpainting::box_seeded(1, 64, 64, 5).unwrap();
     assert_eq!(a.mask(), b.mask());
-    let differs = (6..30u64).any(|s| Inpainting::box_seeded(1, 64, 64, s).unwrap().mask() != a.mask());
+    let differs =
+        (6..30u64).any(|s| Inpainting::box_seeded(1, 64, 64, s).unwrap().mask() != a.mask());
     assert!(differs);
 }
 
@@ -262,8 +305,14 @@ fn random_mask_has_exact_fraction_shared_by_channels() {
         let plane = y.slice(s![0, ch * h * w..(ch + 1) * h * w]);
         assert!(plane.iter().zip(op.mask()).all(|(a, b)| a == b));
     }
-    assert_eq!(Inpainting::random(c, h, w, 0.7, 9).unwrap().mask(), op.mask());
-    assert_ne!(Inpainting::random(c, h, w, 0.7, 10).unwrap().mask(), op.mask());
+    assert_eq!(
+        Inpainting::random(c, h, w, 0.7, 9).unwrap().mask(),
+        op.mask()
+    );
+    assert_ne!(
+        Inpainting::random(c, h, w, 0.7, 10).unwrap().mask(),
+        op.mask()
+    );
     // A A = A (projection)
     let z = batch(2, c * h * w, 3);
     let az = op.forward(z.view()).unwrap();
@@ -281,16 +330,26 @@ fn super_resolution_golden_values() {
     assert_eq!(y.as_slice().unwrap(), &[2.5f32, 4.5, 10.5, 12.5]);
     // bicubic preserves constants (weights sum to 1, renormalised at the border) ...
     let op = SuperResolution::bicubic(2, 24, 16, 4).unwrap();
-    let y = op.forward(Array2::from_elem((1, 2 * 24 * 16), 0.3f32).view()).unwrap();
+    let y = op
+        .forward(Array2::from_elem((1, 2 * 24 * 16), 0.3f32).view())
+        .unwrap();
     assert!(y.iter().all(|v| (v - 0.3).abs() < 1e-6));
     // ... and equals R_H X R_W^T with the dense matrices
     let x = batch(1, 2 * 24 * 16, 4);
     let y = op.forward(x.view()).unwrap();
     let (rh, rw) = (op.row_matrix(), op.col_matrix());
     for ch in 0..2 {
-        let xc = x.slice(s![0, ch * 384..(ch + 1) * 384]).to_owned().into_shape_with_order((24, 16)).unwrap();
+        let xc = x
+            .slice(s![0, ch * 384..(ch + 1) * 384])
+            .to_owned()
+            .into_shape_with_order((24, 16))
+            .unwrap();
         let want = rh.dot(&xc).dot(&rw.t());
-        let got = y.slice(s![0, ch * 24..(ch + 1) * 24]).to_owned().into_shape_with_order((6, 4)).unwrap();
+        let got = y
+            .slice(s![0, ch * 24..(ch + 1) * 24])
+            .to_owned()
+            .into_shape_with_order((6, 4))
+            .unwrap();
         for (a, b) in got.iter().zip(want.iter()) {
             assert_relative_eq!(*a, *b, epsilon = 1e-5);
         }
@@ -302,7 +361,10 @@ fn super_resolution_golden_values() {
     assert_eq!(nz.first(), Some(&14));
     assert_eq!(nz.last(), Some(&29));
     assert_relative_eq!(row[21], row[22], epsilon = 1e-7);
-    assert_eq!(Downsampling::Bicubic, SuperResolution::bicubic(1, 8, 8, 2).unwrap().method());
+    assert_eq!(
+        Downsampling::Bicubic,
+        SuperResolution::bicubic(1, 8, 8, 2).unwrap().method()
+    );
 }
 
 // ---------------------------------------------------------------- blur and kernels
@@ -311,9 +373,15 @@ fn super_resolution_golden_values() {
 fn gaussian_kernel_sums_to_one_and_matches_closed_form() {
     let k = gaussian_kernel(61, 3.0).unwrap();
     assert_eq!(k.dim(), (61, 61));
-    assert_relative_eq!(k.iter().map(|v| *v as f64).sum::<f64>(), 1.0, epsilon = 1e-5);
+    assert_relative_eq!(
+        k.iter().map(|v| *v as f64).sum::<f64>(),
+        1.0,
+        epsilon = 1e-5
+    );
     // closed form: separable, truncated at R = floor(4 sigma + 1/2) = 12 (scipy gaussian_filter)
-    let g: Vec<f64> = (-12i32..=12).map(|t| (-(t * t) as f64 / 18.0).exp()).collect();
+    let g: Vec<f64> = (-12i32..=12)
+        .map(|t| (-(t * t) as f64 / 18.0).exp())
+        .collect();
     let z: f64 = g.iter().sum();
     for i in 0..61 {
         for j in 0..61 {
@@ -327,9 +395,19 @@ fn gaussian_kernel_sums_to_one_and_matches_closed_form() {
         }
     }
     // centre value golden: 1 / (sum_{|t|<=12} e^{-t^2/18})^2 = 1 / (2 pi 9) to 1e-4
-    assert_relative_eq!(k[[30, 30]] as f64, 1.0 / (2.0 * std::f64::consts::PI * 9.0), max_relative = 1e-4);
-    assert!(matches!(gaussian_kernel(60, 3.0), Err(OperatorError::InvalidParameter { .. })));
-    assert!(matches!(gaussian_kernel(61, 0.0), Err(OperatorError::InvalidParameter { .. })));
+    assert_relative_eq!(
+        k[[30, 30]] as f64,
+        1.0 / (2.0 * std::f64::consts::PI * 9.0),
+        max_relative = 1e-4
+    );
+    assert!(matches!(
+        gaussian_kernel(60, 3.0),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
+    assert!(matches!(
+        gaussian_kernel(61, 0.0),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
 }
 
 #[test]
@@ -341,7 +419,11 @@ fn motion_kernel_is_seeded_nonnegative_and_normalised() {
     for seed in 0..8u64 {
         let k = motion_kernel(61, 0.5, seed).unwrap();
         assert!(k.iter().all(|v| *v >= 0.0 && v.is_finite()));
-        assert_relative_eq!(k.iter().map(|v| *v as f64).sum::<f64>(), 1.0, epsilon = 1e-5);
+        assert_relative_eq!(
+            k.iter().map(|v| *v as f64).sum::<f64>(),
+            1.0,
+            epsilon = 1e-5
+        );
         assert_ne!(k, a, "seed {seed} gave the kernel of seed 42");
         // a trajectory, not a point: a good part of the mass away from the peak pixel
         let peak = k.iter().cloned().fold(0.0f32, f32::max);
@@ -351,8 +433,14 @@ fn motion_kernel_is_seeded_nonnegative_and_normalised() {
     // intensity 0 and 1 are valid; outside is not
     assert!(motion_kernel(31, 0.0, 1).is_ok());
     assert!(motion_kernel(31, 1.0, 1).is_ok());
-    assert!(matches!(motion_kernel(61, 1.5, 1), Err(OperatorError::InvalidParameter { .. })));
-    assert!(matches!(motion_kernel(8, 0.5, 1), Err(OperatorError::InvalidParameter { .. })));
+    assert!(matches!(
+        motion_kernel(61, 1.5, 1),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
+    assert!(matches!(
+        motion_kernel(8, 0.5, 1),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
 }
 
 #[test]
@@ -365,13 +453,19 @@ fn blur_of_a_delta_is_the_flipped_kernel_and_constants_are_kept() {
     for i in 0..64usize {
         for j in 0..64usize {
             let (u, v) = (62 - i as isize, 62 - j as isize);
-            let want = if (0..61).contains(&u) && (0..61).contains(&v) { k[[u as usize, v as usize]] } else { 0.0 };
+            let want = if (0..61).contains(&u) && (0..61).contains(&v) {
+                k[[u as usize, v as usize]]
+            } else {
+                0.0
+            };
             assert!((y[[0, i * 64 + j]] - want).abs() < 1e-6, "({i}, {j})");
         }
     }
     // reflect padding + kernel summing to 1: a constant image stays constant
     let g = Blur::gaussian(2, 20, 13, 61, 3.0).unwrap();
-    let y = g.forward(Array2::from_elem((1, 2 * 20 * 13), -0.4f32).view()).unwrap();
+    let y = g
+        .forward(Array2::from_elem((1, 2 * 20 * 13), -0.4f32).view())
+        .unwrap();
     assert!(y.iter().all(|v| (v + 0.4).abs() < 1e-5));
 }
 
@@ -425,14 +519,28 @@ fn phase_retrieval_shapes_and_golden_values() {
     x[[0, 5 * 12 + 7]] = 1.0;
     let y = op.forward(x.view()).unwrap();
     let flat = 1.0 / ((32 * 24) as f32).sqrt();
-    assert!(y.slice(s![0, ..32 * 24]).iter().all(|v| (v - flat).abs() < 1e-6));
+    assert!(y
+        .slice(s![0, ..32 * 24])
+        .iter()
+        .all(|v| (v - flat).abs() < 1e-6));
     assert!(y.slice(s![0, 32 * 24..]).iter().all(|v| v.abs() < 1e-6));
     // a constant image: DC = sum / sqrt(Hp Wp) at (Hp/2, Wp/2) when centred, at (0, 0) otherwise
     let ones = Array2::from_elem((1, 16 * 12), 1.0f32);
     let op1 = PhaseRetrieval::oversampled(1, 16, 12, 2.0).unwrap();
     let dc = 192.0 / ((32 * 24) as f32).sqrt();
-    assert_relative_eq!(op1.forward(ones.view()).unwrap()[[0, 16 * 24 + 12]], dc, max_relative = 1e-5);
-    assert_relative_eq!(op1.clone().with_centered(false).forward(ones.view()).unwrap()[[0, 0]], dc, max_relative = 1e-5);
+    assert_relative_eq!(
+        op1.forward(ones.view()).unwrap()[[0, 16 * 24 + 12]],
+        dc,
+        max_relative = 1e-5
+    );
+    assert_relative_eq!(
+        op1.clone()
+            .with_centered(false)
+            .forward(ones.view())
+            .unwrap()[[0, 0]],
+        dc,
+        max_relative = 1e-5
+    );
     // Parseval: the unitary DFT keeps the energy of every channel
     let x = batch(2, 3 * 16 * 12, 8);
     let y = op.forward(x.view()).unwrap();
@@ -440,7 +548,10 @@ fn phase_retrieval_shapes_and_golden_values() {
 }
 
 fn image(x: &Array2<f32>, row: usize, c: usize, h: usize, w: usize) -> ndarray::Array3<f32> {
-    x.row(row).to_owned().into_shape_with_order((c, h, w)).unwrap()
+    x.row(row)
+        .to_owned()
+        .into_shape_with_order((c, h, w))
+        .unwrap()
 }
 
 #[test]
@@ -457,17 +568,24 @@ fn phase_retrieval_invariances() {
 
     // conjugate flip x[n] -> x[-n] (a point reflection; the translation it implies is free)
     let img = image(&x, 0, c, h, w);
-    let flipped = ndarray::Array3::from_shape_fn((c, h, w), |(ch, i, j)| img[[ch, h - 1 - i, w - 1 - j]]);
+    let flipped =
+        ndarray::Array3::from_shape_fn((c, h, w), |(ch, i, j)| img[[ch, h - 1 - i, w - 1 - j]]);
     let xf = flipped.into_shape_with_order((1, c * h * w)).unwrap();
     assert!(close(&op.forward(xf.view()).unwrap(), &y) < 1e-5);
 
     // shift of the support inside the frame: content in a 10 x 7 window moved by (5, 4)
     let mut a = ndarray::Array3::<f32>::zeros((c, h, w));
-    a.slice_mut(s![.., 0..10, 0..7]).assign(&img.slice(s![.., 0..10, 0..7]));
+    a.slice_mut(s![.., 0..10, 0..7])
+        .assign(&img.slice(s![.., 0..10, 0..7]));
     let mut b = ndarray::Array3::<f32>::zeros((c, h, w));
-    b.slice_mut(s![.., 5..15, 4..11]).assign(&img.slice(s![.., 0..10, 0..7]));
-    let ya = op.forward(a.into_shape_with_order((1, c * h * w)).unwrap().view()).unwrap();
-    let yb = op.forward(b.into_shape_with_order((1, c * h * w)).unwrap().view()).unwrap();
+    b.slice_mut(s![.., 5..15, 4..11])
+        .assign(&img.slice(s![.., 0..10, 0..7]));
+    let ya = op
+        .forward(a.into_shape_with_order((1, c * h * w)).unwrap().view())
+        .unwrap();
+    let yb = op
+        .forward(b.into_shape_with_order((1, c * h * w)).unwrap().view())
+        .unwrap();
     assert!(close(&yb, &ya) < 1e-5);
 
     // a circular shift of the padded frame is invisible too, but a circular shift of the
@@ -481,8 +599,18 @@ fn phase_retrieval_invariances() {
             }
         }
     }
-    let yw = op.forward(wrapped.into_shape_with_order((1, c * h * w)).unwrap().view()).unwrap();
-    assert!(close(&yw, &y) > 1e-2, "wrap-around shift unexpectedly invariant");
+    let yw = op
+        .forward(
+            wrapped
+                .into_shape_with_order((1, c * h * w))
+                .unwrap()
+                .view(),
+        )
+        .unwrap();
+    assert!(
+        close(&yw, &y) > 1e-2,
+        "wrap-around shift unexpectedly invariant"
+    );
 }
 
 #[test]
@@ -499,10 +627,16 @@ fn phase_retrieval_vjp_at_zero_spectrum_is_zero() {
 fn hdr_values_and_subgradient_convention() {
     let op = Hdr::new(1, 1, 4, 2.0).unwrap();
     let x = ndarray::array![[-0.7f32, -0.5, 0.25, 0.6]];
-    assert_eq!(op.forward(x.view()).unwrap(), ndarray::array![[-1.0f32, -1.0, 0.5, 1.0]]);
+    assert_eq!(
+        op.forward(x.view()).unwrap(),
+        ndarray::array![[-1.0f32, -1.0, 0.5, 1.0]]
+    );
     let v = ndarray::array![[1.0f32, 1.0, 1.0, 1.0]];
     // inside (and on the boundary |2x| = 1): alpha v; outside: 0
-    assert_eq!(op.vjp(x.view(), v.view()).unwrap(), ndarray::array![[0.0f32, 2.0, 2.0, 0.0]]);
+    assert_eq!(
+        op.vjp(x.view(), v.view()).unwrap(),
+        ndarray::array![[0.0f32, 2.0, 2.0, 0.0]]
+    );
 }
 
 // ---------------------------------------------------------------- errors
@@ -533,18 +667,36 @@ fn wrong_shapes_and_non_finite_input_give_typed_errors() {
         ));
         let mut bad = batch(3, d, 1);
         bad[[2, 5]] = f32::NAN;
-        assert!(matches!(op.forward(bad.view()), Err(OperatorError::NonFiniteInput { row: 2, .. })));
+        assert!(matches!(
+            op.forward(bad.view()),
+            Err(OperatorError::NonFiniteInput { row: 2, .. })
+        ));
         bad[[2, 5]] = 0.0;
         bad[[1, 0]] = f32::INFINITY;
-        assert!(matches!(op.forward(bad.view()), Err(OperatorError::NonFiniteInput { row: 1, .. })));
+        assert!(matches!(
+            op.forward(bad.view()),
+            Err(OperatorError::NonFiniteInput { row: 1, .. })
+        ));
         let x = batch(3, d, 2);
-        assert!(matches!(op.vjp(x.view(), Array2::zeros((2, m)).view()), Err(OperatorError::Rows { .. })));
-        assert!(matches!(op.vjp(x.view(), Array2::zeros((3, m + 2)).view()), Err(OperatorError::Shape { .. })));
+        assert!(matches!(
+            op.vjp(x.view(), Array2::zeros((2, m)).view()),
+            Err(OperatorError::Rows { .. })
+        ));
+        assert!(matches!(
+            op.vjp(x.view(), Array2::zeros((3, m + 2)).view()),
+            Err(OperatorError::Shape { .. })
+        ));
         let mut vbad = Array2::<f32>::zeros((3, m));
         vbad[[0, 0]] = f32::NAN;
-        assert!(matches!(op.vjp(x.view(), vbad.view()), Err(OperatorError::NonFiniteInput { row: 0, .. })));
+        assert!(matches!(
+            op.vjp(x.view(), vbad.view()),
+            Err(OperatorError::NonFiniteInput { row: 0, .. })
+        ));
         // an empty batch is fine
-        assert_eq!(op.forward(Array2::zeros((0, d)).view()).unwrap().dim(), (0, m));
+        assert_eq!(
+            op.forward(Array2::zeros((0, d)).view()).unwrap().dim(),
+            (0, m)
+        );
         // a non-contiguous (transposed) view gives the same result as a standard one
         let xt = x.t().to_owned();
         let y_std = op.forward(x.view()).unwrap();
@@ -555,21 +707,35 @@ fn wrong_shapes_and_non_finite_input_give_typed_errors() {
 
 #[test]
 fn constructors_validate_parameters() {
-    let inv = |r: Result<(), OperatorError>| matches!(r, Err(OperatorError::InvalidParameter { .. }));
+    let inv =
+        |r: Result<(), OperatorError>| matches!(r, Err(OperatorError::InvalidParameter { .. }));
     assert!(inv(ImageShape::new(0, 4, 4).map(|_| ())));
     assert!(inv(Inpainting::box_at(1, 8, 8, 5, 0, 4, 4).map(|_| ())));
     assert!(inv(Inpainting::random(1, 8, 8, 1.5, 0).map(|_| ())));
     assert!(inv(Inpainting::random(1, 8, 8, f64::NAN, 0).map(|_| ())));
-    assert!(inv(Inpainting::from_mask(1, 2, 2, vec![1.0, 0.5, 0.0, 1.0]).map(|_| ())));
-    assert!(matches!(Inpainting::from_mask(1, 2, 2, vec![1.0]), Err(OperatorError::Shape { .. })));
+    assert!(inv(Inpainting::from_mask(
+        1,
+        2,
+        2,
+        vec![1.0, 0.5, 0.0, 1.0]
+    )
+    .map(|_| ())));
+    assert!(matches!(
+        Inpainting::from_mask(1, 2, 2, vec![1.0]),
+        Err(OperatorError::Shape { .. })
+    ));
     assert!(inv(SuperResolution::bicubic(1, 8, 8, 0).map(|_| ())));
     assert!(inv(SuperResolution::bicubic(1, 8, 8, 9).map(|_| ())));
     assert!(inv(Blur::new(1, 8, 8, Array2::zeros((4, 3))).map(|_| ())));
-    assert!(inv(Blur::new(1, 8, 8, Array2::from_elem((3, 3), f32::NAN)).map(|_| ())));
+    assert!(inv(
+        Blur::new(1, 8, 8, Array2::from_elem((3, 3), f32::NAN)).map(|_| ())
+    ));
     assert!(inv(Blur::gaussian(1, 8, 8, 61, -1.0).map(|_| ())));
     assert!(inv(Blur::motion(1, 8, 8, 61, 2.0, 0).map(|_| ())));
     assert!(inv(PhaseRetrieval::oversampled(1, 8, 8, 0.5).map(|_| ())));
-    assert!(inv(PhaseRetrieval::new(1, 8, 8, usize::MAX / 2, 1).map(|_| ())));
+    assert!(inv(
+        PhaseRetrieval::new(1, 8, 8, usize::MAX / 2, 1).map(|_| ())
+    ));
     assert!(inv(Hdr::new(1, 8, 8, 0.0).map(|_| ())));
     assert!(inv(Hdr::new(1, 8, 8, f32::INFINITY).map(|_| ())));
     assert!(inv(GaussianNoise::new(-0.1, 0).map(|_| ())));
@@ -584,8 +750,18 @@ fn results_are_bit_identical_across_thread_counts() {
     let x = batch(7, c * h * w, 77);
     for op in all_ops(c, h, w) {
         let v = batch(7, op.output_dim(), 78);
-        let one = in_pool(1, || (op.forward(x.view()).unwrap(), op.vjp(x.view(), v.view()).unwrap()));
-        let four = in_pool(4, || (op.forward(x.view()).unwrap(), op.vjp(x.view(), v.view()).unwrap()));
+        let one = in_pool(1, || {
+            (
+                op.forward(x.view()).unwrap(),
+                op.vjp(x.view(), v.view()).unwrap(),
+            )
+        });
+        let four = in_pool(4, || {
+            (
+                op.forward(x.view()).unwrap(),
+                op.vjp(x.view(), v.view()).unwrap(),
+            )
+        });
         assert_eq!(one, four);
         // a row does not depend on the rest of the batch
         let single = op.forward(x.slice(s![3..4, ..])).unwrap();
@@ -618,13 +794,31 @@ fn gaussian_noise_statistics_and_seeding() {
     assert_relative_eq!(var.sqrt(), 0.05, max_relative = 0.01);
     // rows draw different noise; the same seed the same noise; another seed other noise
     assert_ne!(z.row(0), z.row(1));
-    assert_eq!(GaussianNoise::new(0.05, 1).unwrap().apply(y.view()).unwrap(), z);
-    assert_ne!(GaussianNoise::new(0.05, 2).unwrap().apply(y.view()).unwrap(), z);
+    assert_eq!(
+        GaussianNoise::new(0.05, 1)
+            .unwrap()
+            .apply(y.view())
+            .unwrap(),
+        z
+    );
+    assert_ne!(
+        GaussianNoise::new(0.05, 2)
+            .unwrap()
+            .apply(y.view())
+            .unwrap(),
+        z
+    );
     // sigma 0 is the identity
-    assert_eq!(GaussianNoise::new(0.0, 1).unwrap().apply(y.view()).unwrap(), y);
+    assert_eq!(
+        GaussianNoise::new(0.0, 1).unwrap().apply(y.view()).unwrap(),
+        y
+    );
     let mut bad = y.clone();
     bad[[3, 1]] = f32::NAN;
-    assert!(matches!(g.apply(bad.view()), Err(OperatorError::NonFiniteInput { row: 3, .. })));
+    assert!(matches!(
+        g.apply(bad.view()),
+        Err(OperatorError::NonFiniteInput { row: 3, .. })
+    ));
 }
 
 #[test]
@@ -639,12 +833,16 @@ fn poisson_noise_statistics_and_clipping() {
     assert_relative_eq!(mean, 0.8, max_relative = 0.01);
     assert_relative_eq!(var, 0.8 / rate, max_relative = 0.05);
     // counts / rate: every observation is a multiple of 1 / rate
-    assert!(pos.iter().all(|v| ((v * rate) - (v * rate).round()).abs() < 1e-3));
+    assert!(pos
+        .iter()
+        .all(|v| ((v * rate) - (v * rate).round()).abs() < 1e-3));
     // negative intensities are clipped to zero photons
     assert!(z.iter().skip(1).step_by(2).all(|v| *v == 0.0));
     // the DPS variant maps [-1, 1] to [0, 1] and back: -1 stays -1, values stay in [-1, 1 + ...]
     let d = PoissonNoise::dps(1.0, 3).unwrap();
     assert_eq!(d.rate(), 255.0);
-    let zd = d.apply(Array2::from_elem((1, 1000), -1.0f32).view()).unwrap();
+    let zd = d
+        .apply(Array2::from_elem((1, 1000), -1.0f32).view())
+        .unwrap();
     assert!(zd.iter().all(|v| *v == -1.0));
 }

@@ -94,9 +94,20 @@ impl Blur {
         })?;
         let norm = 1.0 / (lh as f32 * lw as f32);
         let khat: Vec<Complex32> = b.spec.iter().map(|z| z * norm).collect();
-        let row_src = (0..h + 2 * rh).map(|p| reflect(p as isize - rh as isize, h)).collect();
-        let col_src = (0..w + 2 * rw).map(|q| reflect(q as isize - rw as isize, w)).collect();
-        Ok(Self { shape, kernel, fft: Arc::new(fft), khat: Arc::new(khat), col_src, row_src })
+        let row_src = (0..h + 2 * rh)
+            .map(|p| reflect(p as isize - rh as isize, h))
+            .collect();
+        let col_src = (0..w + 2 * rw)
+            .map(|q| reflect(q as isize - rw as isize, w))
+            .collect();
+        Ok(Self {
+            shape,
+            kernel,
+            fft: Arc::new(fft),
+            khat: Arc::new(khat),
+            col_src,
+            row_src,
+        })
     }
 
     /// Gaussian deblurring (DPS/EnKG/MO: `kernel_size = 61`, `std = 3.0`), kernel from
@@ -107,7 +118,14 @@ impl Blur {
 
     /// Motion deblurring (DPS/MO: `kernel_size = 61`, `intensity = 0.5`), kernel from
     /// [`motion_kernel`] with `seed`.
-    pub fn motion(c: usize, h: usize, w: usize, kernel_size: usize, intensity: f64, seed: u64) -> Result<Self> {
+    pub fn motion(
+        c: usize,
+        h: usize,
+        w: usize,
+        kernel_size: usize,
+        intensity: f64,
+        seed: u64,
+    ) -> Result<Self> {
         Self::new(c, h, w, motion_kernel(kernel_size, intensity, seed)?)
     }
 
@@ -138,22 +156,29 @@ impl ForwardModel for Blur {
         let d = self.shape.len();
         check_batch(x, d, "forward input")?;
         let (h, w, plane) = (self.shape.h, self.shape.w, self.shape.plane());
-        par_rows(x.nrows(), d, || self.fft.buffers(), |b, i, out| {
-            let xr = row_slice(&x, i);
-            for (ch, oc) in out.chunks_exact_mut(plane).enumerate() {
-                let xc = &xr[ch * plane..(ch + 1) * plane];
-                self.fft.forward(b, self.row_src.len(), i, |p, row| {
-                    let src = &xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
-                    for (o, &q) in row.iter_mut().zip(&self.col_src) {
-                        *o = src[q];
-                    }
-                })?;
-                // correlation: multiply by the conjugate kernel spectrum
-                self.multiply(b, true);
-                self.fft.inverse(b, h, i, |n, row| oc[n * w..(n + 1) * w].copy_from_slice(&row[..w]))?;
-            }
-            Ok(())
-        })
+        par_rows(
+            x.nrows(),
+            d,
+            || self.fft.buffers(),
+            |b, i, out| {
+                let xr = row_slice(&x, i);
+                for (ch, oc) in out.chunks_exact_mut(plane).enumerate() {
+                    let xc = &xr[ch * plane..(ch + 1) * plane];
+                    self.fft.forward(b, self.row_src.len(), i, |p, row| {
+                        let src = &xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
+                        for (o, &q) in row.iter_mut().zip(&self.col_src) {
+                            *o = src[q];
+                        }
+                    })?;
+                    // correlation: multiply by the conjugate kernel spectrum
+                    self.multiply(b, true);
+                    self.fft.inverse(b, h, i, |n, row| {
+                        oc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
+                    })?;
+                }
+                Ok(())
+            },
+        )
     }
 }
 
@@ -164,21 +189,28 @@ impl LinearOperator for Blur {
         let d = self.shape.len();
         check_batch(y, d, "adjoint input")?;
         let (h, w, plane) = (self.shape.h, self.shape.w, self.shape.plane());
-        par_rows(y.nrows(), d, || self.fft.buffers(), |b, i, out| {
-            let yr = row_slice(&y, i);
-            for (ch, xc) in out.chunks_exact_mut(plane).enumerate() {
-                let yc = &yr[ch * plane..(ch + 1) * plane];
-                self.fft.forward(b, h, i, |n, row| row[..w].copy_from_slice(&yc[n * w..(n + 1) * w]))?;
-                self.multiply(b, false);
-                self.fft.inverse(b, self.row_src.len(), i, |p, row| {
-                    let dst = &mut xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
-                    for (&v, &q) in row.iter().zip(&self.col_src) {
-                        dst[q] += v;
-                    }
-                })?;
-            }
-            Ok(())
-        })
+        par_rows(
+            y.nrows(),
+            d,
+            || self.fft.buffers(),
+            |b, i, out| {
+                let yr = row_slice(&y, i);
+                for (ch, xc) in out.chunks_exact_mut(plane).enumerate() {
+                    let yc = &yr[ch * plane..(ch + 1) * plane];
+                    self.fft.forward(b, h, i, |n, row| {
+                        row[..w].copy_from_slice(&yc[n * w..(n + 1) * w])
+                    })?;
+                    self.multiply(b, false);
+                    self.fft.inverse(b, self.row_src.len(), i, |p, row| {
+                        let dst = &mut xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
+                        for (&v, &q) in row.iter().zip(&self.col_src) {
+                            dst[q] += v;
+                        }
+                    })?;
+                }
+                Ok(())
+            },
+        )
     }
 }
 

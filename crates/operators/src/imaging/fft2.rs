@@ -51,7 +51,10 @@ pub(crate) struct RealFft2 {
 
 impl std::fmt::Debug for RealFft2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RealFft2").field("nh", &self.nh).field("nw", &self.nw).finish()
+        f.debug_struct("RealFft2")
+            .field("nh", &self.nh)
+            .field("nw", &self.nw)
+            .finish()
     }
 }
 
@@ -65,7 +68,10 @@ pub(crate) struct Fft2Buf {
 }
 
 fn fft_err(row: usize, e: impl std::fmt::Display) -> OperatorError {
-    OperatorError::SampleFailed { row, reason: format!("FFT failed: {e}") }
+    OperatorError::SampleFailed {
+        row,
+        reason: format!("FFT failed: {e}"),
+    }
 }
 
 impl RealFft2 {
@@ -81,7 +87,16 @@ impl RealFft2 {
             .max(c2r.get_scratch_len())
             .max(col_fwd.get_inplace_scratch_len())
             .max(col_inv.get_inplace_scratch_len());
-        Self { nh, nw, nwc: nw / 2 + 1, r2c, c2r, col_fwd, col_inv, scratch_len }
+        Self {
+            nh,
+            nw,
+            nwc: nw / 2 + 1,
+            r2c,
+            c2r,
+            col_fwd,
+            col_inv,
+            scratch_len,
+        }
     }
 
     pub fn buffers(&self) -> Fft2Buf {
@@ -95,7 +110,13 @@ impl RealFft2 {
 
     /// Half spectrum of the image whose rows `0..rows` are written by `fill(n, row)` (a zeroed
     /// slice of length `nw`) and whose other rows are zero. `err_row` names the particle in errors.
-    pub fn forward<F>(&self, b: &mut Fft2Buf, rows: usize, err_row: usize, mut fill: F) -> Result<()>
+    pub fn forward<F>(
+        &self,
+        b: &mut Fft2Buf,
+        rows: usize,
+        err_row: usize,
+        mut fill: F,
+    ) -> Result<()>
     where
         F: FnMut(usize, &mut [f32]),
     {
@@ -112,20 +133,30 @@ impl RealFft2 {
             }
         }
         for l in 0..nwc {
-            b.spec[l * nh + rows.min(nh)..(l + 1) * nh].iter_mut().for_each(|v| *v = zero);
+            b.spec[l * nh + rows.min(nh)..(l + 1) * nh]
+                .iter_mut()
+                .for_each(|v| *v = zero);
         }
-        self.col_fwd.process_with_scratch(&mut b.spec, &mut b.scratch);
+        self.col_fwd
+            .process_with_scratch(&mut b.spec, &mut b.scratch);
         Ok(())
     }
 
     /// Unscaled inverse of the Hermitian spectrum in `b.spec` (destroyed); rows `0..rows` of the
     /// real result are handed to `sink(n, row)`.
-    pub fn inverse<S>(&self, b: &mut Fft2Buf, rows: usize, err_row: usize, mut sink: S) -> Result<()>
+    pub fn inverse<S>(
+        &self,
+        b: &mut Fft2Buf,
+        rows: usize,
+        err_row: usize,
+        mut sink: S,
+    ) -> Result<()>
     where
         S: FnMut(usize, &[f32]),
     {
         let (nh, nw, nwc) = (self.nh, self.nw, self.nwc);
-        self.col_inv.process_with_scratch(&mut b.spec, &mut b.scratch);
+        self.col_inv
+            .process_with_scratch(&mut b.spec, &mut b.scratch);
         for n in 0..rows.min(nh) {
             for l in 0..nwc {
                 b.row_c[l] = b.spec[l * nh + n];
@@ -163,15 +194,18 @@ mod tests {
         let f = RealFft2::new(nh, nw);
         let mut b = f.buffers();
         let x: Vec<f32> = (0..nh * nw).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
-        f.forward(&mut b, 4, 0, |n, row| row.copy_from_slice(&x[n * nw..(n + 1) * nw]))
-            .unwrap();
+        f.forward(&mut b, 4, 0, |n, row| {
+            row.copy_from_slice(&x[n * nw..(n + 1) * nw])
+        })
+        .unwrap();
         // direct DFT of the image with rows 4.. zeroed
         for k in 0..nh {
             for l in 0..f.nwc {
                 let mut acc = num_complex::Complex64::new(0.0, 0.0);
                 for n in 0..4 {
                     for m in 0..nw {
-                        let ph = -2.0 * std::f64::consts::PI
+                        let ph = -2.0
+                            * std::f64::consts::PI
                             * ((k * n) as f64 / nh as f64 + (l * m) as f64 / nw as f64);
                         acc += x[n * nw + m] as f64 * num_complex::Complex64::from_polar(1.0, ph);
                     }
@@ -181,8 +215,10 @@ mod tests {
             }
         }
         let mut back = vec![0.0f32; nh * nw];
-        f.inverse(&mut b, nh, 0, |n, row| back[n * nw..(n + 1) * nw].copy_from_slice(row))
-            .unwrap();
+        f.inverse(&mut b, nh, 0, |n, row| {
+            back[n * nw..(n + 1) * nw].copy_from_slice(row)
+        })
+        .unwrap();
         for n in 0..nh {
             for m in 0..nw {
                 let want = if n < 4 { x[n * nw + m] } else { 0.0 };

@@ -51,13 +51,18 @@ impl ForwardModel for Hdr {
     fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         let d = self.shape.len();
         check_batch(x, d, "forward input")?;
-        par_rows(x.nrows(), d, || (), |_, i, out| {
-            let xr = row_slice(&x, i);
-            for (o, &xv) in out.iter_mut().zip(xr.iter()) {
-                *o = (self.alpha * xv).clamp(-1.0, 1.0);
-            }
-            Ok(())
-        })
+        par_rows(
+            x.nrows(),
+            d,
+            || (),
+            |_, i, out| {
+                let xr = row_slice(&x, i);
+                for (o, &xv) in out.iter_mut().zip(xr.iter()) {
+                    *o = (self.alpha * xv).clamp(-1.0, 1.0);
+                }
+                Ok(())
+            },
+        )
     }
 }
 
@@ -68,13 +73,22 @@ impl Differentiable for Hdr {
         check_batch(x, d, "vjp point")?;
         check_rows(x.nrows(), v, "vjp cotangent")?;
         check_batch(v, d, "vjp cotangent")?;
-        par_rows(x.nrows(), d, || (), |_, i, out| {
-            let xr = row_slice(&x, i);
-            let vr = row_slice(&v, i);
-            for ((o, &xv), &vv) in out.iter_mut().zip(xr.iter()).zip(vr.iter()) {
-                *o = if (self.alpha * xv).abs() <= 1.0 { self.alpha * vv } else { 0.0 };
-            }
-            Ok(())
-        })
+        par_rows(
+            x.nrows(),
+            d,
+            || (),
+            |_, i, out| {
+                let xr = row_slice(&x, i);
+                let vr = row_slice(&v, i);
+                for ((o, &xv), &vv) in out.iter_mut().zip(xr.iter()).zip(vr.iter()) {
+                    *o = if (self.alpha * xv).abs() <= 1.0 {
+                        self.alpha * vv
+                    } else {
+                        0.0
+                    };
+                }
+                Ok(())
+            },
+        )
     }
 }

@@ -102,7 +102,10 @@ impl Inpainting {
             if side <= (2 * m).saturating_add(hi - 1) {
                 return Err(OperatorError::InvalidParameter {
                     name: "margin",
-                    reason: format!("a box of up to {} px with margin {m} does not fit the {name} {side}", hi - 1),
+                    reason: format!(
+                        "a box of up to {} px with margin {m} does not fit the {name} {side}",
+                        hi - 1
+                    ),
                 });
             }
         }
@@ -125,7 +128,9 @@ impl Inpainting {
         width: usize,
     ) -> Result<Self> {
         let shape = ImageShape::new(c, h, w)?;
-        if top.checked_add(height).is_none_or(|e| e > h) || left.checked_add(width).is_none_or(|e| e > w) {
+        if top.checked_add(height).is_none_or(|e| e > h)
+            || left.checked_add(width).is_none_or(|e| e > w)
+        {
             return Err(OperatorError::InvalidParameter {
                 name: "box",
                 reason: format!(
@@ -137,9 +142,20 @@ impl Inpainting {
         }
         let mut mask = vec![1.0f32; h * w];
         for i in top..top + height {
-            mask[i * w + left..i * w + left + width].iter_mut().for_each(|m| *m = 0.0);
+            mask[i * w + left..i * w + left + width]
+                .iter_mut()
+                .for_each(|m| *m = 0.0);
         }
-        Ok(Self { shape, mask, kind: MaskKind::Box { top, left, height, width } })
+        Ok(Self {
+            shape,
+            mask,
+            kind: MaskKind::Box {
+                top,
+                left,
+                height,
+                width,
+            },
+        })
     }
 
     /// Random inpainting: exactly `floor(fraction * H * W)` pixels, drawn without replacement
@@ -162,7 +178,11 @@ impl Inpainting {
         for p in index::sample(&mut rng, total, missing).iter() {
             mask[p] = 0.0;
         }
-        Ok(Self { shape, mask, kind: MaskKind::Random { fraction, missing } })
+        Ok(Self {
+            shape,
+            mask,
+            kind: MaskKind::Random { fraction, missing },
+        })
     }
 
     /// Default fraction of missing pixels for [`Self::random`].
@@ -172,7 +192,11 @@ impl Inpainting {
     pub fn from_mask(c: usize, h: usize, w: usize, mask: Vec<f32>) -> Result<Self> {
         let shape = ImageShape::new(c, h, w)?;
         if mask.len() != h * w {
-            return Err(OperatorError::Shape { what: "mask", expected: h * w, got: mask.len() });
+            return Err(OperatorError::Shape {
+                what: "mask",
+                expected: h * w,
+                got: mask.len(),
+            });
         }
         if mask.iter().any(|&m| m != 0.0 && m != 1.0) {
             return Err(OperatorError::InvalidParameter {
@@ -180,7 +204,11 @@ impl Inpainting {
                 reason: "entries must be 0 or 1".into(),
             });
         }
-        Ok(Self { shape, mask, kind: MaskKind::Custom })
+        Ok(Self {
+            shape,
+            mask,
+            kind: MaskKind::Custom,
+        })
     }
 
     /// The `H * W` mask (1 kept, 0 missing), row-major.
@@ -198,16 +226,21 @@ impl Inpainting {
 
     fn apply(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         let (d, plane) = (self.shape.len(), self.shape.plane());
-        par_rows(x.nrows(), d, || (), |_, i, out| {
-            let xr = row_slice(&x, i);
-            for (ch, o) in out.chunks_exact_mut(plane).enumerate() {
-                let xc = &xr[ch * plane..(ch + 1) * plane];
-                for ((o, &xv), &m) in o.iter_mut().zip(xc).zip(&self.mask) {
-                    *o = xv * m;
+        par_rows(
+            x.nrows(),
+            d,
+            || (),
+            |_, i, out| {
+                let xr = row_slice(&x, i);
+                for (ch, o) in out.chunks_exact_mut(plane).enumerate() {
+                    let xc = &xr[ch * plane..(ch + 1) * plane];
+                    for ((o, &xv), &m) in o.iter_mut().zip(xc).zip(&self.mask) {
+                        *o = xv * m;
+                    }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 }
 

@@ -50,7 +50,9 @@ pub fn gaussian_kernel(size: usize, std: f64) -> Result<Array2<f32>> {
         })
         .collect();
     let z: f64 = g.iter().sum();
-    Ok(Array2::from_shape_fn((size, size), |(i, j)| (g[i] * g[j] / (z * z)) as f32))
+    Ok(Array2::from_shape_fn((size, size), |(i, j)| {
+        (g[i] * g[j] / (z * z)) as f32
+    }))
 }
 
 /// Numerical slack of the trajectory sampler (the `eps` of the reference generator).
@@ -104,7 +106,10 @@ pub fn motion_kernel(size: usize, intensity: f64, seed: u64) -> Result<Array2<f3
 }
 
 fn dist_err(e: impl std::fmt::Display) -> OperatorError {
-    OperatorError::InvalidParameter { name: "intensity", reason: format!("distribution: {e}") }
+    OperatorError::InvalidParameter {
+        name: "intensity",
+        reason: format!("distribution: {e}"),
+    }
 }
 
 /// Points of the trajectory on the supersampled canvas, `x` = column, `y` = row.
@@ -132,10 +137,18 @@ fn trajectory(size: usize, intensity: f64, rng: &mut ChaCha8Rng) -> Result<Vec<C
     let jitter = Beta::new(2.0, 20.0).map_err(dist_err)?.sample(rng);
     let tri = Triangular::new(0.0, max_angle + EPS, intensity * max_angle).map_err(dist_err)?;
     let mut angles = Vec::with_capacity(steps.len());
-    angles.push(if max_angle > 0.0 { rng.random_range(-max_angle..max_angle) } else { 0.0 });
+    angles.push(if max_angle > 0.0 {
+        rng.random_range(-max_angle..max_angle)
+    } else {
+        0.0
+    });
     while angles.len() < steps.len() {
         let a = tri.sample(rng);
-        let prev_sign = if angles[angles.len() - 1] < 0.0 { -1.0 } else { 1.0 };
+        let prev_sign = if angles[angles.len() - 1] < 0.0 {
+            -1.0
+        } else {
+            1.0
+        };
         let flip = rng.random::<f64>() < jitter;
         angles.push(if flip { -prev_sign * a } else { prev_sign * a });
     }
@@ -183,7 +196,9 @@ fn render(size: usize, path: &[Complex64]) -> Option<Array2<f32>> {
     // Gaussian blur, separable, zero outside the canvas.
     let sigma = ((0.01 * diag).floor()).max(1.0);
     let rad = (3.0 * sigma).ceil() as i64;
-    let g: Vec<f64> = (-rad..=rad).map(|t| (-(t * t) as f64 / (2.0 * sigma * sigma)).exp()).collect();
+    let g: Vec<f64> = (-rad..=rad)
+        .map(|t| (-(t * t) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let gs: f64 = g.iter().sum();
     let blur_1d = |src: &[f64], dst: &mut [f64], stride: usize, step: usize| {
         // lines indexed by `stride`, samples by `step`
@@ -218,8 +233,11 @@ fn render(size: usize, path: &[Complex64]) -> Option<Array2<f32>> {
     let mut k = Array2::<f64>::zeros((size, size));
     for i in 0..size {
         for j in 0..size {
-            let v: f64 =
-                r.weights[i].iter().enumerate().map(|(t, w)| *w as f64 * half[(r.start[i] + t) * size + j]).sum();
+            let v: f64 = r.weights[i]
+                .iter()
+                .enumerate()
+                .map(|(t, w)| *w as f64 * half[(r.start[i] + t) * size + j])
+                .sum();
             k[[i, j]] = v.max(0.0);
         }
     }

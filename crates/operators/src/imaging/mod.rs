@@ -102,7 +102,11 @@ pub(crate) fn row_slice<'a>(x: &'a ArrayView2<'_, f32>, i: usize) -> Cow<'a, [f3
 /// Check that the cotangent batch `v` has as many rows as the point batch `x`.
 pub(crate) fn check_rows(x_rows: usize, v: ArrayView2<'_, f32>, what: &'static str) -> Result<()> {
     if v.nrows() != x_rows {
-        return Err(OperatorError::Rows { what, expected: x_rows, got: v.nrows() });
+        return Err(OperatorError::Rows {
+            what,
+            expected: x_rows,
+            got: v.nrows(),
+        });
     }
     Ok(())
 }

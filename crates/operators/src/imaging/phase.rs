@@ -59,8 +59,13 @@ impl PhaseRetrieval {
     /// right of each `H x W` channel.
     pub fn new(c: usize, h: usize, w: usize, pad_h: usize, pad_w: usize) -> Result<Self> {
         let shape = ImageShape::new(c, h, w)?;
-        let (hp, wp) = match (pad_h.checked_mul(2).and_then(|p| p.checked_add(h)), pad_w.checked_mul(2).and_then(|p| p.checked_add(w))) {
-            (Some(a), Some(b)) if a.checked_mul(b).and_then(|v| v.checked_mul(c)).is_some() => (a, b),
+        let (hp, wp) = match (
+            pad_h.checked_mul(2).and_then(|p| p.checked_add(h)),
+            pad_w.checked_mul(2).and_then(|p| p.checked_add(w)),
+        ) {
+            (Some(a), Some(b)) if a.checked_mul(b).and_then(|v| v.checked_mul(c)).is_some() => {
+                (a, b)
+            }
             _ => {
                 return Err(OperatorError::InvalidParameter {
                     name: "pad",
@@ -119,7 +124,11 @@ impl PhaseRetrieval {
 
     fn set_positions(&mut self) {
         let (hp, wp) = (self.fft.nh, self.fft.nw);
-        let (sh, sw) = if self.centered { (hp / 2, wp / 2) } else { (0, 0) };
+        let (sh, sw) = if self.centered {
+            (hp / 2, wp / 2)
+        } else {
+            (0, 0)
+        };
         self.row_pos = (0..hp).map(|k| (k + sh) % hp).collect();
         self.col_pos = (0..wp).map(|l| (l + sw) % wp).collect();
     }
@@ -145,7 +154,9 @@ impl PhaseRetrieval {
 
     fn spectrum(&self, b: &mut super::fft2::Fft2Buf, xc: &[f32], row: usize) -> Result<()> {
         let w = self.shape.w;
-        self.fft.forward(b, self.shape.h, row, |n, r| r[..w].copy_from_slice(&xc[n * w..(n + 1) * w]))
+        self.fft.forward(b, self.shape.h, row, |n, r| {
+            r[..w].copy_from_slice(&xc[n * w..(n + 1) * w])
+        })
     }
 }
 
@@ -161,27 +172,32 @@ impl ForwardModel for PhaseRetrieval {
         let (hp, wp, nwc) = (self.fft.nh, self.fft.nw, self.fft.nwc);
         let plane = self.shape.plane();
         let norm = 1.0 / ((hp * wp) as f32).sqrt();
-        par_rows(x.nrows(), self.out_len(), || self.fft.buffers(), |b, i, out| {
-            let xr = row_slice(&x, i);
-            for (ch, oc) in out.chunks_exact_mut(hp * wp).enumerate() {
-                self.spectrum(b, &xr[ch * plane..(ch + 1) * plane], i)?;
-                // stored half: contiguous reads of spec[l * hp + k]
-                for l in 0..nwc {
-                    let col = &b.spec[l * hp..(l + 1) * hp];
-                    for (k, z) in col.iter().enumerate() {
-                        oc[self.pos(k, l)] = z.norm() * norm;
+        par_rows(
+            x.nrows(),
+            self.out_len(),
+            || self.fft.buffers(),
+            |b, i, out| {
+                let xr = row_slice(&x, i);
+                for (ch, oc) in out.chunks_exact_mut(hp * wp).enumerate() {
+                    self.spectrum(b, &xr[ch * plane..(ch + 1) * plane], i)?;
+                    // stored half: contiguous reads of spec[l * hp + k]
+                    for l in 0..nwc {
+                        let col = &b.spec[l * hp..(l + 1) * hp];
+                        for (k, z) in col.iter().enumerate() {
+                            oc[self.pos(k, l)] = z.norm() * norm;
+                        }
+                    }
+                    // the other half by Hermitian symmetry, |Z[k, l]| = |Z[-k, wp - l]|
+                    for l in nwc..wp {
+                        let col = &b.spec[(wp - l) * hp..(wp - l + 1) * hp];
+                        for k in 0..hp {
+                            oc[self.pos(k, l)] = col[if k == 0 { 0 } else { hp - k }].norm() * norm;
+                        }
                     }
                 }
-                // the other half by Hermitian symmetry, |Z[k, l]| = |Z[-k, wp - l]|
-                for l in nwc..wp {
-                    let col = &b.spec[(wp - l) * hp..(wp - l + 1) * hp];
-                    for k in 0..hp {
-                        oc[self.pos(k, l)] = col[if k == 0 { 0 } else { hp - k }].norm() * norm;
-                    }
-                }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 }
 
@@ -194,26 +210,37 @@ impl Differentiable for PhaseRetrieval {
         let (hp, wp, nwc) = (self.fft.nh, self.fft.nw, self.fft.nwc);
         let (h, w, plane) = (self.shape.h, self.shape.w, self.shape.plane());
         let norm = 1.0 / ((hp * wp) as f32).sqrt();
-        par_rows(x.nrows(), self.shape.len(), || self.fft.buffers(), |b, i, out| {
-            let xr = row_slice(&x, i);
-            let vr = row_slice(&v, i);
-            for (ch, gc) in out.chunks_exact_mut(plane).enumerate() {
-                self.spectrum(b, &xr[ch * plane..(ch + 1) * plane], i)?;
-                let vc = &vr[ch * hp * wp..(ch + 1) * hp * wp];
-                for l in 0..nwc {
-                    let lm = if l == 0 { 0 } else { wp - l };
-                    for k in 0..hp {
-                        let km = if k == 0 { 0 } else { hp - k };
-                        let z = b.spec[l * hp + k];
-                        let a = z.norm();
-                        let vs = 0.5 * (vc[self.pos(k, l)] + vc[self.pos(km, lm)]);
-                        // F^H = (unscaled inverse) * norm
-                        b.spec[l * hp + k] = if a > 0.0 { z * (vs * norm / a) } else { Complex32::new(0.0, 0.0) };
+        par_rows(
+            x.nrows(),
+            self.shape.len(),
+            || self.fft.buffers(),
+            |b, i, out| {
+                let xr = row_slice(&x, i);
+                let vr = row_slice(&v, i);
+                for (ch, gc) in out.chunks_exact_mut(plane).enumerate() {
+                    self.spectrum(b, &xr[ch * plane..(ch + 1) * plane], i)?;
+                    let vc = &vr[ch * hp * wp..(ch + 1) * hp * wp];
+                    for l in 0..nwc {
+                        let lm = if l == 0 { 0 } else { wp - l };
+                        for k in 0..hp {
+                            let km = if k == 0 { 0 } else { hp - k };
+                            let z = b.spec[l * hp + k];
+                            let a = z.norm();
+                            let vs = 0.5 * (vc[self.pos(k, l)] + vc[self.pos(km, lm)]);
+                            // F^H = (unscaled inverse) * norm
+                            b.spec[l * hp + k] = if a > 0.0 {
+                                z * (vs * norm / a)
+                            } else {
+                                Complex32::new(0.0, 0.0)
+                            };
+                        }
                     }
+                    self.fft.inverse(b, h, i, |n, row| {
+                        gc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
+                    })?;
                 }
-                self.fft.inverse(b, h, i, |n, row| gc[n * w..(n + 1) * w].copy_from_slice(&row[..w]))?;
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 }

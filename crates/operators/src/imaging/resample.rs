@@ -57,17 +57,27 @@ impl Resample1d {
     /// `[0, n_in)`, with weights `filter((j + 1/2 - center) / max(scale, 1))` normalised to sum
     /// to 1. Boundary: taps outside the image are dropped and the rest renormalised (no
     /// padding).
-    pub fn antialiased(n_in: usize, n_out: usize, radius: f64, filter: impl Fn(f64) -> f64) -> Self {
+    pub fn antialiased(
+        n_in: usize,
+        n_out: usize,
+        radius: f64,
+        filter: impl Fn(f64) -> f64,
+    ) -> Self {
         let scale = n_in as f64 / n_out as f64;
-        let (support, inv) = if scale >= 1.0 { (radius * scale, 1.0 / scale) } else { (radius, 1.0) };
+        let (support, inv) = if scale >= 1.0 {
+            (radius * scale, 1.0 / scale)
+        } else {
+            (radius, 1.0)
+        };
         let mut start = Vec::with_capacity(n_out);
         let mut weights = Vec::with_capacity(n_out);
         for i in 0..n_out {
             let center = scale * (i as f64 + 0.5);
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).clamp(0, n_in as i64) as usize;
-            let mut w: Vec<f64> =
-                (xmin..xmax.max(xmin)).map(|j| filter((j as f64 + 0.5 - center) * inv)).collect();
+            let mut w: Vec<f64> = (xmin..xmax.max(xmin))
+                .map(|j| filter((j as f64 + 0.5 - center) * inv))
+                .collect();
             let total: f64 = w.iter().sum();
             if total != 0.0 {
                 w.iter_mut().for_each(|v| *v /= total);
@@ -75,7 +85,12 @@ impl Resample1d {
             start.push(xmin);
             weights.push(w.into_iter().map(|v| v as f32).collect());
         }
-        Self { n_in, n_out, start, weights }
+        Self {
+            n_in,
+            n_out,
+            start,
+            weights,
+        }
     }
 
     /// Average pooling: `out[i] = mean(in[f i .. f i + f])`, `n_out = floor(n_in / f)`.
@@ -151,9 +166,18 @@ impl SuperResolution {
                 Resample1d::antialiased(h, h / factor, 2.0, |x| cubic(x, -0.5)),
                 Resample1d::antialiased(w, w / factor, 2.0, |x| cubic(x, -0.5)),
             ),
-            Downsampling::AveragePool => (Resample1d::average(h, factor), Resample1d::average(w, factor)),
+            Downsampling::AveragePool => (
+                Resample1d::average(h, factor),
+                Resample1d::average(w, factor),
+            ),
         };
-        Ok(Self { shape, factor, method, rh, rw })
+        Ok(Self {
+            shape,
+            factor,
+            method,
+            rh,
+            rw,
+        })
     }
 
     /// Bicubic x`factor` downsampling (the EnKG/DPS/MO `super_resolution` setting is x4).
@@ -199,30 +223,39 @@ impl ForwardModel for SuperResolution {
         check_batch(x, self.shape.len(), "forward input")?;
         let (h, w) = (self.shape.h, self.shape.w);
         let (ho, wo) = (self.rh.n_out, self.rw.n_out);
-        par_rows(x.nrows(), self.out_len(), || vec![0.0f32; ho * w], |tmp, i, out| {
-            let xr = row_slice(&x, i);
-            for (ch, oc) in out.chunks_exact_mut(ho * wo).enumerate() {
-                let xc = &xr[ch * h * w..(ch + 1) * h * w];
-                // along H first (whole-row axpys, vectorised): tmp[io, :] = sum_t rh[io][t] x[s + t, :]
-                for (io, trow) in tmp.chunks_exact_mut(w).enumerate() {
-                    trow.iter_mut().for_each(|v| *v = 0.0);
-                    let s = self.rh.start[io];
-                    for (t, &wt) in self.rh.weights[io].iter().enumerate() {
-                        let xrow = &xc[(s + t) * w..(s + t + 1) * w];
-                        trow.iter_mut().zip(xrow).for_each(|(o, v)| *o += wt * v);
+        par_rows(
+            x.nrows(),
+            self.out_len(),
+            || vec![0.0f32; ho * w],
+            |tmp, i, out| {
+                let xr = row_slice(&x, i);
+                for (ch, oc) in out.chunks_exact_mut(ho * wo).enumerate() {
+                    let xc = &xr[ch * h * w..(ch + 1) * h * w];
+                    // along H first (whole-row axpys, vectorised): tmp[io, :] = sum_t rh[io][t] x[s + t, :]
+                    for (io, trow) in tmp.chunks_exact_mut(w).enumerate() {
+                        trow.iter_mut().for_each(|v| *v = 0.0);
+                        let s = self.rh.start[io];
+                        for (t, &wt) in self.rh.weights[io].iter().enumerate() {
+                            let xrow = &xc[(s + t) * w..(s + t + 1) * w];
+                            trow.iter_mut().zip(xrow).for_each(|(o, v)| *o += wt * v);
+                        }
+                    }
+                    // then along W on the h_out remaining rows: out[io, j] = sum_t rw[j][t] tmp[io, s_j + t]
+                    for (trow, orow) in tmp.chunks_exact(w).zip(oc.chunks_exact_mut(wo)) {
+                        for (j, o) in orow.iter_mut().enumerate() {
+                            let s = self.rw.start[j];
+                            let wt = &self.rw.weights[j];
+                            *o = wt
+                                .iter()
+                                .zip(&trow[s..s + wt.len()])
+                                .map(|(a, b)| a * b)
+                                .sum();
+                        }
                     }
                 }
-                // then along W on the h_out remaining rows: out[io, j] = sum_t rw[j][t] tmp[io, s_j + t]
-                for (trow, orow) in tmp.chunks_exact(w).zip(oc.chunks_exact_mut(wo)) {
-                    for (j, o) in orow.iter_mut().enumerate() {
-                        let s = self.rw.start[j];
-                        let wt = &self.rw.weights[j];
-                        *o = wt.iter().zip(&trow[s..s + wt.len()]).map(|(a, b)| a * b).sum();
-                    }
-                }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 }
 
@@ -232,30 +265,38 @@ impl LinearOperator for SuperResolution {
         check_batch(y, self.out_len(), "adjoint input")?;
         let (h, w) = (self.shape.h, self.shape.w);
         let (ho, wo) = (self.rh.n_out, self.rw.n_out);
-        par_rows(y.nrows(), self.shape.len(), || vec![0.0f32; ho * w], |tmp, i, out| {
-            let yr = row_slice(&y, i);
-            for (ch, xc) in out.chunks_exact_mut(h * w).enumerate() {
-                let yc = &yr[ch * ho * wo..(ch + 1) * ho * wo];
-                // R_W^T along each of the h_out rows: tmp[io, s_j + t] += rw[j][t] y[io, j]
-                for (trow, yrow) in tmp.chunks_exact_mut(w).zip(yc.chunks_exact(wo)) {
-                    trow.iter_mut().for_each(|v| *v = 0.0);
-                    for (j, &v) in yrow.iter().enumerate() {
-                        let s = self.rw.start[j];
-                        let wt = &self.rw.weights[j];
-                        trow[s..s + wt.len()].iter_mut().zip(wt).for_each(|(o, a)| *o += a * v);
+        par_rows(
+            y.nrows(),
+            self.shape.len(),
+            || vec![0.0f32; ho * w],
+            |tmp, i, out| {
+                let yr = row_slice(&y, i);
+                for (ch, xc) in out.chunks_exact_mut(h * w).enumerate() {
+                    let yc = &yr[ch * ho * wo..(ch + 1) * ho * wo];
+                    // R_W^T along each of the h_out rows: tmp[io, s_j + t] += rw[j][t] y[io, j]
+                    for (trow, yrow) in tmp.chunks_exact_mut(w).zip(yc.chunks_exact(wo)) {
+                        trow.iter_mut().for_each(|v| *v = 0.0);
+                        for (j, &v) in yrow.iter().enumerate() {
+                            let s = self.rw.start[j];
+                            let wt = &self.rw.weights[j];
+                            trow[s..s + wt.len()]
+                                .iter_mut()
+                                .zip(wt)
+                                .for_each(|(o, a)| *o += a * v);
+                        }
+                    }
+                    // R_H^T: x[s + t, :] += rh[io][t] tmp[io, :]
+                    for (io, trow) in tmp.chunks_exact(w).enumerate() {
+                        let s = self.rh.start[io];
+                        for (t, &wt) in self.rh.weights[io].iter().enumerate() {
+                            let xrow = &mut xc[(s + t) * w..(s + t + 1) * w];
+                            xrow.iter_mut().zip(trow).for_each(|(o, v)| *o += wt * v);
+                        }
                     }
                 }
-                // R_H^T: x[s + t, :] += rh[io][t] tmp[io, :]
-                for (io, trow) in tmp.chunks_exact(w).enumerate() {
-                    let s = self.rh.start[io];
-                    for (t, &wt) in self.rh.weights[io].iter().enumerate() {
-                        let xrow = &mut xc[(s + t) * w..(s + t + 1) * w];
-                        xrow.iter_mut().zip(trow).for_each(|(o, v)| *o += wt * v);
-                    }
-                }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 }
 
@@ -288,7 +329,9 @@ mod tests {
         // interior output 5: centre 22 (between pixels 21 and 22), 16 taps 14..30
         assert_eq!(r.start[5], 14);
         assert_eq!(r.weights[5].len(), 16);
-        let raw: Vec<f64> = (14..30).map(|j| cubic((j as f64 + 0.5 - 22.0) / 4.0, -0.5)).collect();
+        let raw: Vec<f64> = (14..30)
+            .map(|j| cubic((j as f64 + 0.5 - 22.0) / 4.0, -0.5))
+            .collect();
         let s: f64 = raw.iter().sum();
         for (a, b) in r.weights[5].iter().zip(&raw) {
             assert!((*a as f64 - b / s).abs() < 1e-7);
