@@ -598,3 +598,35 @@ fn likelihood_matches_its_formula_on_the_eht_problem() {
     let an: f64 = gr.iter().zip(dir.iter()).map(|(a, b)| *a as f64 * *b as f64).sum();
     assert!((fd - an).abs() <= 2e-2 * an.abs().max(1e-3 * e as f64), "fd {fd} analytic {an} nll {e}");
 }
+
+#[test]
+fn closure_vjp_matches_directional_differences() {
+    use diffinv_operators::Differentiable;
+    let g = ClosureForward::new(&EhtConfig::reference()).unwrap();
+    let (p, q) = (g.n_cphase(), g.n_logcamp());
+    let m = g.output_dim();
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    // Model inputs in [-1, 1] whose images (x + 1) / 2 are the ring plus a little texture.
+    let ring = ring_image();
+    let x = Array2::from_shape_fn((2, 4096), |(_, j)| 2.0 * (ring[j] + 0.02 * rng.random::<f32>()) - 1.0);
+    let w = Array2::from_shape_fn((2, m), |_| rng.random_range(-1.0f32..1.0));
+    let vjp = g.vjp(x.view(), w.view()).unwrap();
+    let dir = Array2::from_shape_fn((2, 4096), |_| rng.random_range(-1.0f32..1.0));
+    let h = 2e-3f32;
+    let yp = g.forward((&x + &dir.mapv(|v| v * h)).view()).unwrap();
+    let ym = g.forward((&x - &dir.mapv(|v| v * h)).view()).unwrap();
+    for i in 0..2 {
+        let mut fd = 0.0f64;
+        for j in 0..m {
+            let mut dy = (yp[[i, j]] - ym[[i, j]]) as f64;
+            if j < p {
+                dy = wrap(dy);
+            }
+            fd += w[[i, j]] as f64 * dy / (2.0 * h as f64);
+        }
+        let an: f64 = vjp.row(i).iter().zip(dir.row(i)).map(|(a, b)| *a as f64 * *b as f64).sum();
+        assert!((fd - an).abs() <= 1e-2 * an.abs(), "row {i}: fd {fd} vjp {an} (P {p}, Q {q})");
+    }
+    assert!(matches!(g.vjp(x.view(), Array2::<f32>::zeros((1, m)).view()), Err(OperatorError::Rows { .. })));
+    assert!(matches!(g.vjp(x.view(), Array2::<f32>::zeros((2, 3)).view()), Err(OperatorError::Shape { .. })));
+}
