@@ -70,7 +70,9 @@ fn uv_points_satisfy_elevation_cut_and_geometry() {
     let cut = cov.config.elevation_cut_deg.to_radians();
     let lambda = SPEED_OF_LIGHT / cov.config.freq_hz;
     let dec = cov.source.dec_rad;
-    assert!(cov.scans.len() > 50, "too few scans: {}", cov.scans.len());
+    // Golden counts of the documented default track (docs/operators-eht.md).
+    assert_eq!((cov.scans.len(), cov.n_vis()), (98, 837));
+    assert_eq!((model().n_cphase(), model().n_logcamp()), (508, 427));
     for (s, scan) in cov.scans.iter().enumerate() {
         // Exactly the stations above the cut are listed.
         for (i, st) in cov.stations.iter().enumerate() {
