@@ -13,7 +13,7 @@
 //!
 //! All conventions, constants and their sources are in `docs/operators-eht.md`.
 //!
-//! ```no_run
+//! ```
 //! use diffinv_operators::eht::{ClosureForward, ClosureLikelihood, ClosureWeights, EhtConfig, VisNoise};
 //! use diffinv_operators::{ForwardModel, Likelihood};
 //! use ndarray::Array2;
@@ -23,6 +23,8 @@
 //! let lik = ClosureLikelihood::new(&data, ClosureWeights::default()).unwrap();
 //! let y = g.forward(truth.view()).unwrap();
 //! let nll = lik.nll(y.view()).unwrap();
+//! assert_eq!(y.ncols(), g.n_cphase() + g.n_logcamp() + 1);
+//! assert!(nll[0].is_finite());
 //! ```
 
 pub mod array;
