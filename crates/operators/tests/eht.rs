@@ -390,6 +390,7 @@ fn forward_layout_matches_closure_set_and_flux() {
     let y = g.forward(x.view()).unwrap();
     let v = g.visibilities(x.view()).unwrap();
     let (p, q) = (g.n_cphase(), g.n_logcamp());
+    assert_eq!(g.layout(), (0..p, p..p + q, p + q));
     for i in 0..3 {
         let vis: Vec<Complex<f32>> = v.row(i).to_vec();
         let cp = g.closure_set().closure_phases(&vis).unwrap();

@@ -175,6 +175,13 @@ impl ClosureForward {
         self.closures.n_logcamp()
     }
 
+    /// Where each group sits in the measurement vector: closure phases, log closure
+    /// amplitudes, and the index of the total flux.
+    pub fn layout(&self) -> (std::ops::Range<usize>, std::ops::Range<usize>, usize) {
+        let (p, q) = (self.n_cphase(), self.n_logcamp());
+        (0..p, p..p + q, p + q)
+    }
+
     /// The images `(x + shift) * scale` of a batch of model inputs.
     pub fn to_image(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
         let (s, c) = (self.shift, self.scale);
