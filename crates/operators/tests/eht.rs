@@ -638,3 +638,56 @@ fn closure_vjp_matches_directional_differences() {
     assert!(matches!(g.vjp(x.view(), Array2::<f32>::zeros((1, m)).view()), Err(OperatorError::Rows { .. })));
     assert!(matches!(g.vjp(x.view(), Array2::<f32>::zeros((2, 3)).view()), Err(OperatorError::Shape { .. })));
 }
+
+#[test]
+fn station_zenith_and_culmination_match_known_sites() {
+    // Approximate geodetic latitude / east longitude (deg) of the sites, from public site data.
+    let known = [("ALMA", -23.029, -67.755), ("SMT", 32.701, -109.891), ("LMT", 18.985, -97.315), ("PV", 37.066, -3.393), ("JCMT", 19.823, -155.477)];
+    let stations = eht2017();
+    let dec = Source::m87().dec_rad;
+    for (name, lat, lon) in known {
+        let st = stations.iter().find(|s| s.name == name).unwrap();
+        let n = st.zenith();
+        assert!((n[2].asin().to_degrees() - lat).abs() < 0.05, "{name} latitude");
+        assert!((n[1].atan2(n[0]).to_degrees() - lon).abs() < 0.05, "{name} longitude");
+        // Upper culmination of M87* reaches 90 - |lat - dec| degrees, at local hour angle 0,
+        // i.e. Greenwich hour angle -lon.
+        let (best_h, best_el) = (0..36000)
+            .map(|k| {
+                let h = k as f64 / 36000.0 * std::f64::consts::TAU;
+                (h, st.elevation(h, dec))
+            })
+            .fold((0.0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+        assert!((best_el.to_degrees() - (90.0 - (lat - dec.to_degrees()).abs())).abs() < 0.05, "{name} culmination");
+        assert!(wrap(best_h + lon.to_radians()).abs() < 0.01, "{name} transit hour angle");
+    }
+}
+
+#[test]
+fn gaussian_source_matches_analytic_visibilities() {
+    // A circular Gaussian of standard deviation s (radians) and flux F has
+    // V(u, v) = F exp(-2 pi^2 s^2 (u^2 + v^2)); 4-pixel (10 uas) width keeps pixelisation and
+    // aliasing errors far below the tolerance. This pins the uas -> radian and wavelength units.
+    let g = model();
+    let grid = ImageGrid::default();
+    let dx = grid.pixel_rad();
+    let s_px = 4.0f64;
+    let mut img = Array2::<f32>::zeros((1, 4096));
+    for r in 0..64 {
+        for c in 0..64 {
+            let (y, x) = (r as f64 - 31.5, c as f64 - 31.5);
+            img[[0, r * 64 + c]] = (-(x * x + y * y) / (2.0 * s_px * s_px)).exp() as f32;
+        }
+    }
+    let flux: f64 = img.iter().map(|&v| v as f64).sum();
+    let op = VisibilityOperator::new(g.coverage(), grid, PixelResponse::Delta).unwrap();
+    let v = op.visibilities(img.view()).unwrap();
+    // 2.5 uas pixels; 1 uas = 4.84813681109536e-12 rad (independent of the crate's constant).
+    assert_relative_eq!(dx, 2.5 * 4.848_136_811_095_36e-12, max_relative = 1e-12);
+    let s = s_px * 2.5 * 4.848_136_811_095_36e-12;
+    for (k, p) in g.coverage().points.iter().enumerate() {
+        let want = flux * (-2.0 * std::f64::consts::PI.powi(2) * s * s * (p.u * p.u + p.v * p.v)).exp();
+        assert!((v[[0, k]].re as f64 - want).abs() < 1e-4 * flux, "k {k}: {} vs {want}", v[[0, k]].re);
+        assert!((v[[0, k]].im as f64).abs() < 1e-4 * flux);
+    }
+}
