@@ -343,12 +343,8 @@ fn log_closure_amplitudes_immune_to_station_gains() {
                 .collect()
         })
         .collect();
-    let corrupted: Vec<Complex<f64>> = cov
-        .points
-        .iter()
-        .zip(&vis)
-        .map(|(p, v)| v * gains[p.scan][p.st1] * gains[p.scan][p.st2].conj())
-        .collect();
+    let corrupted: Vec<Complex<f64>> =
+        cov.points.iter().zip(&vis).map(|(p, v)| v * gains[p.scan][p.st1] * gains[p.scan][p.st2].conj()).collect();
     let after = g.closure_set().log_closure_amplitudes(&corrupted).unwrap();
     for (a, b) in before.iter().zip(&after) {
         assert_relative_eq!(*a, *b, epsilon = 1e-9);
@@ -544,7 +540,11 @@ fn likelihood_gradient_matches_central_differences() {
     let cps: Vec<f64> = (0..p).map(|_| rng.random_range(0.2..1.0)).collect();
     let la: Vec<f64> = (0..q).map(|_| rng.random_range(-1.0..1.0)).collect();
     let las: Vec<f64> = (0..q).map(|_| rng.random_range(0.2..1.0)).collect();
-    for w in [ClosureWeights::default(), ClosureWeights::enkg_pytorch(), ClosureWeights { flux: 3.0, logcamp: 0.7, ..Default::default() }] {
+    for w in [
+        ClosureWeights::default(),
+        ClosureWeights::enkg_pytorch(),
+        ClosureWeights { flux: 3.0, logcamp: 0.7, ..Default::default() },
+    ] {
         let lik = ClosureLikelihood::from_parts(&cp, &cps, &la, &las, 2.0, w).unwrap();
         let m = lik.measurement_dim();
         assert_eq!(m, p + q + 1);
@@ -642,7 +642,13 @@ fn closure_vjp_matches_directional_differences() {
 #[test]
 fn station_zenith_and_culmination_match_known_sites() {
     // Approximate geodetic latitude / east longitude (deg) of the sites, from public site data.
-    let known = [("ALMA", -23.029, -67.755), ("SMT", 32.701, -109.891), ("LMT", 18.985, -97.315), ("PV", 37.066, -3.393), ("JCMT", 19.823, -155.477)];
+    let known = [
+        ("ALMA", -23.029, -67.755),
+        ("SMT", 32.701, -109.891),
+        ("LMT", 18.985, -97.315),
+        ("PV", 37.066, -3.393),
+        ("JCMT", 19.823, -155.477),
+    ];
     let stations = eht2017();
     let dec = Source::m87().dec_rad;
     for (name, lat, lon) in known {

@@ -128,8 +128,7 @@ pub fn julian_date(year: i32, month: u32, day: u32, hour: f64) -> f64 {
     }
     let a = (y / 100.0).floor();
     let b = 2.0 - a + (a / 4.0).floor();
-    (365.25 * (y + 4716.0)).floor() + (30.6001 * (m + 1.0)).floor() + day as f64 + hour / 24.0 + b
-        - 1524.5
+    (365.25 * (y + 4716.0)).floor() + (30.6001 * (m + 1.0)).floor() + day as f64 + hour / 24.0 + b - 1524.5
 }
 
 /// Greenwich mean sidereal time in radians, in `[0, 2 pi)`, at Julian date `jd` (UT1, taken
@@ -139,8 +138,8 @@ pub fn julian_date(year: i32, month: u32, day: u32, hour: f64) -> f64 {
 pub fn gmst_rad(jd: f64) -> f64 {
     let d = jd - 2_451_545.0;
     let t = d / 36_525.0;
-    let deg = 280.460_618_37 + 360.0 * d.fract() + 0.985_647_366_29 * d + 0.000_387_933 * t * t
-        - t * t * t / 38_710_000.0;
+    let deg =
+        280.460_618_37 + 360.0 * d.fract() + 0.985_647_366_29 * d + 0.000_387_933 * t * t - t * t * t / 38_710_000.0;
     deg.rem_euclid(360.0).to_radians()
 }
 
@@ -154,11 +153,7 @@ pub fn source_vector(gha: f64, dec: f64) -> [f64; 3] {
 pub fn baseline_uvw(b: [f64; 3], gha: f64, dec: f64) -> [f64; 3] {
     let (sh, ch) = gha.sin_cos();
     let (sd, cd) = dec.sin_cos();
-    [
-        sh * b[0] + ch * b[1],
-        -sd * ch * b[0] + sd * sh * b[1] + cd * b[2],
-        cd * ch * b[0] - cd * sh * b[1] + sd * b[2],
-    ]
+    [sh * b[0] + ch * b[1], -sd * ch * b[0] + sd * sh * b[1] + cd * b[2], cd * ch * b[0] - cd * sh * b[1] + sd * b[2]]
 }
 
 /// Per-visibility thermal noise (standard deviation of each of the real and imaginary parts),
@@ -335,9 +330,8 @@ impl UvCoverage {
             let t_h = config.start_utc_h + k as f64 * config.cadence_min / 60.0;
             let gmst = gmst_rad(jd0 + t_h / 24.0);
             let gha = (gmst - source.ra_rad).rem_euclid(std::f64::consts::TAU);
-            let visible: Vec<usize> = (0..stations.len())
-                .filter(|&i| stations[i].elevation(gha, source.dec_rad) >= cut)
-                .collect();
+            let visible: Vec<usize> =
+                (0..stations.len()).filter(|&i| stations[i].elevation(gha, source.dec_rad) >= cut).collect();
             if visible.len() < 2 {
                 continue;
             }
@@ -364,7 +358,13 @@ impl UvCoverage {
                     });
                 }
             }
-            scans.push(Scan { time_utc_h: t_h, gmst_rad: gmst, gha_rad: gha, stations: visible, vis: start..points.len() });
+            scans.push(Scan {
+                time_utc_h: t_h,
+                gmst_rad: gmst,
+                gha_rad: gha,
+                stations: visible,
+                vis: start..points.len(),
+            });
         }
         if points.is_empty() {
             return Err(OperatorError::InvalidParameter {
@@ -391,9 +391,6 @@ impl UvCoverage {
     pub fn vis_index(&self, scan: usize, a: usize, b: usize) -> Option<(usize, bool)> {
         let (lo, hi, conj) = if a < b { (a, b, false) } else { (b, a, true) };
         let sc = self.scans.get(scan)?;
-        self.points[sc.vis.clone()]
-            .iter()
-            .position(|p| p.st1 == lo && p.st2 == hi)
-            .map(|k| (sc.vis.start + k, conj))
+        self.points[sc.vis.clone()].iter().position(|p| p.st1 == lo && p.st2 == hi).map(|k| (sc.vis.start + k, conj))
     }
 }

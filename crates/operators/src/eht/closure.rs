@@ -108,7 +108,12 @@ impl ClosureSet {
                         let (v0, c0) = idx(s, r, i)?;
                         let (v1, c1) = idx(s, i, j)?;
                         let (v2, c2) = idx(s, j, r)?;
-                        triangles.push(Triangle { scan: s, stations: [r, i, j], vis: [v0, v1, v2], conj: [c0, c1, c2] });
+                        triangles.push(Triangle {
+                            scan: s,
+                            stations: [r, i, j],
+                            vis: [v0, v1, v2],
+                            conj: [c0, c1, c2],
+                        });
                     }
                 }
             }

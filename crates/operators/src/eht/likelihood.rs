@@ -57,7 +57,14 @@ pub struct ClosureWeights {
 impl Default for ClosureWeights {
     /// InverseBench: `w_cp = 1, w_ca = 1, w_F = 0.5, s_F = 2, c = 2`, wrapped phases.
     fn default() -> Self {
-        Self { cphase: 1.0, logcamp: 1.0, flux: 0.5, flux_scale: 2.0, overall: 2.0, phase_residual: PhaseResidual::Wrapped }
+        Self {
+            cphase: 1.0,
+            logcamp: 1.0,
+            flux: 0.5,
+            flux_scale: 2.0,
+            overall: 2.0,
+            phase_residual: PhaseResidual::Wrapped,
+        }
     }
 }
 
@@ -96,7 +103,11 @@ impl ClosureLikelihood {
         w: ClosureWeights,
     ) -> Result<Self> {
         if cphase_sigma.len() != cphase.len() {
-            return Err(OperatorError::Shape { what: "closure phase sigmas", expected: cphase.len(), got: cphase_sigma.len() });
+            return Err(OperatorError::Shape {
+                what: "closure phase sigmas",
+                expected: cphase.len(),
+                got: cphase_sigma.len(),
+            });
         }
         if logcamp_sigma.len() != logcamp.len() {
             return Err(OperatorError::Shape {
@@ -109,15 +120,24 @@ impl ClosureLikelihood {
             return Err(OperatorError::NonFiniteInput { what: "closure observation", row: 0 });
         }
         if let Some(s) = cphase_sigma.iter().chain(logcamp_sigma).find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(OperatorError::InvalidParameter { name: "sigma", reason: format!("must be finite and > 0, got {s}") });
+            return Err(OperatorError::InvalidParameter {
+                name: "sigma",
+                reason: format!("must be finite and > 0, got {s}"),
+            });
         }
         for (name, v) in [("cphase", w.cphase), ("logcamp", w.logcamp), ("flux", w.flux), ("overall", w.overall)] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(OperatorError::InvalidParameter { name: "weights", reason: format!("{name} = {v} must be finite and >= 0") });
+                return Err(OperatorError::InvalidParameter {
+                    name: "weights",
+                    reason: format!("{name} = {v} must be finite and >= 0"),
+                });
             }
         }
         if !(w.flux_scale.is_finite() && w.flux_scale > 0.0) {
-            return Err(OperatorError::InvalidParameter { name: "flux_scale", reason: format!("must be > 0, got {}", w.flux_scale) });
+            return Err(OperatorError::InvalidParameter {
+                name: "flux_scale",
+                reason: format!("must be > 0, got {}", w.flux_scale),
+            });
         }
         let iv = |s: &[f64]| s.iter().map(|s| 1.0 / (s * s)).collect::<Vec<_>>();
         Ok(Self {

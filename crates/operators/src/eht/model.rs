@@ -95,12 +95,7 @@ pub struct EhtData {
 impl EhtData {
     /// The measurement vector `[cphase, logcamp, flux]` in the layout of [`ClosureForward`].
     pub fn measurement(&self) -> Array1<f32> {
-        self.cphase
-            .iter()
-            .chain(&self.logcamp)
-            .chain(std::iter::once(&self.flux))
-            .map(|&v| v as f32)
-            .collect()
+        self.cphase.iter().chain(&self.logcamp).chain(std::iter::once(&self.flux)).map(|&v| v as f32).collect()
     }
 }
 
@@ -251,24 +246,20 @@ impl ForwardModel for ClosureForward {
         let (p, q) = (self.n_cphase(), self.n_logcamp());
         let mut y = Array2::<f32>::zeros((x.nrows(), p + q + 1));
         let mut bad = Array1::<Option<usize>>::from_elem(x.nrows(), None);
-        Zip::from(y.rows_mut())
-            .and(vri.rows())
-            .and(img.rows())
-            .and(&mut bad)
-            .par_for_each(|mut yr, vr, ir, bad| {
-                let vis: Vec<Complex<f32>> = (0..k).map(|j| Complex::new(vr[j], vr[k + j])).collect();
-                for (o, t) in yr.iter_mut().zip(self.closures.triangles()) {
-                    *o = cphase_of(t, &vis) as f32;
+        Zip::from(y.rows_mut()).and(vri.rows()).and(img.rows()).and(&mut bad).par_for_each(|mut yr, vr, ir, bad| {
+            let vis: Vec<Complex<f32>> = (0..k).map(|j| Complex::new(vr[j], vr[k + j])).collect();
+            for (o, t) in yr.iter_mut().zip(self.closures.triangles()) {
+                *o = cphase_of(t, &vis) as f32;
+            }
+            for (j, qd) in self.closures.quadrangles().iter().enumerate() {
+                let l = logcamp_of(qd, &vis);
+                if !l.is_finite() && bad.is_none() {
+                    *bad = Some(j);
                 }
-                for (j, qd) in self.closures.quadrangles().iter().enumerate() {
-                    let l = logcamp_of(qd, &vis);
-                    if !l.is_finite() && bad.is_none() {
-                        *bad = Some(j);
-                    }
-                    yr[p + j] = l as f32;
-                }
-                yr[p + q] = ir.iter().map(|&v| v as f64).sum::<f64>() as f32;
-            });
+                yr[p + j] = l as f32;
+            }
+            yr[p + q] = ir.iter().map(|&v| v as f64).sum::<f64>() as f32;
+        });
         if let Some((row, j)) = bad.iter().enumerate().find_map(|(i, b)| b.map(|j| (i, j))) {
             let qd = &self.closures.quadrangles()[j];
             let names = |s: usize| self.coverage.stations[s].name.as_str();

@@ -162,11 +162,8 @@ impl VisibilityOperator {
         let mut a = Array2::<f32>::zeros((2 * k, d));
         let (mut a_re, mut a_im) = a.view_mut().split_at(Axis(0), k);
         let tau = std::f64::consts::TAU;
-        a_re.outer_iter_mut()
-            .into_par_iter()
-            .zip(a_im.outer_iter_mut().into_par_iter())
-            .zip(uv.par_iter())
-            .for_each(|((mut re, mut im), &[u, v])| {
+        a_re.outer_iter_mut().into_par_iter().zip(a_im.outer_iter_mut().into_par_iter()).zip(uv.par_iter()).for_each(
+            |((mut re, mut im), &[u, v])| {
                 let p = pulse.response(u, v, dx);
                 let eu: Vec<Complex<f64>> = offs.iter().map(|&l| Complex::from_polar(1.0, -tau * u * l)).collect();
                 let ev: Vec<Complex<f64>> = offs.iter().map(|&m| Complex::from_polar(p, -tau * v * m)).collect();
@@ -177,7 +174,8 @@ impl VisibilityOperator {
                         im[r * n + c] = z.im as f32;
                     }
                 }
-            });
+            },
+        );
         let at = a.t().as_standard_layout().into_owned();
         Ok(Self { grid, pulse, uv: uv.to_vec(), a, at })
     }
@@ -209,7 +207,6 @@ impl VisibilityOperator {
         let k = self.n_vis();
         Ok(Array2::from_shape_fn((y.nrows(), k), |(i, j)| Complex::new(y[[i, j]], y[[i, k + j]])))
     }
-
 }
 
 impl ForwardModel for VisibilityOperator {
