@@ -4,6 +4,7 @@
 //! - `cargo xtask test [-- CARGO TEST ARGS]`
 //! - `cargo xtask bench NAME`
 //! - `cargo xtask data NAME`
+//! - `cargo xtask train CONFIG [--max-steps N]`
 //! - `cargo xtask torch-env`: print the libtorch environment (bootstrapping it if needed).
 
 mod bench;
@@ -12,6 +13,7 @@ mod plot;
 mod report;
 mod reproduce;
 mod torch_env;
+mod train;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "diffinv tasks: reproduce tables, test, bench, data")]
+#[command(name = "cargo xtask", about = "diffinv tasks: reproduce tables, test, bench, data, train")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -40,6 +42,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Generate a data set.
     Data(data::DataArgs),
+    /// Train a diffusion prior from a TOML config (resumes from its last checkpoint).
+    Train(train::TrainArgs),
     /// Print the libtorch environment, installing it on first use.
     TorchEnv,
 }
@@ -96,6 +100,7 @@ fn main() -> Result<()> {
             bench::run(args)
         }
         Cmd::Data(args) => data::run(args),
+        Cmd::Train(args) => train::run(args),
         Cmd::TorchEnv => {
             let env = torch_env::ensure()?;
             for (k, v) in &env.vars {

@@ -29,7 +29,9 @@ pub use forward::{
     check_batch, BatchOutput, Differentiable, FnForward, ForwardModel, LinearOperator,
     SampleFailure,
 };
+pub use imaging::{Blur, Downsampling, Hdr, ImageShape, Inpainting, PhaseRetrieval, SuperResolution};
 pub use likelihood::{GaussianLikelihood, Likelihood};
+pub use noise::{GaussianNoise, NoiseModel, PoissonNoise};
 
 /// Result type of this crate.
 pub type Result<T, E = OperatorError> = std::result::Result<T, E>;

@@ -26,6 +26,8 @@ pub mod fourier;
 pub mod gaussian;
 pub mod gmm;
 pub mod linalg;
+#[cfg(feature = "torch")]
+pub mod neural;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;

@@ -1,0 +1,210 @@
+//! `diffinv-train CONFIG`: train an EDM prior from a TOML config (normally through
+//! `cargo xtask train CONFIG`, which bootstraps libtorch and draws the loss curve).
+//!
+//! The config has a `[data]` table (where the training images come from and how they are
+//! normalised), a `[train]` table ([`diffinv_priors::neural::TrainConfig`]: network, loss,
+//! optimiser, EMA, checkpoints, seed, device) and `out`, the run folder. The run folder holds
+//! `checkpoint/` (resumable state, rewritten every `checkpoint_every` steps and at the end),
+//! `loss.csv` (`step,loss,lr,images_per_second`), `ema.safetensors` (the final EMA weights, the
+//! prior to ship), `normalization.json` and a copy of the config. Run the same command again
+//! after an interruption and it continues from the last checkpoint with no lost steps.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use diffinv_datasets::{blackhole, npy};
+use diffinv_priors::neural::{TrainConfig, Trainer};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+#[derive(Parser)]
+#[command(name = "diffinv-train", about = "Train an EDM diffusion prior from a TOML config")]
+struct Cli {
+    /// The TOML config.
+    config: PathBuf,
+    /// Stop after this many steps in this invocation (for tests and smoke runs).
+    #[arg(long)]
+    max_steps: Option<u64>,
+}
+
+/// Where the training images come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum DataSource {
+    /// A `.npy` file of shape `(N, H, W)` or `(N, C, H, W)` (e.g. from `cargo xtask data ns`).
+    Npy {
+        /// Path, relative to the config's folder unless absolute.
+        path: PathBuf,
+    },
+    /// Synthetic black-hole images (m-ring family, `diffinv_datasets::blackhole`), images
+    /// `0..count` of the data set with `seed` (the train split; tests use indices >= count).
+    Blackhole {
+        /// Number of images.
+        count: u64,
+        /// Data set seed.
+        #[serde(default)]
+        seed: u64,
+        /// Generator settings.
+        #[serde(default)]
+        mring: blackhole::MringConfig,
+    },
+}
+
+/// How pixel values are normalised before training: `x_train = (x - shift) / scale`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Normalization {
+    /// Subtract the data's mean and divide by its standard deviation, times `sigma_data`.
+    Standard,
+    /// Map `[0, 1]` to `[-1, 1]`.
+    Unit,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunConfig {
+    out: PathBuf,
+    normalization: Normalization,
+    data: DataSource,
+    #[serde(default)]
+    train: TrainConfig,
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Load the images as `(N, C, H, W)` f32 on the CPU.
+fn load_data(src: &DataSource, base: &Path, cfg: &TrainConfig) -> Result<Tensor> {
+    let (c, r) = (cfg.unet.img_channels, cfg.unet.img_resolution);
+    let (shape, data) = match src {
+        DataSource::Npy { path } => {
+            let path = resolve(base, path);
+            let (shape, data) = npy::read_f32(&path).with_context(|| format!("reading {}", path.display()))?;
+            (shape, data)
+        }
+        DataSource::Blackhole { count, seed, mring } => {
+            eprintln!("diffinv-train: generating {count} black-hole images (seed {seed})");
+            let (imgs, _) = blackhole::generate(mring, *seed, 0..*count)?;
+            (vec![*count as usize, mring.resolution, mring.resolution], imgs.into_raw_vec_and_offset().0)
+        }
+    };
+    let (n, dims) = match shape.as_slice() {
+        [n, h, w] => (*n, [1, *h as i64, *w as i64]),
+        [n, ch, h, w] => (*n, [*ch as i64, *h as i64, *w as i64]),
+        other => bail!("training data must be (N, H, W) or (N, C, H, W), got {other:?}"),
+    };
+    if dims != [c, r, r] {
+        bail!("training images are {:?} but the network expects ({c}, {r}, {r})", dims);
+    }
+    if n == 0 {
+        bail!("the training set is empty");
+    }
+    if data.iter().any(|v| !v.is_finite()) {
+        bail!("the training set has non-finite values");
+    }
+    Ok(Tensor::from_slice(&data).reshape([n as i64, dims[0], dims[1], dims[2]]))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let text = std::fs::read_to_string(&cli.config).with_context(|| format!("reading {}", cli.config.display()))?;
+    let run: RunConfig = toml::from_str(&text).with_context(|| format!("parsing {}", cli.config.display()))?;
+    run.train.validate()?;
+    let base = cli.config.parent().map(Path::to_path_buf).unwrap_or_default();
+    let out = resolve(&base, &run.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("config.toml"), &text)?;
+
+    let raw = load_data(&run.data, &base, &run.train)?;
+    let (shift, scale) = match run.normalization {
+        Normalization::Unit => (0.5, 0.5),
+        Normalization::Standard => {
+            let mean = raw.mean(Kind::Double).double_value(&[]);
+            let std = raw.std(true).double_value(&[]);
+            (mean, std / run.train.sigma_data)
+        }
+    };
+    let data = (raw - shift) / scale;
+    std::fs::write(out.join("normalization.json"), serde_json::json!({"shift": shift, "scale": scale, "rule": "x_train = (x - shift) / scale"}).to_string())?;
+
+    let ckpt = out.join("checkpoint");
+    let mut trainer = if ckpt.join("state.json").exists() {
+        let t = Trainer::resume(run.train.clone(), &ckpt)?;
+        eprintln!("diffinv-train: resuming {} at step {}", out.display(), t.step_count());
+        t
+    } else {
+        Trainer::new(run.train.clone())?
+    };
+    let cfg = run.train.clone();
+    eprintln!(
+        "diffinv-train: {} parameters, {} images of {:?}, {} steps of batch {} on {:?}",
+        trainer.num_parameters(),
+        data.size()[0],
+        &data.size()[1..],
+        cfg.steps,
+        cfg.batch_size,
+        cfg.device.resolve()?
+    );
+    // The loss log keeps exactly the steps the checkpoint has: rows past it are dropped.
+    let log_path = out.join("loss.csv");
+    let kept: Vec<String> = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').next().and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s <= trainer.step_count()))
+        .map(str::to_string)
+        .collect();
+    let mut log = std::fs::File::create(&log_path)?;
+    writeln!(log, "step,loss,lr,images_per_second")?;
+    for l in &kept {
+        writeln!(log, "{l}")?;
+    }
+
+    let bar = ProgressBar::new(cfg.steps);
+    if let Ok(style) = ProgressStyle::with_template("train [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_position(trainer.step_count());
+    let stop = cli.max_steps.map_or(cfg.steps, |m| (trainer.step_count() + m).min(cfg.steps));
+    let t0 = Instant::now();
+    let first_step = trainer.step_count();
+    let mut last = Instant::now();
+    let mut smooth = f64::NAN;
+    while trainer.step_count() < stop {
+        let step = trainer.step_count();
+        let loss = trainer.train_step(&data)?;
+        let dt = last.elapsed().as_secs_f64();
+        last = Instant::now();
+        let ips = cfg.batch_size as f64 / dt.max(1e-9);
+        smooth = if smooth.is_nan() { loss } else { 0.95 * smooth + 0.05 * loss };
+        writeln!(log, "{},{loss:.6},{:.3e},{ips:.1}", step + 1, cfg.lr_at(step))?;
+        bar.set_message(format!("loss {smooth:.4} | {ips:.0} img/s"));
+        bar.inc(1);
+        if trainer.step_count() % cfg.checkpoint_every == 0 || trainer.step_count() == stop {
+            log.flush()?;
+            trainer.save_checkpoint(&ckpt)?;
+        }
+    }
+    bar.finish_and_clear();
+    if trainer.step_count() >= cfg.steps {
+        trainer.ema.save(&out.join("ema.safetensors"))?;
+        eprintln!("diffinv-train: done, EMA weights in {}", out.join("ema.safetensors").display());
+    }
+    eprintln!(
+        "diffinv-train: steps {first_step}..{} in {:.0} s ({} of {} done)",
+        trainer.step_count(),
+        t0.elapsed().as_secs_f64(),
+        trainer.step_count(),
+        cfg.steps
+    );
+    Ok(())
+}
