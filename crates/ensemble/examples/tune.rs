@@ -1,0 +1,21 @@
+//! Scratch tuning of tile sizes (timing only).
+use diffinv_ensemble::{kalman_direction_tiled, kalman_flops, Tiles};
+use ndarray::Array2;
+use std::time::Instant;
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().unwrap_or(0)).collect();
+    let (n, d, m) = (args[0], args[1], args[2]);
+    let gt = Tiles { rows: args[3], cols: args[4] };
+    let ct = Tiles { rows: args[5], cols: args[6] };
+    let reps = args.get(7).copied().unwrap_or(3);
+    let x = Array2::from_shape_fn((n, d), |(i, j)| ((i * 31 + j * 17) % 97) as f32 / 97.0);
+    let y = Array2::from_shape_fn((n, m), |(i, j)| ((i * 13 + j * 7) % 89) as f32 / 89.0);
+    let r = Array2::from_shape_fn((n, m), |(i, j)| ((i * 5 + j * 11) % 83) as f32 / 83.0);
+    let _ = kalman_direction_tiled(x.view(), y.view(), r.view(), gt, ct);
+    for _ in 0..reps {
+        let t = Instant::now();
+        let k = kalman_direction_tiled(x.view(), y.view(), r.view(), gt, ct).unwrap();
+        let dt = t.elapsed().as_secs_f64();
+        println!("{:.3} s  {:.1} GFLOP/s  {}", dt, kalman_flops(n, d, m) / dt / 1e9, k.dx[[0, 0]]);
+    }
+}
