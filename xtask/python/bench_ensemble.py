@@ -4,14 +4,14 @@ A small line protocol so that xtask can interleave PyTorch and Rust measurements
 xtask starts this script once and writes commands on stdin, one per line:
 
     case N D M          allocate random X (N, D), Y (N, M), R (N, M) in float32
-    sgemm               time one SGEMM of the dominant EnKG shape, (N, N) @ (N, D)
-    update              time one EnKG update in PyTorch:
+    sgemm [K]           time K (default 1) SGEMMs of the dominant EnKG shape, (N, N) @ (N, D)
+    update [K]          time K EnKG updates in PyTorch:
                             C  = R @ (Y - Y.mean(0)).T / N
                             dX = C @ (X - X.mean(0))
     quit
 
 After each timing command the script prints one JSON line
-{"what": ..., "seconds": s, "gflop": g, "gflops": g / s}; flops are 2 N^2 D for sgemm and
+{"what": ..., "seconds": s, "gflop": g, "gflops": g / s} (s per call, mean over the K); flops are 2 N^2 D for sgemm and
 2 N^2 (D + M) for update (anomalies not counted), as on the Rust side.
 Usage: python bench_ensemble.py THREADS
 """
@@ -48,17 +48,20 @@ def main() -> None:
             _update(x, y, r)
             print(json.dumps({"what": "case", "n": n, "d": d, "m": m}), flush=True)
             continue
+        k = int(parts[1]) if len(parts) > 1 else 1
         if cmd == "sgemm":
             t0 = time.perf_counter()
-            out = torch.mm(c, x)
-            dt = time.perf_counter() - t0
-            del out
+            for _ in range(k):
+                out = torch.mm(c, x)
+                del out
+            dt = (time.perf_counter() - t0) / k
             gflop = 2.0 * n * n * d / 1e9
         elif cmd == "update":
             t0 = time.perf_counter()
-            out = _update(x, y, r)
-            dt = time.perf_counter() - t0
-            del out
+            for _ in range(k):
+                out = _update(x, y, r)
+                del out
+            dt = (time.perf_counter() - t0) / k
             gflop = 2.0 * n * n * (d + m) / 1e9
         else:
             print(json.dumps({"error": f"unknown command {cmd!r}"}), flush=True)

@@ -1,9 +1,16 @@
-//! Scratch tuning of tile sizes (timing only).
+//! Tile-size tuning: times `kalman_direction_tiled` on one shape with the given tiles.
+//!
+//! `cargo run --release -p diffinv-ensemble --example tune -- N D M GR GC CR CC [REPS]`
+//! (GR x GC: Gram tiles, CR x CC: combination tiles). Set `RAYON_NUM_THREADS` for the threads.
 use diffinv_ensemble::{kalman_direction_tiled, kalman_flops, Tiles};
 use ndarray::Array2;
 use std::time::Instant;
-fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().unwrap_or(0)).collect();
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = std::env::args().skip(1).map(|s| s.parse::<usize>()).collect::<Result<Vec<_>, _>>()?;
+    if args.len() < 7 {
+        return Err("usage: tune N D M GRAM_ROWS GRAM_COLS COMBINE_ROWS COMBINE_COLS [REPS]".into());
+    }
     let (n, d, m) = (args[0], args[1], args[2]);
     let gt = Tiles { rows: args[3], cols: args[4] };
     let ct = Tiles { rows: args[5], cols: args[6] };
@@ -11,11 +18,12 @@ fn main() {
     let x = Array2::from_shape_fn((n, d), |(i, j)| ((i * 31 + j * 17) % 97) as f32 / 97.0);
     let y = Array2::from_shape_fn((n, m), |(i, j)| ((i * 13 + j * 7) % 89) as f32 / 89.0);
     let r = Array2::from_shape_fn((n, m), |(i, j)| ((i * 5 + j * 11) % 83) as f32 / 83.0);
-    let _ = kalman_direction_tiled(x.view(), y.view(), r.view(), gt, ct);
+    kalman_direction_tiled(x.view(), y.view(), r.view(), gt, ct)?;
     for _ in 0..reps {
         let t = Instant::now();
-        let k = kalman_direction_tiled(x.view(), y.view(), r.view(), gt, ct).unwrap();
+        let k = kalman_direction_tiled(x.view(), y.view(), r.view(), gt, ct)?;
         let dt = t.elapsed().as_secs_f64();
-        println!("{:.3} s  {:.1} GFLOP/s  {}", dt, kalman_flops(n, d, m) / dt / 1e9, k.dx[[0, 0]]);
+        println!("{dt:.3} s  {:.1} GFLOP/s  (dx[0,0] = {})", kalman_flops(n, d, m) / dt / 1e9, k.dx[[0, 0]]);
     }
+    Ok(())
 }
