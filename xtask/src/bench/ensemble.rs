@@ -116,7 +116,31 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Run the benchmark.
+///
+/// In a build with debug assertions (the dev profile that the `cargo xtask` alias uses), it
+/// re-runs itself as `cargo run --release -p xtask -- bench ensemble`: `gemm`'s micro-kernels
+/// are 2-3x slower at the dev profile (docs/performance-ensemble.md), which would measure the
+/// build profile rather than the code. `DIFFINV_BENCH_ANY_PROFILE=1` measures in place.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if cfg!(debug_assertions) && std::env::var_os("DIFFINV_BENCH_ANY_PROFILE").is_none() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut c = Command::new(cargo);
+        c.current_dir(crate::workspace_root())
+            .args(["run", "--quiet", "--release", "-p", "xtask", "--", "bench", "ensemble"]);
+        if args.quick {
+            c.arg("--quick");
+        }
+        eprintln!(
+            "xtask: this is a dev build; measuring with `cargo run --release -p xtask -- bench ensemble{}` \
+             (set DIFFINV_BENCH_ANY_PROFILE=1 to measure this build)",
+            if args.quick { " --quick" } else { "" }
+        );
+        let st = c.status().context("running the release build of xtask")?;
+        if !st.success() {
+            bail!("the release run of `bench ensemble` failed");
+        }
+        return Ok(());
+    }
     let python = match std::env::var_os("DIFFINV_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => crate::torch_env::ensure()?.python,
