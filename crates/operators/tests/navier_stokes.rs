@@ -74,6 +74,7 @@ fn single_mode_decays_by_the_crank_nicolson_factor_exactly() {
     let f = cn_factor(k1 * k1 + k2 * k2, re, t, dt);
     let expect: Vec<f64> = w0.iter().map(|v| v * f).collect();
     let err = rel_l2(&out, &expect);
+    eprintln!("single mode vs CN factor: relative L2 {err:.3e}");
     assert!(err < 1e-12, "relative error vs CN factor {err:e}");
 }
 
@@ -101,6 +102,7 @@ fn single_mode_decays_as_the_exponential_with_second_order_error() {
     assert!((e_fine / predicted - 1.0).abs() < 0.05, "error {e_fine:e} vs predicted {predicted:e}");
     let (e1, e2) = (run(0.02), run(0.01));
     let order = (e1 / e2).log2();
+    eprintln!("single mode vs exp: dt {dt:e} error {e_fine:.3e} (predicted {predicted:.3e}); order {order:.3}");
     assert!((order - 2.0).abs() < 0.1, "observed order {order} ({e1:e}, {e2:e})");
 }
 
@@ -119,6 +121,7 @@ fn adaptive_step_single_mode_matches_exp() {
     let e = (-ksq * t / re).exp();
     let expect: Vec<f64> = w0.iter().map(|v| v * e).collect();
     let err = rel_l2(&out, &expect);
+    eprintln!("adaptive single mode vs exp: {} steps, relative L2 {err:.3e}", st.steps);
     assert!(err < 1e-6, "relative error {err:e} after {} steps", st.steps);
 }
 
@@ -135,6 +138,7 @@ fn laminar_kolmogorov_flow_matches_closed_form() {
     let c = -4.0 * (re / 16.0) * (1.0 - (-16.0 * t / re).exp());
     let expect = mode(n, 0.0, 4.0, c);
     let err = rel_l2(&out, &expect);
+    eprintln!("laminar Kolmogorov vs closed form: relative L2 {err:.3e}");
     assert!(err < 1e-6, "relative error {err:e}");
     assert!(out[0] < 0.0, "w(0, 0) must be negative (forcing -4 cos 4y)");
 }
@@ -149,6 +153,7 @@ fn mean_vorticity_is_conserved() {
     let mut out = vec![0.0; n * n];
     s.solve_one(&w0, &mut out).expect("solve");
     let m1: f64 = out.iter().sum::<f64>() / (n * n) as f64;
+    eprintln!("mean vorticity after T = 1: {m1:.3e}");
     assert!(m1.abs() < 1e-11, "mean drifted to {m1:e}");
     // A non-zero mean is carried unchanged.
     w0.iter_mut().for_each(|v| *v += 0.3);
@@ -235,6 +240,7 @@ fn matches_independent_pytorch_implementation_f64() {
         "fixed",
     );
     let e = rel_l2(ours.as_slice().expect("contiguous"), &theirs);
+    eprintln!("pytorch fixed-step unforced: relative L2 {e:.3e}");
     assert!(e < 1e-5, "fixed: relative L2 {e:e}");
 }
 
@@ -429,6 +435,7 @@ fn grf_pointwise_variance_matches_the_spectrum() {
     // Average over samples of the spatial mean of w^2 (each sample's spatial mean of w^2 has
     // expectation Var w(x)).
     let est: f64 = f.iter().map(|v| v * v).sum::<f64>() / f.len() as f64;
+    eprintln!("GRF pointwise variance: sample {est:.4}, spectrum {expect:.4}");
     assert!((est / expect - 1.0).abs() < 0.06, "variance {est} vs {expect}");
     assert!((expect.sqrt() - 2.0).abs() < 0.1, "pointwise sd {}", expect.sqrt());
 }

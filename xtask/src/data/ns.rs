@@ -124,7 +124,7 @@ fn generate_split(a: &NsDataArgs, dir: &Path, split: Split, count: usize, solver
     );
     pb.set_prefix(split.name());
     if skipped > 0 {
-        pb.println(format!("{}: {skipped} of {chunks} chunks already done, skipping them", split.name()));
+        eprintln!("{}: {skipped} of {chunks} chunks already done, skipping them", split.name());
     }
     let mut steps_total = 0usize;
     for &k in &todo {
