@@ -12,6 +12,9 @@ This is the scheme of devzhk/enkg-pytorch; the code here is written independentl
 Usage (data exchanged through .npy files; numpy is not required):
     ns_reference.py solve --input IN.npy --output OUT.npy [options]
     ns_reference.py bench --input IN.npy [options] --repeat R   # prints JSON timings
+    ns_reference.py jobs --input JOBS.json    # several solves in one process (one torch import):
+        JOBS.json = [{"input": ..., "output": ..., "re": 200, "t": 1.0, "dt_mode": "sample",
+                      "dt": 0.002, "forcing": "kolmogorov", "dtype": "float64"}, ...]
 Options: --re 200 --t 1.0 --dt-mode sample|batch|fixed --dt 0.002 --forcing kolmogorov|none
          --dtype float64|float32 --threads N
 """
@@ -163,7 +166,7 @@ class SpectralNS:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["solve", "bench"])
+    p.add_argument("command", choices=["solve", "bench", "jobs"])
     p.add_argument("--input", required=True)
     p.add_argument("--output")
     p.add_argument("--re", type=float, default=200.0)
@@ -177,6 +180,22 @@ def main():
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+    if a.command == "jobs":
+        with open(a.input) as fh:
+            jobs = json.load(fh)
+        report = []
+        for job in jobs:
+            dt_ = torch.float64 if job.get("dtype", "float64") == "float64" else torch.float32
+            x = read_npy(job["input"]).to(dt_)
+            if x.dim() == 2:
+                x = x.unsqueeze(0)
+            sv = SpectralNS(x.shape[1], x.shape[2], float(job.get("re", 200.0)), job.get("forcing", "kolmogorov"), dt_)
+            with torch.no_grad():
+                w, steps = sv.solve(x, float(job.get("t", 1.0)), job.get("dt_mode", "sample"), float(job.get("dt", 2e-3)))
+            write_npy(job["output"], w.to(dt_))
+            report.append({"output": job["output"], "steps": steps})
+        print(json.dumps(report))
+        return 0
     dtype = torch.float64 if a.dtype == "float64" else torch.float32
     w0 = read_npy(a.input).to(dtype)
     if w0.dim() == 2:

@@ -183,26 +183,45 @@ fn scratch_dir(tag: &str) -> PathBuf {
     d
 }
 
-fn run_reference(py: &str, w0: &[f64], shape: [usize; 3], args: &[&str], tag: &str) -> Vec<f64> {
-    let dir = scratch_dir(tag);
-    let (inp, out) = (dir.join("in.npy"), dir.join("out.npy"));
+/// Options of one reference solve: (re, t, dt_mode, dt, forcing).
+type RefArgs = (f64, f64, &'static str, f64, &'static str);
+
+/// One solve for the reference: its options and our result to compare with.
+struct Job {
+    args: RefArgs,
+    ours: Vec<f64>,
+}
+
+/// Run every job through `ns_reference.py jobs` in one python process (one torch import) and
+/// return the reference's results.
+fn run_reference(py: &str, w0: &[f64], shape: [usize; 3], jobs: &[Job]) -> Vec<Vec<f64>> {
+    let dir = scratch_dir("ref");
+    let inp = dir.join("in.npy");
     write_npy_f64(&inp, &shape, w0).expect("write");
+    let mut spec = Vec::new();
+    for (k, j) in jobs.iter().enumerate() {
+        let (re, t, mode, dt, forcing) = j.args;
+        let out = dir.join(format!("out{k}.npy"));
+        spec.push(format!(
+            "{{\"input\": {:?}, \"output\": {:?}, \"re\": {re}, \"t\": {t}, \"dt_mode\": \"{mode}\", \"dt\": {dt}, \"forcing\": \"{forcing}\", \"dtype\": \"float64\"}}",
+            inp.display().to_string(),
+            out.display().to_string()
+        ));
+    }
+    let jobs_path = dir.join("jobs.json");
+    std::fs::write(&jobs_path, format!("[{}]", spec.join(", "))).expect("jobs");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../xtask/python/ns_reference.py");
-    let o = Command::new(py)
-        .arg(&script)
-        .arg("solve")
-        .arg("--input")
-        .arg(&inp)
-        .arg("--output")
-        .arg(&out)
-        .args(args)
-        .output()
-        .expect("running python");
+    let o = Command::new(py).arg(&script).arg("jobs").arg("--input").arg(&jobs_path).output().expect("running python");
     assert!(o.status.success(), "reference failed: {}", String::from_utf8_lossy(&o.stderr));
-    let a = read_npy(&out).expect("read");
-    assert_eq!(a.shape, shape.to_vec());
+    let res = (0..jobs.len())
+        .map(|k| {
+            let a = read_npy(&dir.join(format!("out{k}.npy"))).expect("read");
+            assert_eq!(a.shape, shape.to_vec());
+            a.to_f64()
+        })
+        .collect();
     let _ = std::fs::remove_dir_all(&dir);
-    a.to_f64()
+    res
 }
 
 #[test]
@@ -210,38 +229,28 @@ fn matches_independent_pytorch_implementation_f64() {
     let Some(py) = python() else { return };
     let n = 32;
     let b = 3;
-    let w0 = grf_batch(n, b, 11);
-    let w0: Vec<f64> = w0.iter().map(|v| 2.0 * v).collect();
+    let w0: Vec<f64> = grf_batch(n, b, 11).iter().map(|v| 2.0 * v).collect();
+    let arr = Array3::from_shape_vec((b, n, n), w0.clone()).expect("shape");
+    let mut jobs = Vec::new();
     for (ts, mode) in [(TimeStep::Adaptive, "sample"), (TimeStep::AdaptiveBatchMin, "batch")] {
-        let cfg = NsConfig { time_step: ts, ..NsConfig::default() };
-        let s = NsSolver::<f64>::new(n, n, cfg).expect("solver");
-        let arr = Array3::from_shape_vec((b, n, n), w0.clone()).expect("shape");
+        let s = NsSolver::<f64>::new(n, n, NsConfig { time_step: ts, ..NsConfig::default() }).expect("solver");
         let (ours, st) = s.solve_batch(arr.view()).expect("batch");
         assert!(st.iter().all(|r| r.is_ok()));
-        let theirs = run_reference(&py, &w0, [b, n, n], &["--dt-mode", mode, "--dtype", "float64"], mode);
-        let ours = ours.as_slice().expect("contiguous");
-        for i in 0..b {
-            let sl = i * n * n..(i + 1) * n * n;
-            let e = rel_l2(&ours[sl.clone()], &theirs[sl]);
-            assert!(e < 1e-5, "{mode}: sample {i} relative L2 {e:e}");
-            eprintln!("pytorch {mode} sample {i}: relative L2 {e:.3e}");
-        }
+        jobs.push(Job { args: (200.0, 1.0, mode, 0.0, "kolmogorov"), ours: ours.into_raw_vec_and_offset().0 });
     }
     // Fixed step, unforced.
-    let cfg = unforced(50.0, 0.5, TimeStep::Fixed(5e-3));
-    let s = NsSolver::<f64>::new(n, n, cfg).expect("solver");
-    let arr = Array3::from_shape_vec((b, n, n), w0.clone()).expect("shape");
+    let s = NsSolver::<f64>::new(n, n, unforced(50.0, 0.5, TimeStep::Fixed(5e-3))).expect("solver");
     let (ours, _) = s.solve_batch(arr.view()).expect("batch");
-    let theirs = run_reference(
-        &py,
-        &w0,
-        [b, n, n],
-        &["--dt-mode", "fixed", "--dt", "5e-3", "--re", "50", "--t", "0.5", "--forcing", "none"],
-        "fixed",
-    );
-    let e = rel_l2(ours.as_slice().expect("contiguous"), &theirs);
-    eprintln!("pytorch fixed-step unforced: relative L2 {e:.3e}");
-    assert!(e < 1e-5, "fixed: relative L2 {e:e}");
+    jobs.push(Job { args: (50.0, 0.5, "fixed", 5e-3, "none"), ours: ours.into_raw_vec_and_offset().0 });
+    let theirs = run_reference(&py, &w0, [b, n, n], &jobs);
+    for (job, theirs) in jobs.iter().zip(&theirs) {
+        for i in 0..b {
+            let sl = i * n * n..(i + 1) * n * n;
+            let e = rel_l2(&job.ours[sl.clone()], &theirs[sl]);
+            eprintln!("pytorch {:?} sample {i}: relative L2 {e:.3e}", job.args);
+            assert!(e < 1e-5, "{:?}: sample {i} relative L2 {e:e}", job.args);
+        }
+    }
 }
 
 // ------------------------------------------------------------------------- failures, precision
