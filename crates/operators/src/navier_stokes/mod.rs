@@ -20,4 +20,4 @@ pub mod spectral;
 pub use float::NsFloat;
 pub use grf::GaussianRandomField;
 pub use model::{NavierStokes2d, NavierStokesConfig, Precision};
-pub use solver::{Forcing, NsConfig, NsSolver, SolveStats, TimeStep};
+pub use solver::{Forcing, NsConfig, NsSolver, SampleResult, SolveStats, TimeStep};

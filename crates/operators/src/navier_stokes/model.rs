@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use super::float::NsFloat;
-use super::solver::{NsConfig, NsSolver, SolveStats};
+use super::solver::{NsConfig, NsSolver, SampleResult};
 use crate::forward::{check_batch, BatchOutput, ForwardModel, SampleFailure};
 use crate::{OperatorError, Result};
 
@@ -121,7 +121,7 @@ impl NavierStokes2d {
     }
 
     /// Solve every row; per row the subsampled output or the failure reason, plus the stats.
-    fn run(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Vec<std::result::Result<SolveStats, String>>)> {
+    fn run(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Vec<SampleResult>)> {
         let r = self.cfg.resolution;
         if x.ncols() != r * r {
             return Err(OperatorError::Shape { what: "forward input", expected: r * r, got: x.ncols() });
@@ -133,7 +133,7 @@ impl NavierStokes2d {
         }
     }
 
-    fn run_typed<T: NsFloat>(&self, s: &NsSolver<T>, x: ArrayView2<'_, f32>, n: usize) -> Result<(Array2<f32>, Vec<std::result::Result<SolveStats, String>>)> {
+    fn run_typed<T: NsFloat>(&self, s: &NsSolver<T>, x: ArrayView2<'_, f32>, n: usize) -> Result<(Array2<f32>, Vec<SampleResult>)> {
         let r = self.cfg.resolution;
         let scale = self.cfg.input_scale;
         let mut w0 = Array3::<T>::zeros((n, r, r));
@@ -160,7 +160,7 @@ impl NavierStokes2d {
     }
 
     /// Solve every row and also return each sample's step statistics (or failure reason).
-    pub fn forward_with_stats(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Vec<std::result::Result<SolveStats, String>>)> {
+    pub fn forward_with_stats(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Vec<SampleResult>)> {
         self.run(x)
     }
 

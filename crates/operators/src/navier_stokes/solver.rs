@@ -103,18 +103,26 @@ pub struct SolveStats {
     pub dt_max: f64,
 }
 
-/// Per-thread state: the current spectrum, the stage buffers, real-space work arrays.
-struct Workspace<T: NsFloat> {
-    w_h: Vec<Complex<T>>,
-    w_tilde: Vec<Complex<T>>,
-    n1: Vec<Complex<T>>,
-    n2: Vec<Complex<T>>,
+/// Outcome of one sample of a batch: its step statistics or why it failed.
+pub type SampleResult = std::result::Result<SolveStats, String>;
+
+/// Per-thread work buffers of one evaluation of the nonlinear term.
+struct Stage<T: NsFloat> {
     a: Vec<Complex<T>>,
     b: Vec<Complex<T>>,
     wr: Vec<T>,
     qr: Vec<T>,
     vr: Vec<T>,
     fft: FftScratch<T>,
+}
+
+/// Per-thread state: the current spectrum, the Heun stage spectra and the work buffers.
+struct Workspace<T: NsFloat> {
+    w_h: Vec<Complex<T>>,
+    w_tilde: Vec<Complex<T>>,
+    n1: Vec<Complex<T>>,
+    n2: Vec<Complex<T>>,
+    st: Stage<T>,
 }
 
 /// The solver for one grid size and configuration: FFT plans, wavenumber tables, the forcing
@@ -157,7 +165,7 @@ enum StepError {
 impl<T: NsFloat> NsSolver<T> {
     /// Build a solver for an `h x w` grid (both even, at least 4).
     pub fn new(h: usize, w: usize, cfg: NsConfig) -> Result<Self> {
-        if h < 4 || w < 4 || h % 2 != 0 || w % 2 != 0 {
+        if h < 4 || w < 4 || !h.is_multiple_of(2) || !w.is_multiple_of(2) {
             return Err(OperatorError::InvalidParameter {
                 name: "resolution",
                 reason: format!("grid must be even and at least 4 in each axis, got {h} x {w}"),
@@ -256,12 +264,14 @@ impl<T: NsFloat> NsSolver<T> {
                 w_tilde: vec![z; n],
                 n1: vec![z; n],
                 n2: vec![z; n],
-                a: vec![z; n],
-                b: vec![z; n],
-                wr: vec![T::zero(); r],
-                qr: vec![T::zero(); r],
-                vr: vec![T::zero(); r],
-                fft: self.fft.scratch(),
+                st: Stage {
+                    a: vec![z; n],
+                    b: vec![z; n],
+                    wr: vec![T::zero(); r],
+                    qr: vec![T::zero(); r],
+                    vr: vec![T::zero(); r],
+                    fft: self.fft.scratch(),
+                },
             }
         })
     }
@@ -274,8 +284,9 @@ impl<T: NsFloat> NsSolver<T> {
 
     /// `out = N(w_h)`: the advection term `-u . grad w` (from the dealiased vorticity) plus
     /// the forcing, in Fourier space. 5 FFTs.
-    fn nonlinear(&self, w_h: &[Complex<T>], out: &mut [Complex<T>], ws_a: &mut [Complex<T>], ws_b: &mut [Complex<T>], wr: &mut [T], qr: &mut [T], vr: &mut [T], s: &mut FftScratch<T>) {
+    fn nonlinear(&self, w_h: &[Complex<T>], out: &mut [Complex<T>], st: &mut Stage<T>) {
         let h = self.fft.h;
+        let Stage { a: ws_a, b: ws_b, wr, qr, vr, fft: s } = st;
         let z = Complex::new(T::zero(), T::zero());
         for (m, (a, &w)) in ws_a.iter_mut().zip(w_h).enumerate() {
             *a = if self.dealias[m] { w } else { z };
@@ -320,19 +331,20 @@ impl<T: NsFloat> NsSolver<T> {
     /// finite.
     fn cfl_dt(&self, ws: &mut Workspace<T>) -> std::result::Result<f64, StepError> {
         let h = self.fft.h;
-        for (m, (b, &w)) in ws.b.iter_mut().zip(ws.w_h.iter()).enumerate() {
+        let Workspace { w_h, st, .. } = ws;
+        for (m, (b, &w)) in st.b.iter_mut().zip(w_h.iter()).enumerate() {
             let c = self.k2d[m / h] * self.inv_lap[m];
             *b = Complex::new(-w.im * c, w.re * c);
         }
-        self.fft.irfft2(&ws.b, &mut ws.qr, &mut ws.fft);
-        for (m, (b, &w)) in ws.b.iter_mut().zip(ws.w_h.iter()).enumerate() {
+        self.fft.irfft2(&st.b, &mut st.qr, &mut st.fft);
+        for (m, (b, &w)) in st.b.iter_mut().zip(w_h.iter()).enumerate() {
             let c = self.k1d[m % h] * self.inv_lap[m];
             *b = Complex::new(w.im * c, -w.re * c);
         }
-        self.fft.irfft2(&ws.b, &mut ws.vr, &mut ws.fft);
+        self.fft.irfft2(&st.b, &mut st.vr, &mut st.fft);
         let mut max2 = T::zero();
         let mut finite = true;
-        for (&q, &v) in ws.qr.iter().zip(ws.vr.iter()) {
+        for (&q, &v) in st.qr.iter().zip(st.vr.iter()) {
             let s2 = q * q + v * v;
             finite &= s2.is_finite();
             if s2 > max2 {
@@ -357,8 +369,8 @@ impl<T: NsFloat> NsSolver<T> {
     fn step(&self, ws: &mut Workspace<T>, dt: f64) -> std::result::Result<(), StepError> {
         let dt_t = T::lit(dt);
         let half = T::lit(0.5);
-        let Workspace { w_h, w_tilde, n1, n2, a, b, wr, qr, vr, fft } = ws;
-        self.nonlinear(w_h, n1, a, b, wr, qr, vr, fft);
+        let Workspace { w_h, w_tilde, n1, n2, st } = ws;
+        self.nonlinear(w_h, n1, st);
         for m in 0..w_h.len() {
             let g = self.gg[m];
             let den = T::one() + half * dt_t * g;
@@ -366,7 +378,7 @@ impl<T: NsFloat> NsSolver<T> {
             let num = w + (n1[m] - w * (half * g)) * dt_t;
             w_tilde[m] = num / den;
         }
-        self.nonlinear(w_tilde, n2, a, b, wr, qr, vr, fft);
+        self.nonlinear(w_tilde, n2, st);
         let mut finite = true;
         for m in 0..w_h.len() {
             let g = self.gg[m];
@@ -385,18 +397,18 @@ impl<T: NsFloat> NsSolver<T> {
     }
 
     fn load(&self, ws: &mut Workspace<T>, w0: &[T]) {
-        ws.wr.copy_from_slice(w0);
-        self.fft.rfft2(&ws.wr, &mut ws.w_h, &mut ws.fft);
+        ws.st.wr.copy_from_slice(w0);
+        self.fft.rfft2(&ws.st.wr, &mut ws.w_h, &mut ws.st.fft);
     }
 
     fn store(&self, ws: &mut Workspace<T>, out: &mut [T]) {
-        self.fft.irfft2(&ws.w_h, out, &mut ws.fft);
+        self.fft.irfft2(&ws.w_h, out, &mut ws.st.fft);
     }
 
     /// Solve one sample: `w0` is the `H * W` row-major initial vorticity, `out` receives the
     /// vorticity at `T`. Uses the configured step rule ([`TimeStep::AdaptiveBatchMin`] acts as
     /// [`TimeStep::Adaptive`] for a single sample). On failure returns the reason in words.
-    pub fn solve_one(&self, w0: &[T], out: &mut [T]) -> std::result::Result<SolveStats, String> {
+    pub fn solve_one(&self, w0: &[T], out: &mut [T]) -> SampleResult {
         let n = self.fft.h * self.fft.w;
         if w0.len() != n || out.len() != n {
             return Err(format!("expected {n} values, got {} in and {} out", w0.len(), out.len()));
@@ -414,7 +426,7 @@ impl<T: NsFloat> NsSolver<T> {
         r
     }
 
-    fn integrate(&self, ws: &mut Workspace<T>) -> std::result::Result<SolveStats, String> {
+    fn integrate(&self, ws: &mut Workspace<T>) -> SampleResult {
         let t_end = self.cfg.t_final;
         let adaptive = !matches!(self.cfg.time_step, TimeStep::Fixed(_));
         let mut dt = match self.cfg.time_step {
@@ -451,7 +463,7 @@ impl<T: NsFloat> NsSolver<T> {
     /// Solve a batch `(N, H, W)`, in parallel over samples with rayon. Returns the final
     /// vorticity `(N, H, W)` (rows of failed samples are NaN) and, per sample, its stats or
     /// the reason it failed. Results are bit-identical for any thread count.
-    pub fn solve_batch(&self, w0: ArrayView3<'_, T>) -> Result<(Array3<T>, Vec<std::result::Result<SolveStats, String>>)> {
+    pub fn solve_batch(&self, w0: ArrayView3<'_, T>) -> Result<(Array3<T>, Vec<SampleResult>)> {
         let (nb, h, w) = w0.dim();
         if h != self.fft.h || w != self.fft.w {
             return Err(OperatorError::Shape { what: "initial vorticity grid", expected: self.fft.h * self.fft.w, got: h * w });
@@ -480,12 +492,12 @@ impl<T: NsFloat> NsSolver<T> {
 
     /// Batch-minimum CFL step: every live sample takes the same step, the smallest of their
     /// CFL steps (the reference's behaviour). A sample that fails drops out of the minimum.
-    fn solve_lockstep(&self, src: &[T], dst: &mut [T]) -> Vec<std::result::Result<SolveStats, String>> {
+    fn solve_lockstep(&self, src: &[T], dst: &mut [T]) -> Vec<SampleResult> {
         let n = self.fft.h * self.fft.w;
         struct Slot<T: NsFloat> {
             ws: Option<Workspace<T>>,
             dt: f64,
-            status: std::result::Result<SolveStats, String>,
+            status: SampleResult,
         }
         let mut slots: Vec<Slot<T>> = src
             .par_chunks(n)
