@@ -1,0 +1,583 @@
+//! The pseudo-spectral vorticity solver.
+//!
+//! Equations, on the torus `[0, 2 pi)^2` with `x` along axis 0 and `y` along axis 1:
+//!
+//! ```text
+//! w_t + u . grad w = (1/Re) Lap w + f,      u = (psi_y, -psi_x),      -Lap psi = w,
+//! ```
+//!
+//! In Fourier space, with `G(k) = k1^2 + k2^2` and the nonlinear term
+//! `N(w) = -i k1 F[q w] - i k2 F[v w] + F[f]`, `q = psi_y`, `v = -psi_x` computed from the
+//! 2/3-dealiased vorticity, one step of size `dt` is Heun's method for `N` combined with
+//! Crank-Nicolson for the viscous term (the scheme of devzhk/enkg-pytorch
+//! `inverse_problems/navier_stokes.py`, itself the PINO/FNO solver):
+//!
+//! ```text
+//! a         = dt G / (2 Re)
+//! w_tilde   = (w_n + dt N(w_n) - a w_n) / (1 + a)
+//! w_{n+1}   = (w_n + dt (N(w_n) + N(w_tilde)) / 2 - a w_n) / (1 + a)
+//! ```
+//!
+//! Time step (CFL, recomputed after every step in the adaptive modes) with `h = 1/max(H, W)`:
+//! `dt = min(0.5 h / max|u|, 0.5 h^2 Re / xi)`, `xi = sqrt(max|f|)` (1 when unforced);
+//! the last step is shortened to land on `T` exactly.
+//!
+//! Cost per step: two evaluations of `N` (5 real 2-D FFTs each: `w`, `q`, `v` back to the
+//! grid, `q w` and `v w` forward) plus 2 inverse FFTs for the CFL speed in the adaptive
+//! modes: 12 FFTs of `H x W`, i.e. about `12 * 2.5 * H W log2(H W)` flops (1.8 MFLOP at
+//! 64x64, 8.3 MFLOP at 128x128) and roughly 40 passes over `H W` values.
+
+use std::sync::Mutex;
+
+use ndarray::{Array3, ArrayView3};
+use num_complex::Complex;
+use rayon::prelude::*;
+
+use super::float::NsFloat;
+use super::spectral::{Fft2, FftScratch};
+use crate::{OperatorError, Result};
+
+/// How the time step is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimeStep {
+    /// CFL step per sample, recomputed after every step (default). Each sample's result is
+    /// independent of the rest of the batch.
+    Adaptive,
+    /// CFL step from the fastest sample of the batch, shared by all samples, as the reference
+    /// does (`torch.max` over the whole batch). Results then depend on the batch.
+    AdaptiveBatchMin,
+    /// A fixed step (the reference's `adaptive=False`, `delta_t`).
+    Fixed(f64),
+}
+
+/// The body force `f` of the vorticity equation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Forcing {
+    /// No forcing.
+    None,
+    /// Kolmogorov forcing `f(x, y) = -amplitude * cos(wavenumber * y)`, `y` along axis 1
+    /// (the reference: `-4 cos(4 y)` with `y` the second `meshgrid(..., indexing='ij')` output).
+    Kolmogorov {
+        /// Amplitude (4 in the reference).
+        amplitude: f64,
+        /// Wavenumber (4 in the reference).
+        wavenumber: f64,
+    },
+}
+
+/// Parameters of a solve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NsConfig {
+    /// Reynolds number `Re` (viscosity `1/Re`). Default 200 (EnKG/InverseBench).
+    pub re: f64,
+    /// Final time `T`. Default 1.0 (EnKG/InverseBench `forward_time`).
+    pub t_final: f64,
+    /// Time-step rule. Default [`TimeStep::Adaptive`].
+    pub time_step: TimeStep,
+    /// Forcing. Default Kolmogorov `-4 cos(4 y)`.
+    pub forcing: Forcing,
+    /// A sample needing more steps than this fails (guards against a collapsing CFL step).
+    pub max_steps: usize,
+}
+
+impl Default for NsConfig {
+    fn default() -> Self {
+        Self {
+            re: 200.0,
+            t_final: 1.0,
+            time_step: TimeStep::Adaptive,
+            forcing: Forcing::Kolmogorov { amplitude: 4.0, wavenumber: 4.0 },
+            max_steps: 200_000,
+        }
+    }
+}
+
+/// What one successful solve did.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SolveStats {
+    /// Number of time steps taken.
+    pub steps: usize,
+    /// Smallest step used (the last, shortened step excluded unless it is the only one).
+    pub dt_min: f64,
+    /// Largest step used.
+    pub dt_max: f64,
+}
+
+/// Outcome of one sample of a batch: its step statistics or why it failed.
+pub type SampleResult = std::result::Result<SolveStats, String>;
+
+/// Per-thread work buffers of one evaluation of the nonlinear term.
+struct Stage<T: NsFloat> {
+    a: Vec<Complex<T>>,
+    b: Vec<Complex<T>>,
+    wr: Vec<T>,
+    qr: Vec<T>,
+    vr: Vec<T>,
+    fft: FftScratch<T>,
+}
+
+/// Per-thread state: the current spectrum, the Heun stage spectra and the work buffers.
+struct Workspace<T: NsFloat> {
+    w_h: Vec<Complex<T>>,
+    w_tilde: Vec<Complex<T>>,
+    n1: Vec<Complex<T>>,
+    n2: Vec<Complex<T>>,
+    st: Stage<T>,
+}
+
+/// The solver for one grid size and configuration: FFT plans, wavenumber tables, the forcing
+/// spectrum and a pool of per-thread workspaces (no allocation inside the time loop).
+pub struct NsSolver<T: NsFloat> {
+    fft: Fft2<T>,
+    cfg: NsConfig,
+    /// Derivative wavenumber along axis 0 per spectrum row (Nyquist set to 0).
+    k1d: Vec<T>,
+    /// Derivative wavenumber along axis 1 per spectrum column (Nyquist set to 0).
+    k2d: Vec<T>,
+    /// `G / Re` per mode (column-major).
+    gg: Vec<T>,
+    /// `1 / G` per mode, `1` at the mean mode.
+    inv_lap: Vec<T>,
+    /// 2/3-rule mask per mode: `k1^2 + k2^2 <= (H/3)^2 + (W/3)^2`, mean mode removed.
+    dealias: Vec<bool>,
+    /// Spectrum of the forcing, if any.
+    f_h: Option<Vec<Complex<T>>>,
+    /// `sqrt(max |f|)` (1 when unforced).
+    xi: f64,
+    pool: Mutex<Vec<Workspace<T>>>,
+}
+
+impl<T: NsFloat> std::fmt::Debug for NsSolver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NsSolver")
+            .field("h", &self.fft.h)
+            .field("w", &self.fft.w)
+            .field("type", &T::NAME)
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+enum StepError {
+    NonFinite,
+}
+
+impl<T: NsFloat> NsSolver<T> {
+    /// Build a solver for an `h x w` grid (both even, at least 4).
+    pub fn new(h: usize, w: usize, cfg: NsConfig) -> Result<Self> {
+        if h < 4 || w < 4 || !h.is_multiple_of(2) || !w.is_multiple_of(2) {
+            return Err(OperatorError::InvalidParameter {
+                name: "resolution",
+                reason: format!("grid must be even and at least 4 in each axis, got {h} x {w}"),
+            });
+        }
+        if !(cfg.re.is_finite() && cfg.re > 0.0) {
+            return Err(OperatorError::InvalidParameter { name: "re", reason: format!("must be positive, got {}", cfg.re) });
+        }
+        if !(cfg.t_final.is_finite() && cfg.t_final >= 0.0) {
+            return Err(OperatorError::InvalidParameter {
+                name: "t_final",
+                reason: format!("must be finite and non-negative, got {}", cfg.t_final),
+            });
+        }
+        if let TimeStep::Fixed(dt) = cfg.time_step {
+            if !(dt.is_finite() && dt > 0.0) {
+                return Err(OperatorError::InvalidParameter { name: "dt", reason: format!("must be positive, got {dt}") });
+            }
+        }
+        if let Forcing::Kolmogorov { amplitude, wavenumber } = cfg.forcing {
+            if !(amplitude.is_finite() && wavenumber.is_finite()) {
+                return Err(OperatorError::InvalidParameter { name: "forcing", reason: "non-finite parameters".into() });
+            }
+        }
+        if cfg.max_steps == 0 {
+            return Err(OperatorError::InvalidParameter { name: "max_steps", reason: "must be at least 1".into() });
+        }
+        let fft = Fft2::<T>::new(h, w);
+        let wc = fft.wc;
+        let k1d: Vec<T> = (0..h)
+            .map(|i| {
+                let k = if i < h / 2 { i as f64 } else if i == h / 2 { 0.0 } else { i as f64 - h as f64 };
+                T::lit(k)
+            })
+            .collect();
+        let k2d: Vec<T> = (0..wc).map(|j| T::lit(if j < w / 2 { j as f64 } else { 0.0 })).collect();
+        let n = h * wc;
+        let mut gg = vec![T::zero(); n];
+        let mut inv_lap = vec![T::zero(); n];
+        let mut dealias = vec![false; n];
+        let cut = (h as f64 / 3.0).powi(2) + (w as f64 / 3.0).powi(2);
+        for j in 0..wc {
+            for i in 0..h {
+                let k1 = if i < h / 2 { i as f64 } else { i as f64 - h as f64 };
+                let k2 = j as f64;
+                let g = k1 * k1 + k2 * k2;
+                let m = j * h + i;
+                gg[m] = T::lit(g) / T::lit(cfg.re);
+                inv_lap[m] = if m == 0 { T::one() } else { T::one() / T::lit(g) };
+                dealias[m] = m != 0 && g <= cut;
+            }
+        }
+        let (f_h, xi) = match cfg.forcing {
+            Forcing::None => (None, 1.0),
+            Forcing::Kolmogorov { amplitude, wavenumber } => {
+                let mut f = vec![T::zero(); h * w];
+                let mut fmax = 0.0f64;
+                for i in 0..h {
+                    for j in 0..w {
+                        let y = 2.0 * std::f64::consts::PI * j as f64 / w as f64;
+                        let v = T::lit(-amplitude * (wavenumber * y).cos());
+                        fmax = fmax.max(v.as_f64().abs());
+                        f[i * w + j] = v;
+                    }
+                }
+                let mut s = fft.scratch();
+                let mut spec = vec![Complex::new(T::zero(), T::zero()); n];
+                fft.rfft2(&f, &mut spec, &mut s);
+                (Some(spec), if fmax > 0.0 { fmax.sqrt() } else { 1.0 })
+            }
+        };
+        Ok(Self { fft, cfg, k1d, k2d, gg, inv_lap, dealias, f_h, xi, pool: Mutex::new(Vec::new()) })
+    }
+
+    /// Grid rows.
+    pub fn h(&self) -> usize {
+        self.fft.h
+    }
+    /// Grid columns.
+    pub fn w(&self) -> usize {
+        self.fft.w
+    }
+    /// The configuration.
+    pub fn config(&self) -> &NsConfig {
+        &self.cfg
+    }
+
+    fn take_workspace(&self) -> Workspace<T> {
+        let popped = self.pool.lock().ok().and_then(|mut p| p.pop());
+        popped.unwrap_or_else(|| {
+            let n = self.fft.spec_len();
+            let z = Complex::new(T::zero(), T::zero());
+            let r = self.fft.h * self.fft.w;
+            Workspace {
+                w_h: vec![z; n],
+                w_tilde: vec![z; n],
+                n1: vec![z; n],
+                n2: vec![z; n],
+                st: Stage {
+                    a: vec![z; n],
+                    b: vec![z; n],
+                    wr: vec![T::zero(); r],
+                    qr: vec![T::zero(); r],
+                    vr: vec![T::zero(); r],
+                    fft: self.fft.scratch(),
+                },
+            }
+        })
+    }
+
+    fn give_workspace(&self, ws: Workspace<T>) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(ws);
+        }
+    }
+
+    /// `out = N(w_h)`: the advection term `-u . grad w` (from the dealiased vorticity) plus
+    /// the forcing, in Fourier space. 5 FFTs.
+    fn nonlinear(&self, w_h: &[Complex<T>], out: &mut [Complex<T>], st: &mut Stage<T>) {
+        let h = self.fft.h;
+        let Stage { a: ws_a, b: ws_b, wr, qr, vr, fft: s } = st;
+        let z = Complex::new(T::zero(), T::zero());
+        for (m, (a, &w)) in ws_a.iter_mut().zip(w_h).enumerate() {
+            *a = if self.dealias[m] { w } else { z };
+        }
+        self.fft.irfft2(ws_a, wr, s);
+        // q = psi_y: i k2 psi.
+        for (m, (b, &a)) in ws_b.iter_mut().zip(ws_a.iter()).enumerate() {
+            let c = self.k2d[m / h] * self.inv_lap[m];
+            *b = Complex::new(-a.im * c, a.re * c);
+        }
+        self.fft.irfft2(ws_b, qr, s);
+        // v = -psi_x: -i k1 psi.
+        for (m, (b, &a)) in ws_b.iter_mut().zip(ws_a.iter()).enumerate() {
+            let c = self.k1d[m % h] * self.inv_lap[m];
+            *b = Complex::new(a.im * c, -a.re * c);
+        }
+        self.fft.irfft2(ws_b, vr, s);
+        for ((q, v), &w) in qr.iter_mut().zip(vr.iter_mut()).zip(wr.iter()) {
+            *q = *q * w;
+            *v = *v * w;
+        }
+        // -i k1 F[q w]
+        self.fft.rfft2(qr, ws_b, s);
+        for (m, (o, &b)) in out.iter_mut().zip(ws_b.iter()).enumerate() {
+            let c = self.k1d[m % h];
+            *o = Complex::new(b.im * c, -b.re * c);
+        }
+        // -i k2 F[v w]
+        self.fft.rfft2(vr, ws_b, s);
+        for (m, (o, &b)) in out.iter_mut().zip(ws_b.iter()).enumerate() {
+            let c = self.k2d[m / h];
+            *o = *o + Complex::new(b.im * c, -b.re * c);
+        }
+        if let Some(f_h) = &self.f_h {
+            for (o, &f) in out.iter_mut().zip(f_h) {
+                *o = *o + f;
+            }
+        }
+    }
+
+    /// CFL step for the current spectrum `ws.w_h` (2 FFTs), or an error if the speed is not
+    /// finite.
+    fn cfl_dt(&self, ws: &mut Workspace<T>) -> std::result::Result<f64, StepError> {
+        let h = self.fft.h;
+        let Workspace { w_h, st, .. } = ws;
+        for (m, (b, &w)) in st.b.iter_mut().zip(w_h.iter()).enumerate() {
+            let c = self.k2d[m / h] * self.inv_lap[m];
+            *b = Complex::new(-w.im * c, w.re * c);
+        }
+        self.fft.irfft2(&st.b, &mut st.qr, &mut st.fft);
+        for (m, (b, &w)) in st.b.iter_mut().zip(w_h.iter()).enumerate() {
+            let c = self.k1d[m % h] * self.inv_lap[m];
+            *b = Complex::new(w.im * c, -w.re * c);
+        }
+        self.fft.irfft2(&st.b, &mut st.vr, &mut st.fft);
+        let mut max2 = T::zero();
+        let mut finite = true;
+        for (&q, &v) in st.qr.iter().zip(st.vr.iter()) {
+            let s2 = q * q + v * v;
+            finite &= s2.is_finite();
+            if s2 > max2 {
+                max2 = s2;
+            }
+        }
+        if !finite {
+            return Err(StepError::NonFinite);
+        }
+        let hh = 1.0 / (self.fft.h.max(self.fft.w) as f64);
+        let mu = self.xi / self.cfg.re;
+        let dt_visc = 0.5 * hh * hh / mu;
+        let speed = max2.sqrt().as_f64();
+        if speed == 0.0 {
+            Ok(dt_visc)
+        } else {
+            Ok((0.5 * hh / speed).min(dt_visc))
+        }
+    }
+
+    /// One Heun/Crank-Nicolson step of size `dt` on `ws.w_h`.
+    fn step(&self, ws: &mut Workspace<T>, dt: f64) -> std::result::Result<(), StepError> {
+        let dt_t = T::lit(dt);
+        let half = T::lit(0.5);
+        let Workspace { w_h, w_tilde, n1, n2, st } = ws;
+        self.nonlinear(w_h, n1, st);
+        for m in 0..w_h.len() {
+            let g = self.gg[m];
+            let den = T::one() + half * dt_t * g;
+            let w = w_h[m];
+            let num = w + (n1[m] - w * (half * g)) * dt_t;
+            w_tilde[m] = num / den;
+        }
+        self.nonlinear(w_tilde, n2, st);
+        let mut finite = true;
+        for m in 0..w_h.len() {
+            let g = self.gg[m];
+            let den = T::one() + half * dt_t * g;
+            let w = w_h[m];
+            let num = w + ((n1[m] + n2[m]) * half - w * (half * g)) * dt_t;
+            let nw = num / den;
+            finite &= nw.re.is_finite() && nw.im.is_finite();
+            w_h[m] = nw;
+        }
+        if finite {
+            Ok(())
+        } else {
+            Err(StepError::NonFinite)
+        }
+    }
+
+    fn load(&self, ws: &mut Workspace<T>, w0: &[T]) {
+        ws.st.wr.copy_from_slice(w0);
+        self.fft.rfft2(&ws.st.wr, &mut ws.w_h, &mut ws.st.fft);
+    }
+
+    fn store(&self, ws: &mut Workspace<T>, out: &mut [T]) {
+        self.fft.irfft2(&ws.w_h, out, &mut ws.st.fft);
+    }
+
+    /// Solve one sample: `w0` is the `H * W` row-major initial vorticity, `out` receives the
+    /// vorticity at `T`. Uses the configured step rule ([`TimeStep::AdaptiveBatchMin`] acts as
+    /// [`TimeStep::Adaptive`] for a single sample). On failure returns the reason in words.
+    pub fn solve_one(&self, w0: &[T], out: &mut [T]) -> SampleResult {
+        let n = self.fft.h * self.fft.w;
+        if w0.len() != n || out.len() != n {
+            return Err(format!("expected {n} values, got {} in and {} out", w0.len(), out.len()));
+        }
+        if let Some(p) = w0.iter().position(|v| !v.is_finite()) {
+            return Err(format!("non-finite initial vorticity at grid index {p}"));
+        }
+        let mut ws = self.take_workspace();
+        self.load(&mut ws, w0);
+        let r = self.integrate(&mut ws);
+        if r.is_ok() {
+            self.store(&mut ws, out);
+        }
+        self.give_workspace(ws);
+        r
+    }
+
+    fn integrate(&self, ws: &mut Workspace<T>) -> SampleResult {
+        let t_end = self.cfg.t_final;
+        let adaptive = !matches!(self.cfg.time_step, TimeStep::Fixed(_));
+        let mut dt = match self.cfg.time_step {
+            TimeStep::Fixed(dt) => dt,
+            _ => self.cfl_dt(ws).map_err(|_| "velocity became non-finite at t = 0".to_string())?,
+        };
+        let mut time = 0.0f64;
+        let mut stats = SolveStats { steps: 0, dt_min: f64::INFINITY, dt_max: 0.0 };
+        while time < t_end {
+            if stats.steps >= self.cfg.max_steps {
+                return Err(format!(
+                    "step limit {} reached at t = {time:.6} (CFL step {dt:.3e})",
+                    self.cfg.max_steps
+                ));
+            }
+            let cur = if time + dt > t_end { t_end - time } else { dt };
+            self.step(ws, cur).map_err(|_| format!("vorticity became non-finite at t = {:.6}", time + cur))?;
+            stats.steps += 1;
+            stats.dt_max = stats.dt_max.max(cur);
+            if cur == dt || stats.steps == 1 {
+                stats.dt_min = stats.dt_min.min(cur);
+            }
+            time += cur;
+            if adaptive {
+                dt = self.cfl_dt(ws).map_err(|_| format!("velocity became non-finite at t = {time:.6}"))?;
+            }
+        }
+        if stats.steps == 0 {
+            stats.dt_min = 0.0;
+        }
+        Ok(stats)
+    }
+
+    /// Solve a batch `(N, H, W)`, in parallel over samples with rayon. Returns the final
+    /// vorticity `(N, H, W)` (rows of failed samples are NaN) and, per sample, its stats or
+    /// the reason it failed. Results are bit-identical for any thread count.
+    pub fn solve_batch(&self, w0: ArrayView3<'_, T>) -> Result<(Array3<T>, Vec<SampleResult>)> {
+        let (nb, h, w) = w0.dim();
+        if h != self.fft.h || w != self.fft.w {
+            return Err(OperatorError::Shape { what: "initial vorticity grid", expected: self.fft.h * self.fft.w, got: h * w });
+        }
+        let w0 = w0.as_standard_layout();
+        let src = w0.as_slice().unwrap_or(&[]);
+        let mut out = Array3::<T>::from_elem((nb, h, w), T::nan());
+        let n = h * w;
+        let dst = out.as_slice_mut().unwrap_or(&mut []);
+        let status = if matches!(self.cfg.time_step, TimeStep::AdaptiveBatchMin) && nb > 1 {
+            self.solve_lockstep(src, dst)
+        } else {
+            src.par_chunks(n)
+                .zip(dst.par_chunks_mut(n))
+                .map(|(x, y)| {
+                    let r = self.solve_one(x, y);
+                    if r.is_err() {
+                        y.iter_mut().for_each(|v| *v = T::nan());
+                    }
+                    r
+                })
+                .collect()
+        };
+        Ok((out, status))
+    }
+
+    /// Batch-minimum CFL step: every live sample takes the same step, the smallest of their
+    /// CFL steps (the reference's behaviour). A sample that fails drops out of the minimum.
+    fn solve_lockstep(&self, src: &[T], dst: &mut [T]) -> Vec<SampleResult> {
+        let n = self.fft.h * self.fft.w;
+        struct Slot<T: NsFloat> {
+            ws: Option<Workspace<T>>,
+            dt: f64,
+            status: SampleResult,
+        }
+        let mut slots: Vec<Slot<T>> = src
+            .par_chunks(n)
+            .map(|x| {
+                if let Some(p) = x.iter().position(|v| !v.is_finite()) {
+                    return Slot { ws: None, dt: 0.0, status: Err(format!("non-finite initial vorticity at grid index {p}")) };
+                }
+                let mut ws = self.take_workspace();
+                self.load(&mut ws, x);
+                match self.cfl_dt(&mut ws) {
+                    Ok(dt) => Slot { ws: Some(ws), dt, status: Ok(SolveStats { steps: 0, dt_min: f64::INFINITY, dt_max: 0.0 }) },
+                    Err(_) => {
+                        self.give_workspace(ws);
+                        Slot { ws: None, dt: 0.0, status: Err("velocity became non-finite at t = 0".into()) }
+                    }
+                }
+            })
+            .collect();
+        let t_end = self.cfg.t_final;
+        let mut time = 0.0f64;
+        let mut steps = 0usize;
+        while time < t_end {
+            let dt = slots.iter().filter(|s| s.ws.is_some()).map(|s| s.dt).fold(f64::INFINITY, f64::min);
+            if !dt.is_finite() {
+                break; // every sample failed
+            }
+            if steps >= self.cfg.max_steps {
+                for s in slots.iter_mut().filter(|s| s.ws.is_some()) {
+                    s.status = Err(format!("step limit {} reached at t = {time:.6} (batch CFL step {dt:.3e})", self.cfg.max_steps));
+                    if let Some(ws) = s.ws.take() {
+                        self.give_workspace(ws);
+                    }
+                }
+                break;
+            }
+            let cur = if time + dt > t_end { t_end - time } else { dt };
+            let t_next = time + cur;
+            slots.par_iter_mut().filter(|s| s.ws.is_some()).for_each(|s| {
+                let Some(ws) = s.ws.as_mut() else { return };
+                let r = self.step(ws, cur).map_err(|_| format!("vorticity became non-finite at t = {t_next:.6}")).and_then(|_| {
+                    self.cfl_dt(ws).map_err(|_| format!("velocity became non-finite at t = {t_next:.6}"))
+                });
+                match r {
+                    Ok(new_dt) => {
+                        s.dt = new_dt;
+                        if let Ok(st) = s.status.as_mut() {
+                            st.steps += 1;
+                            st.dt_max = st.dt_max.max(cur);
+                            if cur == dt || st.steps == 1 {
+                                st.dt_min = st.dt_min.min(cur);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        s.status = Err(e);
+                        if let Some(ws) = s.ws.take() {
+                            self.give_workspace(ws);
+                        }
+                    }
+                }
+            });
+            time = t_next;
+            steps += 1;
+        }
+        slots
+            .par_iter_mut()
+            .zip(dst.par_chunks_mut(n))
+            .map(|(s, y)| {
+                if let Some(mut ws) = s.ws.take() {
+                    self.store(&mut ws, y);
+                    self.give_workspace(ws);
+                }
+                let mut st = std::mem::replace(&mut s.status, Err(String::new()));
+                if let Ok(x) = st.as_mut() {
+                    if x.steps == 0 {
+                        x.dt_min = 0.0;
+                    }
+                }
+                st
+            })
+            .collect()
+    }
+}
