@@ -172,6 +172,7 @@ impl RowCache {
         Ok(())
     }
     /// Number of cached rows.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.rows.len()
     }

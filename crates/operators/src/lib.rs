@@ -32,6 +32,8 @@ pub use forward::{
 pub use imaging::{Blur, Downsampling, Hdr, ImageShape, Inpainting, PhaseRetrieval, SuperResolution};
 pub use likelihood::{GaussianLikelihood, Likelihood};
 pub use noise::{GaussianNoise, NoiseModel, PoissonNoise};
+pub use navier_stokes::{NavierStokes2d, NavierStokesConfig};
+pub use eht::{ClosureForward, ClosureLikelihood, EhtConfig, VisibilityOperator};
 
 /// Result type of this crate.
 pub type Result<T, E = OperatorError> = std::result::Result<T, E>;
