@@ -39,6 +39,16 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         }
     }
     let preset = if args.full { "full" } else { "quick" };
+    if args.full {
+        for t in &tables {
+            // Measured (quick) and extrapolated (full) on a 2-core machine; see docs/reproduction.md.
+            let expected = match t.as_str() {
+                "gmm" => "about an hour",
+                _ => "unknown",
+            };
+            eprintln!("xtask: the full preset of {t} takes {expected} on 2 cores; finished rows are kept, so it can be stopped and resumed");
+        }
+    }
     for t in &tables {
         eprintln!("xtask: reproducing {t} ({preset} preset, seed {}) into {}", args.seed, args.out.display());
         let t0 = std::time::Instant::now();
