@@ -59,6 +59,8 @@ pub mod tags {
     pub const MEASUREMENT: u64 = 6;
     /// Random perturbations of the derivative-free gradient estimators.
     pub const PERTURB: u64 = 7;
+    /// Batch indices, noise levels and noise of a training step.
+    pub const TRAIN: u64 = 8;
 }
 
 #[cfg(test)]

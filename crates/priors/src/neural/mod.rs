@@ -27,6 +27,19 @@ pub use unet::{NoiseEmbedding, UNet, UNetConfig};
 
 use crate::PriorError;
 
+/// libtorch's random generator is process-global: building a network (whose initialisation draws
+/// from it) under this lock, right after seeding it, keeps concurrent constructions in one
+/// process from interleaving their draws. Training draws never use it (see [`train`]).
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Run `f` with libtorch's global generator seeded with `seed` and no other diffinv
+/// construction in between.
+pub(crate) fn with_torch_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    let _guard = TORCH_RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    tch::manual_seed(seed as i64);
+    f()
+}
+
 /// Convert a tch error into the crate's error type.
 pub(crate) fn torch_err(what: &str, e: tch::TchError) -> PriorError {
     PriorError::Backend(format!("{what}: {e}"))

@@ -10,16 +10,22 @@
 //! - EMA of the weights: `theta_ema <- beta theta_ema + (1 - beta) theta` with
 //!   `beta = 0.5^(1 / h)` and half-life `h = min(ema_halflife_steps, ema_rampup * step)` steps
 //!   (EDM's ramp-up, so early averages are not dominated by the random initialisation).
-//! - Randomness (batch indices, sigma, noise) is a function of `(seed, step)` only, and Adam's
-//!   moments are part of the checkpoint, so a run resumed from a checkpoint continues exactly as
-//!   the uninterrupted run would have (on the CPU; CUDA kernels may be non-deterministic).
+//! - Randomness (batch indices, sigma, noise) is drawn in Rust from the stream
+//!   `(seed, TRAIN, step)`, a function of `(seed, step)` only and independent of libtorch's global
+//!   generator, and Adam's moments are part of the checkpoint, so a run resumed from a checkpoint
+//!   continues exactly as the uninterrupted run would have (on the CPU at a fixed intra-op thread
+//!   count; CUDA kernels may be non-deterministic). The initial weights come from libtorch's
+//!   generator seeded with `seed`.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use rand::Rng as _;
+
 use super::device::DeviceChoice;
+use crate::rng::{fill_normal, stream, tags};
 use super::edm::EdmNetwork;
 use super::torch_err;
 use super::unet::UNetConfig;
@@ -42,17 +48,15 @@ impl Default for EdmLoss {
 }
 
 impl EdmLoss {
-    /// The weighted loss on a batch `y (B, C, H, W)`, averaged over the batch and pixels.
-    /// Random draws use libtorch's generator, which the caller seeds.
-    pub fn loss(&self, net: &EdmNetwork, y: &Tensor, train: bool) -> Tensor {
-        let b = y.size()[0];
-        let dev = y.device();
+    /// The weighted loss on a batch `y (B, C, H, W)`, averaged over the batch and pixels, with
+    /// `ln sigma = P_mean + P_std z` for the standard normals `z (B,)` and noise `sigma n` for the
+    /// standard normals `n` (shape of `y`), both drawn by the caller.
+    pub fn loss(&self, net: &EdmNetwork, y: &Tensor, z: &Tensor, n: &Tensor, train: bool) -> Tensor {
         let sd = net.sigma_data;
-        let ln_sigma = Tensor::randn([b], (Kind::Float, dev)) * self.p_std + self.p_mean;
-        let sigma = ln_sigma.exp();
+        let sigma = (z.to_kind(Kind::Float) * self.p_std + self.p_mean).exp();
         let s4 = sigma.reshape([-1, 1, 1, 1]);
         let weight = (&s4 * &s4 + sd * sd) / (&s4 * sd).square();
-        let n = y.randn_like() * &s4;
+        let n = n * &s4;
         let d = net.precond(&(y + n), &sigma, train);
         (weight * (d - y).square()).mean(Kind::Float)
     }
@@ -173,9 +177,10 @@ impl Trainer {
     pub fn new(cfg: TrainConfig) -> Result<Self> {
         cfg.validate()?;
         let device = cfg.device.resolve()?;
-        tch::manual_seed(cfg.seed as i64);
-        let net = EdmNetwork::new(&cfg.unet, cfg.sigma_data, device)?;
-        let mut ema = EdmNetwork::new(&cfg.unet, cfg.sigma_data, device)?;
+        let (net, ema) = super::with_torch_seed(cfg.seed, || {
+            Ok::<_, PriorError>((EdmNetwork::new(&cfg.unet, cfg.sigma_data, device)?, EdmNetwork::new(&cfg.unet, cfg.sigma_data, device)?))
+        })?;
+        let mut ema = ema;
         ema.vs.copy(&net.vs).map_err(|e| torch_err("copying weights to the EMA", e))?;
         let names: Vec<String> =
             sorted_vars(&net).into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
@@ -208,10 +213,19 @@ impl Trainer {
             return Err(PriorError::InvalidParameter { name: "data", reason: "empty training set".into() });
         }
         // Every draw of this step is a function of (seed, step).
-        tch::manual_seed((self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.step) as i64);
-        let idx = Tensor::randint(n, [self.cfg.batch_size], (Kind::Int64, Device::Cpu));
+        let b = self.cfg.batch_size;
+        let mut rng = stream(self.cfg.seed, tags::TRAIN, self.step, 0);
+        let idx: Vec<i64> = (0..b).map(|_| rng.random_range(0..n)).collect();
+        let mut z = vec![0f32; b as usize];
+        fill_normal(&mut rng, &mut z);
+        let per_image: i64 = data.size()[1..].iter().product();
+        let mut noise = vec![0f32; (b * per_image) as usize];
+        fill_normal(&mut rng, &mut noise);
+        let idx = Tensor::from_slice(&idx);
         let y = data.index_select(0, &idx).to_device(self.device).to_kind(Kind::Float);
-        let loss = self.cfg.loss.loss(&self.net, &y, true);
+        let z = Tensor::from_slice(&z).to_device(self.device);
+        let noise = Tensor::from_slice(&noise).reshape(y.size()).to_device(self.device);
+        let loss = self.cfg.loss.loss(&self.net, &y, &z, &noise, true);
         let value = loss.double_value(&[]);
         if !value.is_finite() {
             return Err(PriorError::Backend(format!("non-finite loss {value} at step {}", self.step)));
