@@ -21,6 +21,9 @@ pub struct TrainArgs {
     /// Build in the dev profile instead of release (faster to compile, slower to train).
     #[arg(long)]
     pub dev: bool,
+    /// Do not train: measure the finished prior on held-out data (quality.json, samples.png).
+    #[arg(long)]
+    pub evaluate: bool,
 }
 
 /// Run the trainer and plot its loss.
@@ -41,10 +44,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(n) = args.max_steps {
         c.args(["--max-steps", &n.to_string()]);
     }
+    if args.evaluate {
+        c.arg("--evaluate");
+    }
     env.apply(&mut c);
     let st = c.status().context("running diffinv-train")?;
     if !st.success() {
         bail!("training failed");
+    }
+    if args.evaluate {
+        return Ok(());
     }
     plot_loss(&out.join("loss.csv"), &out.join("loss.png"))
 }
