@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-mod eval;
+use diffinv_train::eval;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
