@@ -268,6 +268,9 @@ pub fn generate(cfg: &MringConfig, seed: u64, range: std::ops::Range<u64>) -> Re
     Ok((out, params))
 }
 
+/// Fraction of the peak below which [`ring_stats`] ignores a pixel.
+pub const RING_THRESHOLD: f64 = 0.1;
+
 /// Ring statistics of an image, for comparing samples with data.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RingStats {
@@ -281,7 +284,10 @@ pub struct RingStats {
     pub flux: f64,
 }
 
-/// Estimate [`RingStats`] of a row-major `n x n` image (negative pixels are ignored).
+/// Estimate [`RingStats`] of a row-major `n x n` image. Pixels below [`RING_THRESHOLD`] times
+/// the image's maximum are ignored, so that a faint background (which a sampled image has and a
+/// generated one does not) does not inflate the mean radius; `flux` still sums every positive
+/// pixel.
 ///
 /// Radii and angles are taken about the field centre, where the generator puts the ring (up to
 /// `center_jitter_uas`); the brightness centroid would be pulled towards the bright side by the
@@ -292,10 +298,16 @@ pub fn ring_stats(cfg: &MringConfig, img: &[f32]) -> Result<RingStats> {
     if img.len() != n * n {
         return Err(DatasetError::InvalidParameter { name: "img", reason: format!("{} pixels, expected {}", img.len(), n * n) });
     }
+    let peak = img.iter().copied().fold(0.0f32, f32::max);
+    let floor = f64::from(peak) * RING_THRESHOLD;
+    let flux: f64 = img.iter().map(|&v| f64::from(v).max(0.0)).sum();
     let (mut total, mut rsum, mut re, mut im) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..n {
         for j in 0..n {
-            let v = f64::from(img[i * n + j]).max(0.0);
+            let v = f64::from(img[i * n + j]);
+            if !(v > floor) {
+                continue;
+            }
             let (dl, dm) = pixel_coords(cfg, i, j);
             let phi = dl.atan2(dm);
             total += v;
@@ -307,7 +319,7 @@ pub fn ring_stats(cfg: &MringConfig, img: &[f32]) -> Result<RingStats> {
     if !(total > 0.0) {
         return Err(DatasetError::InvalidParameter { name: "img", reason: "no positive flux".into() });
     }
-    Ok(RingStats { diameter_uas: 2.0 * rsum / total, asymmetry: re.hypot(im) / total, angle: im.atan2(re), flux: total })
+    Ok(RingStats { diameter_uas: 2.0 * rsum / total, asymmetry: re.hypot(im) / total, angle: im.atan2(re), flux })
 }
 
 /// Two-sample Kolmogorov-Smirnov statistic `sup_t |F_a(t) - F_b(t)|` of two samples.
