@@ -2,9 +2,13 @@
 //!
 //! Scores of a reconstruction or of a set of samples:
 //! - [`sliced_wasserstein`]: the sliced 2-Wasserstein distance between two sample sets,
-//! - [`relative_l2`], [`psnr`], [`mse`], [`data_misfit`], [`mean_error`].
+//! - [`relative_l2`], [`psnr`], [`mse`], [`data_misfit`], [`mean_error`],
+//! - [`spectrum`]: radially averaged energy spectra of 2-D periodic fields (Navier-Stokes samples
+//!   against data).
 //!
 //! All inputs are `f32` batches with one sample per row; accumulation is in `f64`.
+
+pub mod spectrum;
 
 use ndarray::{Array1, ArrayView1, ArrayView2, Axis};
 use rand::SeedableRng;
