@@ -246,16 +246,7 @@ pub struct KalmanDirection {
 /// [`EnsembleError::Empty`] when `N = 0`; [`EnsembleError::Shape`] when `y` or `r` has not `N`
 /// rows or `r` and `y` differ in columns.
 pub fn kalman_direction(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>, r: ArrayView2<'_, f32>) -> Result<KalmanDirection> {
-    let n = x.nrows();
-    if n == 0 {
-        return Err(EnsembleError::Empty);
-    }
-    if y.nrows() != n {
-        return Err(EnsembleError::Shape { what: "rows of y", expected: n, got: y.nrows() });
-    }
-    if r.nrows() != n {
-        return Err(EnsembleError::Shape { what: "rows of r", expected: n, got: r.nrows() });
-    }
+    // The tiled version validates every shape.
     kalman_direction_tiled(x, y, r, GRAM_TILES, COMBINE_TILES)
 }
 

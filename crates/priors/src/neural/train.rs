@@ -160,6 +160,10 @@ pub struct Trainer {
     /// The EMA of its weights (use this one for sampling).
     pub ema: EdmNetwork,
     names: Vec<String>,
+    /// The trainable variables, aligned with `names` (shallow handles on the VarStore's storage).
+    params: Vec<Tensor>,
+    /// `(EMA variable, trained variable)` for every variable, buffers included.
+    ema_pairs: Vec<(Tensor, Tensor)>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     step: u64,
@@ -182,13 +186,12 @@ impl Trainer {
         })?;
         let mut ema = ema;
         ema.vs.copy(&net.vs).map_err(|e| torch_err("copying weights to the EMA", e))?;
-        let names: Vec<String> =
-            sorted_vars(&net).into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
-        let vars = net.vs.variables();
-        let zeros = |n: &String| vars.get(n).map(|t| t.zeros_like()).unwrap_or_else(|| Tensor::zeros([1], (Kind::Float, device)));
-        let m = names.iter().map(zeros).collect();
-        let v = names.iter().map(zeros).collect();
-        Ok(Self { cfg, net, ema, names, m, v, step: 0, device })
+        let (names, params): (Vec<String>, Vec<Tensor>) = sorted_vars(&net).into_iter().filter(|(_, t)| t.requires_grad()).unzip();
+        let src = net.vs.variables();
+        let ema_pairs = sorted_vars(&ema).into_iter().filter_map(|(n, e)| src.get(&n).map(|s| (e, s.shallow_clone()))).collect();
+        let m = params.iter().map(Tensor::zeros_like).collect();
+        let v = params.iter().map(Tensor::zeros_like).collect();
+        Ok(Self { cfg, net, ema, names, params, ema_pairs, m, v, step: 0, device })
     }
 
     /// Steps taken so far.
@@ -230,9 +233,8 @@ impl Trainer {
         if !value.is_finite() {
             return Err(PriorError::Backend(format!("non-finite loss {value} at step {}", self.step)));
         }
-        let vars = self.net.vs.variables();
-        let params: Vec<Tensor> = self.names.iter().filter_map(|n| vars.get(n).map(|t| t.shallow_clone())).collect();
-        for p in &params {
+        let params = &self.params;
+        for p in params {
             let mut g = p.grad();
             if g.defined() {
                 let _ = g.zero_();
@@ -265,11 +267,9 @@ impl Trainer {
                 let _ = p.g_sub_(&(mhat / (vhat.sqrt() + eps) * lr));
             }
             let beta = self.cfg.ema_beta(self.step + 1);
-            let src = self.net.vs.variables();
-            for (name, mut e) in self.ema.vs.variables() {
-                if let Some(s) = src.get(&name) {
-                    let _ = e.g_mul_scalar_(beta).g_add_(&(s * (1.0 - beta)));
-                }
+            for (e, s) in &self.ema_pairs {
+                let mut e = e.shallow_clone();
+                let _ = e.g_mul_scalar_(beta).g_add_(&(s * (1.0 - beta)));
             }
         });
         self.step += 1;
