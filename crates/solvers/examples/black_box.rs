@@ -45,14 +45,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let forward = FnForward::new(2, 5, logistic_growth);
     // Data from a "true" parameter, with 2% noise.
     let x_true = [0.6f32, 2.4];
-    let y: Array1<f32> = logistic_growth(&x_true).into_iter().map(|v| v * 1.02).collect();
+    let y: Array1<f32> = logistic_growth(&x_true)
+        .into_iter()
+        .map(|v| v * 1.02)
+        .collect();
     let likelihood = GaussianLikelihood::new(y, 0.2)?;
     let problem = Problem::new(&prior, &forward, &likelihood)?;
 
     // EnKG's normalised step moves each particle by about `guidance_scale` ensemble spreads per
     // update; on a narrow multimodal prior a small step (0.1) fits better than the reference 2.0.
-    let enkg = Enkg::new(EnkgConfig { num_particles: 256, num_steps: 40, guidance_scale: 0.1, ..Default::default() })?;
-    let cps = Cps::new(CpsConfig { num_samples: 16, num_candidates: 32, num_steps: 40, ..Default::default() })?;
+    let enkg = Enkg::new(EnkgConfig {
+        num_particles: 256,
+        num_steps: 40,
+        guidance_scale: 0.1,
+        ..Default::default()
+    })?;
+    let cps = Cps::new(CpsConfig {
+        num_samples: 16,
+        num_candidates: 32,
+        num_steps: 40,
+        ..Default::default()
+    })?;
     for (name, out) in [
         ("EnKG", Runner::new(problem).with_progress().run(&enkg, 0)?),
         ("CPS", Runner::new(problem).with_progress().run(&cps, 0)?),
@@ -72,7 +85,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let min = nll.iter().copied().fold(f32::INFINITY, f32::min);
     let w: Vec<f64> = nll.iter().map(|&v| f64::from(min - v).exp()).collect();
     let total: f64 = w.iter().sum();
-    let is_mean = |c: usize| draws.column(c).iter().zip(&w).map(|(&x, &w)| f64::from(x) * w).sum::<f64>() / total;
-    println!("IS    mean (log r, log K) = ({:.3}, {:.3})  (truth {:?})", is_mean(0), is_mean(1), x_true);
+    let is_mean = |c: usize| {
+        draws
+            .column(c)
+            .iter()
+            .zip(&w)
+            .map(|(&x, &w)| f64::from(x) * w)
+            .sum::<f64>()
+            / total
+    };
+    println!(
+        "IS    mean (log r, log K) = ({:.3}, {:.3})  (truth {:?})",
+        is_mean(0),
+        is_mean(1),
+        x_true
+    );
     Ok(())
 }

@@ -83,22 +83,38 @@ impl Cps {
             return Err(SolverError::Config("CPS needs at least one chain".into()));
         }
         if cfg.num_candidates < 2 {
-            return Err(SolverError::Config(format!("CPS needs at least 2 candidates, got {}", cfg.num_candidates)));
+            return Err(SolverError::Config(format!(
+                "CPS needs at least 2 candidates, got {}",
+                cfg.num_candidates
+            )));
         }
         if cfg.num_steps < 2 {
-            return Err(SolverError::Config(format!("CPS needs at least 2 steps, got {}", cfg.num_steps)));
+            return Err(SolverError::Config(format!(
+                "CPS needs at least 2 steps, got {}",
+                cfg.num_steps
+            )));
         }
         if cfg.restarts == 0 {
-            return Err(SolverError::Config("restarts must be at least 1 (1 disables them)".into()));
+            return Err(SolverError::Config(
+                "restarts must be at least 1 (1 disables them)".into(),
+            ));
         }
         let (lo, hi) = cfg.restart_window;
         if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
-            return Err(SolverError::Config(format!("restart_window must satisfy 0 <= lo <= hi <= 1, got ({lo}, {hi})")));
+            return Err(SolverError::Config(format!(
+                "restart_window must satisfy 0 <= lo <= hi <= 1, got ({lo}, {hi})"
+            )));
         }
         if !(0.0..=1.0).contains(&cfg.guidance_start) {
-            return Err(SolverError::Config(format!("guidance_start must be in [0, 1], got {}", cfg.guidance_start)));
+            return Err(SolverError::Config(format!(
+                "guidance_start must be in [0, 1], got {}",
+                cfg.guidance_start
+            )));
         }
-        let sigmas = cfg.schedule.sigmas(cfg.num_steps).map_err(|e| SolverError::Config(e.to_string()))?;
+        let sigmas = cfg
+            .schedule
+            .sigmas(cfg.num_steps)
+            .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
     /// The configuration.
@@ -121,14 +137,17 @@ impl Cps {
 
 /// Add `scale * z` with `z` from stream `(seed, tag, step, row)` to every row.
 fn add_noise(x: &mut Array2<f32>, scale: f32, seed: u64, tag: u64, step: u64) {
-    x.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(r, mut row)| {
-        let mut rng = stream(seed, tag, step, r as u64);
-        let mut z = vec![0.0f32; row.len()];
-        fill_normal(&mut rng, &mut z);
-        for (a, b) in row.iter_mut().zip(z) {
-            *a += scale * b;
-        }
-    });
+    x.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(r, mut row)| {
+            let mut rng = stream(seed, tag, step, r as u64);
+            let mut z = vec![0.0f32; row.len()];
+            fill_normal(&mut rng, &mut z);
+            for (a, b) in row.iter_mut().zip(z) {
+                *a += scale * b;
+            }
+        });
 }
 
 impl Solver for Cps {
@@ -142,7 +161,12 @@ impl Solver for Cps {
         Ok(())
     }
     fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
-        let x = initial_noise(self.cfg.num_samples, eval.problem().dim(), self.cfg.schedule.sigma_max, seed);
+        let x = initial_noise(
+            self.cfg.num_samples,
+            eval.problem().dim(),
+            self.cfg.schedule.sigma_max,
+            seed,
+        );
         Ok(State { x, step: 0, seed })
     }
     fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
@@ -162,7 +186,9 @@ impl Solver for Cps {
                 let den = eval.denoise(state.x.view(), sigma, i)?;
                 let g = (f / (sigma * sigma)) as f32;
                 let mut mu = state.x.clone();
-                ndarray::Zip::from(&mut mu).and(&den).for_each(|x, &dv| *x += g * (dv - *x));
+                ndarray::Zip::from(&mut mu)
+                    .and(&den)
+                    .for_each(|x, &dv| *x += g * (dv - *x));
                 // Draw identity of this repetition: step i, repetition rep.
                 let draw = (i * self.cfg.restarts.max(1) + rep) as u64;
                 if !guided {
@@ -172,12 +198,15 @@ impl Solver for Cps {
                 }
                 // Candidates: row c * M + k is chain c, candidate k.
                 let mut eps = Array2::<f32>::zeros((b * m, d));
-                eps.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(r, mut row)| {
-                    let mut rng = stream(state.seed, tags::CANDIDATE, draw, r as u64);
-                    let mut z = vec![0.0f32; d];
-                    fill_normal(&mut rng, &mut z);
-                    row.assign(&ndarray::ArrayView1::from(&z[..]));
-                });
+                eps.axis_iter_mut(Axis(0))
+                    .into_par_iter()
+                    .enumerate()
+                    .for_each(|(r, mut row)| {
+                        let mut rng = stream(state.seed, tags::CANDIDATE, draw, r as u64);
+                        let mut z = vec![0.0f32; d];
+                        fill_normal(&mut rng, &mut z);
+                        row.assign(&ndarray::ArrayView1::from(&z[..]));
+                    });
                 let mut cand = eps.clone() * sf;
                 for c in 0..b {
                     let mut block = cand.slice_mut(s![c * m..(c + 1) * m, ..]);
@@ -192,12 +221,24 @@ impl Solver for Cps {
                 for c in 0..b {
                     let rows = s![c * m..(c + 1) * m, ..];
                     let yc = y.slice(rows);
-                    let rbar = rgrad.slice(rows).mean_axis(Axis(0)).ok_or(SolverError::Config("no candidates".into()))?;
-                    let ybar = yc.mean_axis(Axis(0)).ok_or(SolverError::Config("no candidates".into()))?;
+                    let rbar = rgrad
+                        .slice(rows)
+                        .mean_axis(Axis(0))
+                        .ok_or(SolverError::Config("no candidates".into()))?;
+                    let ybar = yc
+                        .mean_axis(Axis(0))
+                        .ok_or(SolverError::Config("no candidates".into()))?;
                     let dy = &yc - &ybar;
-                    let coef = gram(rbar.view().insert_axis(Axis(0)), dy.view()).map_err(|source| SolverError::Ensemble { step: i, source })? / m as f32;
-                    let gdir = combine(coef.view(), eps.slice(rows)).map_err(|source| SolverError::Ensemble { step: i, source })?;
-                    let norm = gdir.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt();
+                    let coef = gram(rbar.view().insert_axis(Axis(0)), dy.view())
+                        .map_err(|source| SolverError::Ensemble { step: i, source })?
+                        / m as f32;
+                    let gdir = combine(coef.view(), eps.slice(rows))
+                        .map_err(|source| SolverError::Ensemble { step: i, source })?;
+                    let norm = gdir
+                        .iter()
+                        .map(|v| (*v as f64) * (*v as f64))
+                        .sum::<f64>()
+                        .sqrt();
                     if norm > 0.0 && norm.is_finite() {
                         let h = (f.sqrt() * (d as f64).sqrt() / norm) as f32;
                         let mut row = next.row_mut(c);
@@ -212,9 +253,17 @@ impl Solver for Cps {
             }
         }
         if let Some(p) = crate::problem::first_non_finite_row(state.x.view()) {
-            return Err(SolverError::NonFiniteState { particle: p, step: i });
+            return Err(SolverError::NonFiniteState {
+                particle: p,
+                step: i,
+            });
         }
         state.step += 1;
-        Ok(StepInfo { step: i, sigma, guided, misfit })
+        Ok(StepInfo {
+            step: i,
+            sigma,
+            guided,
+            misfit,
+        })
     }
 }

@@ -80,23 +80,43 @@ impl Enkg {
     /// Build the solver, validating the configuration.
     pub fn new(cfg: EnkgConfig) -> Result<Self> {
         if cfg.num_particles < 2 {
-            return Err(SolverError::Config(format!("EnKG needs at least 2 particles, got {}", cfg.num_particles)));
+            return Err(SolverError::Config(format!(
+                "EnKG needs at least 2 particles, got {}",
+                cfg.num_particles
+            )));
         }
         if cfg.num_steps < 2 {
-            return Err(SolverError::Config(format!("EnKG needs at least 2 steps, got {}", cfg.num_steps)));
+            return Err(SolverError::Config(format!(
+                "EnKG needs at least 2 steps, got {}",
+                cfg.num_steps
+            )));
         }
         if !(cfg.guidance_scale.is_finite() && cfg.guidance_scale >= 0.0) {
-            return Err(SolverError::Config(format!("guidance_scale must be finite and >= 0, got {}", cfg.guidance_scale)));
+            return Err(SolverError::Config(format!(
+                "guidance_scale must be finite and >= 0, got {}",
+                cfg.guidance_scale
+            )));
         }
-        for (name, v) in [("threshold_start", cfg.threshold_start), ("threshold_end", cfg.threshold_end), ("lr_min_ratio", cfg.lr_min_ratio)] {
+        for (name, v) in [
+            ("threshold_start", cfg.threshold_start),
+            ("threshold_end", cfg.threshold_end),
+            ("lr_min_ratio", cfg.lr_min_ratio),
+        ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(SolverError::Config(format!("{name} must be in [0, 1], got {v}")));
+                return Err(SolverError::Config(format!(
+                    "{name} must be in [0, 1], got {v}"
+                )));
             }
         }
         if cfg.max_ode_steps == 0 {
-            return Err(SolverError::Config("max_ode_steps must be at least 1".into()));
+            return Err(SolverError::Config(
+                "max_ode_steps must be at least 1".into(),
+            ));
         }
-        let sigmas = cfg.schedule.sigmas(cfg.num_steps).map_err(|e| SolverError::Config(e.to_string()))?;
+        let sigmas = cfg
+            .schedule
+            .sigmas(cfg.num_steps)
+            .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
     /// The configuration.
@@ -136,7 +156,12 @@ impl Solver for Enkg {
         Ok(())
     }
     fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
-        let x = initial_noise(self.cfg.num_particles, eval.problem().dim(), self.cfg.schedule.sigma_max, seed);
+        let x = initial_noise(
+            self.cfg.num_particles,
+            eval.problem().dim(),
+            self.cfg.schedule.sigma_max,
+            seed,
+        );
         Ok(State { x, step: 0, seed })
     }
     fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
@@ -149,26 +174,48 @@ impl Solver for Enkg {
             let n_ode = self.ode_steps_at(i);
             let prior = eval.counted_prior();
             for _ in 0..self.cfg.num_updates {
-                let x0 = clean_estimate(&prior, state.x.view(), sigma, n_ode, self.cfg.schedule.sigma_min, self.cfg.schedule.rho)
-                    .map_err(|e| prior_error(e, i))?;
+                let x0 = clean_estimate(
+                    &prior,
+                    state.x.view(),
+                    sigma,
+                    n_ode,
+                    self.cfg.schedule.sigma_min,
+                    self.cfg.schedule.rho,
+                )
+                .map_err(|e| prior_error(e, i))?;
                 let y = eval.forward(x0.view(), i)?;
                 let r = eval.likelihood_grad(y.view(), i)?;
                 let nll = eval.nll(y.view(), i)?;
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
-                let kd = kalman_direction(state.x.view(), y.view(), r.view()).map_err(|source| SolverError::Ensemble { step: i, source })?;
-                let norm = kd.c.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt();
+                let kd = kalman_direction(state.x.view(), y.view(), r.view())
+                    .map_err(|source| SolverError::Ensemble { step: i, source })?;
+                let norm =
+                    kd.c.iter()
+                        .map(|v| (*v as f64) * (*v as f64))
+                        .sum::<f64>()
+                        .sqrt();
                 if norm > 0.0 && norm.is_finite() {
                     let h = (lr / norm) as f32;
-                    Zip::from(&mut state.x).and(&kd.dx).for_each(|x, &d| *x -= h * d);
+                    Zip::from(&mut state.x)
+                        .and(&kd.dx)
+                        .for_each(|x, &d| *x -= h * d);
                 }
             }
         }
         let d = eval.denoise(state.x.view(), sigma, i)?;
         state.x = euler_step(state.x.view(), d.view(), sigma, sigma_next);
         if let Some(p) = crate::problem::first_non_finite_row(state.x.view()) {
-            return Err(SolverError::NonFiniteState { particle: p, step: i });
+            return Err(SolverError::NonFiniteState {
+                particle: p,
+                step: i,
+            });
         }
         state.step += 1;
-        Ok(StepInfo { step: i, sigma, guided, misfit })
+        Ok(StepInfo {
+            step: i,
+            sigma,
+            guided,
+            misfit,
+        })
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use diffinv_operators::{ForwardModel, Likelihood, OperatorError};
+use diffinv_operators::{Differentiable, ForwardModel, Likelihood, LinearOperator, OperatorError};
 use diffinv_priors::Denoiser;
 use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,12 @@ pub struct Problem<'a> {
     pub forward: &'a dyn ForwardModel,
     /// The likelihood of the observed measurement.
     pub likelihood: &'a dyn Likelihood,
+    /// The same forward model with its vector-Jacobian product, for the gradient-based solvers
+    /// (DPS, RED-diff, ...). `None` for a black box.
+    pub gradient: Option<&'a dyn Differentiable>,
+    /// The same forward model as a linear operator with its adjoint, for the solvers that need
+    /// `A^T` (DDS's conjugate gradients, PiGDM, the classical solvers). `None` if not linear.
+    pub linear: Option<&'a dyn LinearOperator>,
 }
 
 impl std::fmt::Debug for Problem<'_> {
@@ -34,7 +40,11 @@ impl std::fmt::Debug for Problem<'_> {
 impl<'a> Problem<'a> {
     /// Build a problem, checking that the dimensions agree:
     /// `prior.dim() == forward.input_dim()` and `forward.output_dim() == likelihood.measurement_dim()`.
-    pub fn new(prior: &'a dyn Denoiser, forward: &'a dyn ForwardModel, likelihood: &'a dyn Likelihood) -> Result<Self> {
+    pub fn new(
+        prior: &'a dyn Denoiser,
+        forward: &'a dyn ForwardModel,
+        likelihood: &'a dyn Likelihood,
+    ) -> Result<Self> {
         if prior.dim() != forward.input_dim() {
             return Err(SolverError::Problem(format!(
                 "the prior has dimension {} but the forward model takes {} values ({:?})",
@@ -51,7 +61,54 @@ impl<'a> Problem<'a> {
                 likelihood.measurement_dim()
             )));
         }
-        Ok(Self { prior, forward, likelihood })
+        Ok(Self {
+            prior,
+            forward,
+            likelihood,
+            gradient: None,
+            linear: None,
+        })
+    }
+    /// A problem whose forward model has a vector-Jacobian product (the gradient-based solvers
+    /// need it); the derivative-free solvers still use it only as a black box.
+    pub fn differentiable(
+        prior: &'a dyn Denoiser,
+        forward: &'a dyn Differentiable,
+        likelihood: &'a dyn Likelihood,
+    ) -> Result<Self> {
+        let mut p = Self::new(prior, forward, likelihood)?;
+        p.gradient = Some(forward);
+        Ok(p)
+    }
+    /// A problem whose forward model is linear, `G(x) = A x`: it has both the adjoint `A^T` and
+    /// (the same map) the vector-Jacobian product `v -> A^T v`.
+    pub fn linear<L: LinearOperator + Differentiable>(
+        prior: &'a dyn Denoiser,
+        forward: &'a L,
+        likelihood: &'a dyn Likelihood,
+    ) -> Result<Self> {
+        let mut p = Self::new(prior, forward, likelihood)?;
+        p.gradient = Some(forward);
+        p.linear = Some(forward);
+        Ok(p)
+    }
+    /// The vector-Jacobian product of the forward model, or a [`SolverError::Problem`] naming
+    /// `method` when the problem is a black box.
+    pub fn require_gradient(&self, method: &str) -> Result<&'a dyn Differentiable> {
+        self.gradient.ok_or_else(|| {
+            SolverError::Problem(format!(
+                "{method} needs the gradient of the forward model, but this problem's forward model is a black box \
+                 (build it with Problem::differentiable or Problem::linear)"
+            ))
+        })
+    }
+    /// The adjoint of a linear forward model, or a [`SolverError::Problem`] naming `method`.
+    pub fn require_linear(&self, method: &str) -> Result<&'a dyn LinearOperator> {
+        self.linear.ok_or_else(|| {
+            SolverError::Problem(format!(
+                "{method} needs a linear forward model with its adjoint (build the problem with Problem::linear)"
+            ))
+        })
     }
     /// Dimension `d` of the unknown.
     pub fn dim(&self) -> usize {
@@ -80,6 +137,12 @@ pub struct CostSummary {
     pub den_grad_total: u64,
     /// Sequential vector-Jacobian products through the denoiser.
     pub den_grad_seq: u64,
+    /// Vector-Jacobian products (or adjoint applications) of the forward model (rows).
+    #[serde(default)]
+    pub fwd_grad_total: u64,
+    /// Sequential vector-Jacobian products of the forward model.
+    #[serde(default)]
+    pub fwd_grad_seq: u64,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -94,13 +157,17 @@ pub struct Evaluator<'a> {
     den_seq: AtomicU64,
     grad_total: AtomicU64,
     grad_seq: AtomicU64,
+    fwd_grad_total: AtomicU64,
+    fwd_grad_seq: AtomicU64,
     start: Instant,
     offset: CostSummary,
 }
 
 impl std::fmt::Debug for Evaluator<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Evaluator").field("cost", &self.cost()).finish()
+        f.debug_struct("Evaluator")
+            .field("cost", &self.cost())
+            .finish()
     }
 }
 
@@ -119,6 +186,8 @@ impl<'a> Evaluator<'a> {
             den_seq: AtomicU64::new(0),
             grad_total: AtomicU64::new(0),
             grad_seq: AtomicU64::new(0),
+            fwd_grad_total: AtomicU64::new(0),
+            fwd_grad_seq: AtomicU64::new(0),
             start: Instant::now(),
             offset,
         }
@@ -137,15 +206,21 @@ impl<'a> Evaluator<'a> {
             den_seq: o.den_seq + self.den_seq.load(Ordering::Relaxed),
             den_grad_total: o.den_grad_total + self.grad_total.load(Ordering::Relaxed),
             den_grad_seq: o.den_grad_seq + self.grad_seq.load(Ordering::Relaxed),
+            fwd_grad_total: o.fwd_grad_total + self.fwd_grad_total.load(Ordering::Relaxed),
+            fwd_grad_seq: o.fwd_grad_seq + self.fwd_grad_seq.load(Ordering::Relaxed),
             seconds: o.seconds + self.start.elapsed().as_secs_f64(),
         }
     }
 
     /// `D(x; sigma)`, counted.
     pub fn denoise(&self, x: ArrayView2<'_, f32>, sigma: f64, step: usize) -> Result<Array2<f32>> {
-        self.den_total.fetch_add(x.nrows() as u64, Ordering::Relaxed);
+        self.den_total
+            .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.den_seq.fetch_add(1, Ordering::Relaxed);
-        self.problem.prior.denoise(x, sigma as f32).map_err(|source| prior_error(source, step))
+        self.problem
+            .prior
+            .denoise(x, sigma as f32)
+            .map_err(|source| prior_error(source, step))
     }
 
     /// The counted prior, for samplers that take a `&dyn Denoiser`.
@@ -155,27 +230,98 @@ impl<'a> Evaluator<'a> {
 
     /// `G(x)`, counted; a failing or non-finite particle is an error naming it.
     pub fn forward(&self, x: ArrayView2<'_, f32>, step: usize) -> Result<Array2<f32>> {
-        self.fwd_total.fetch_add(x.nrows() as u64, Ordering::Relaxed);
+        self.fwd_total
+            .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.fwd_seq.fetch_add(1, Ordering::Relaxed);
-        let y = self.problem.forward.forward(x).map_err(|e| operator_error(e, step))?;
+        let y = self
+            .problem
+            .forward
+            .forward(x)
+            .map_err(|e| operator_error(e, step))?;
         if let Some(particle) = first_non_finite_row(y.view()) {
-            return Err(SolverError::ParticleFailed { particle, step, reason: "forward model returned a non-finite value".into() });
+            return Err(SolverError::ParticleFailed {
+                particle,
+                step,
+                reason: "forward model returned a non-finite value".into(),
+            });
         }
         Ok(y)
     }
 
+    /// `(dG/dx)^T v` at every row, counted as a forward-model gradient; a
+    /// [`SolverError::Problem`] if the problem is a black box.
+    pub fn forward_vjp(
+        &self,
+        x: ArrayView2<'_, f32>,
+        v: ArrayView2<'_, f32>,
+        step: usize,
+    ) -> Result<Array2<f32>> {
+        let g = self.problem.require_gradient("this solver")?;
+        self.fwd_grad_total
+            .fetch_add(x.nrows() as u64, Ordering::Relaxed);
+        self.fwd_grad_seq.fetch_add(1, Ordering::Relaxed);
+        let out = g.vjp(x, v).map_err(|e| operator_error(e, step))?;
+        if let Some(particle) = first_non_finite_row(out.view()) {
+            return Err(SolverError::ParticleFailed {
+                particle,
+                step,
+                reason: "forward-model gradient is non-finite".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `A^T y` at every row, counted as a forward-model gradient; a [`SolverError::Problem`] if
+    /// the forward model is not linear.
+    pub fn adjoint(&self, y: ArrayView2<'_, f32>, step: usize) -> Result<Array2<f32>> {
+        let a = self.problem.require_linear("this solver")?;
+        self.fwd_grad_total
+            .fetch_add(y.nrows() as u64, Ordering::Relaxed);
+        self.fwd_grad_seq.fetch_add(1, Ordering::Relaxed);
+        a.adjoint(y).map_err(|e| operator_error(e, step))
+    }
+
+    /// `D(x; sigma)` and the vector-Jacobian product `(dD/dx)^T v`, counted as one denoiser
+    /// gradient evaluation.
+    pub fn denoise_vjp(
+        &self,
+        x: ArrayView2<'_, f32>,
+        sigma: f64,
+        v: ArrayView2<'_, f32>,
+        step: usize,
+    ) -> Result<Array2<f32>> {
+        self.grad_total
+            .fetch_add(x.nrows() as u64, Ordering::Relaxed);
+        self.grad_seq.fetch_add(1, Ordering::Relaxed);
+        self.problem
+            .prior
+            .vjp(x, sigma as f32, v)
+            .map_err(|source| prior_error(source, step))
+    }
+
     /// `dL/dy` at every row of `y`.
     pub fn likelihood_grad(&self, y: ArrayView2<'_, f32>, step: usize) -> Result<Array2<f32>> {
-        let g = self.problem.likelihood.grad(y).map_err(|e| operator_error(e, step))?;
+        let g = self
+            .problem
+            .likelihood
+            .grad(y)
+            .map_err(|e| operator_error(e, step))?;
         if let Some(particle) = first_non_finite_row(g.view()) {
-            return Err(SolverError::ParticleFailed { particle, step, reason: "likelihood gradient is non-finite".into() });
+            return Err(SolverError::ParticleFailed {
+                particle,
+                step,
+                reason: "likelihood gradient is non-finite".into(),
+            });
         }
         Ok(g)
     }
 
     /// `L(y)` at every row of `y`.
     pub fn nll(&self, y: ArrayView2<'_, f32>, step: usize) -> Result<Array1<f32>> {
-        self.problem.likelihood.nll(y).map_err(|e| operator_error(e, step))
+        self.problem
+            .likelihood
+            .nll(y)
+            .map_err(|e| operator_error(e, step))
     }
 }
 
@@ -189,12 +335,21 @@ impl Denoiser for CountedPrior<'_, '_> {
         self.eval.problem.prior.dim()
     }
     fn denoise(&self, x: ArrayView2<'_, f32>, sigma: f32) -> diffinv_priors::Result<Array2<f32>> {
-        self.eval.den_total.fetch_add(x.nrows() as u64, Ordering::Relaxed);
+        self.eval
+            .den_total
+            .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.eval.den_seq.fetch_add(1, Ordering::Relaxed);
         self.eval.problem.prior.denoise(x, sigma)
     }
-    fn vjp(&self, x: ArrayView2<'_, f32>, sigma: f32, v: ArrayView2<'_, f32>) -> diffinv_priors::Result<Array2<f32>> {
-        self.eval.grad_total.fetch_add(x.nrows() as u64, Ordering::Relaxed);
+    fn vjp(
+        &self,
+        x: ArrayView2<'_, f32>,
+        sigma: f32,
+        v: ArrayView2<'_, f32>,
+    ) -> diffinv_priors::Result<Array2<f32>> {
+        self.eval
+            .grad_total
+            .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.eval.grad_seq.fetch_add(1, Ordering::Relaxed);
         self.eval.problem.prior.vjp(x, sigma, v)
     }
@@ -203,7 +358,10 @@ impl Denoiser for CountedPrior<'_, '_> {
 /// Map a prior error at `step`, naming the particle for non-finite input.
 pub fn prior_error(source: diffinv_priors::PriorError, step: usize) -> SolverError {
     match source {
-        diffinv_priors::PriorError::NonFinite { row, .. } => SolverError::NonFiniteState { particle: row, step },
+        diffinv_priors::PriorError::NonFinite { row, .. } => SolverError::NonFiniteState {
+            particle: row,
+            step,
+        },
         source => SolverError::Prior { step, source },
     }
 }
@@ -211,13 +369,21 @@ pub fn prior_error(source: diffinv_priors::PriorError, step: usize) -> SolverErr
 /// Map an operator error at `step`, naming the particle where there is one.
 pub fn operator_error(e: OperatorError, step: usize) -> SolverError {
     match e {
-        OperatorError::SampleFailed { row, reason } => SolverError::ParticleFailed { particle: row, step, reason },
-        OperatorError::NonFiniteInput { row, .. } => SolverError::NonFiniteState { particle: row, step },
+        OperatorError::SampleFailed { row, reason } => SolverError::ParticleFailed {
+            particle: row,
+            step,
+            reason,
+        },
+        OperatorError::NonFiniteInput { row, .. } => SolverError::NonFiniteState {
+            particle: row,
+            step,
+        },
         source => SolverError::Forward { step, source },
     }
 }
 
 /// Index of the first row containing a NaN or infinity.
 pub fn first_non_finite_row(x: ArrayView2<'_, f32>) -> Option<usize> {
-    x.outer_iter().position(|r| r.iter().any(|v| !v.is_finite()))
+    x.outer_iter()
+        .position(|r| r.iter().any(|v| !v.is_finite()))
 }

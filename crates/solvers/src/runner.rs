@@ -28,7 +28,9 @@ pub struct ProgressObserver {
 impl Observer for ProgressObserver {
     fn on_start(&mut self, solver: &str, steps: usize) {
         let bar = ProgressBar::new(steps as u64);
-        if let Ok(style) = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})") {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_prefix(solver.to_string());
@@ -69,14 +71,20 @@ pub struct Runner<'a> {
 
 impl std::fmt::Debug for Runner<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runner").field("problem", &self.problem).field("observers", &self.observers.len()).finish()
+        f.debug_struct("Runner")
+            .field("problem", &self.problem)
+            .field("observers", &self.observers.len())
+            .finish()
     }
 }
 
 impl<'a> Runner<'a> {
     /// A runner for `problem` with no observers.
     pub fn new(problem: Problem<'a>) -> Self {
-        Self { problem, observers: Vec::new() }
+        Self {
+            problem,
+            observers: Vec::new(),
+        }
     }
     /// Add an observer.
     pub fn observe(mut self, o: impl Observer + 'a) -> Self {
@@ -103,7 +111,9 @@ impl<'a> Runner<'a> {
             let before = state.step;
             let info = solver.step(&eval, &mut state)?;
             if state.step != before + 1 {
-                return Err(SolverError::Config(format!("solver {name} did not advance its step counter at step {before}")));
+                return Err(SolverError::Config(format!(
+                    "solver {name} did not advance its step counter at step {before}"
+                )));
             }
             let cost = eval.cost();
             for o in &mut self.observers {

@@ -38,7 +38,12 @@ pub struct UnconditionalConfig {
 
 impl Default for UnconditionalConfig {
     fn default() -> Self {
-        Self { num_samples: 512, num_steps: 80, method: UnconditionalMethod::Euler, schedule: EdmSchedule::default() }
+        Self {
+            num_samples: 512,
+            num_steps: 80,
+            method: UnconditionalMethod::Euler,
+            schedule: EdmSchedule::default(),
+        }
     }
 }
 
@@ -53,9 +58,14 @@ impl Unconditional {
     /// Build the sampler, validating the configuration.
     pub fn new(cfg: UnconditionalConfig) -> Result<Self> {
         if cfg.num_samples == 0 || cfg.num_steps == 0 {
-            return Err(SolverError::Config("num_samples and num_steps must be at least 1".into()));
+            return Err(SolverError::Config(
+                "num_samples and num_steps must be at least 1".into(),
+            ));
         }
-        let sigmas = cfg.schedule.sigmas(cfg.num_steps).map_err(|e| SolverError::Config(e.to_string()))?;
+        let sigmas = cfg
+            .schedule
+            .sigmas(cfg.num_steps)
+            .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
 }
@@ -71,7 +81,16 @@ impl Solver for Unconditional {
         Ok(())
     }
     fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
-        Ok(State { x: initial_noise(self.cfg.num_samples, eval.problem().dim(), self.cfg.schedule.sigma_max, seed), step: 0, seed })
+        Ok(State {
+            x: initial_noise(
+                self.cfg.num_samples,
+                eval.problem().dim(),
+                self.cfg.schedule.sigma_max,
+                seed,
+            ),
+            step: 0,
+            seed,
+        })
     }
     fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
         let i = state.step;
@@ -79,7 +98,14 @@ impl Solver for Unconditional {
         match self.cfg.method {
             UnconditionalMethod::Sde => {
                 let prior = eval.counted_prior();
-                state.x = reverse_sde(&prior, state.x.view(), &self.sigmas[i..i + 2], state.seed, i as u64).map_err(|e| prior_error(e, i))?;
+                state.x = reverse_sde(
+                    &prior,
+                    state.x.view(),
+                    &self.sigmas[i..i + 2],
+                    state.seed,
+                    i as u64,
+                )
+                .map_err(|e| prior_error(e, i))?;
             }
             method => {
                 let d = eval.denoise(state.x.view(), sigma, i)?;
@@ -87,9 +113,15 @@ impl Solver for Unconditional {
                 if method == UnconditionalMethod::Heun && sigma_next > 0.0 {
                     let d2 = eval.denoise(x_euler.view(), sigma_next, i)?;
                     let h = (sigma_next - sigma) as f32;
-                    Zip::from(&mut state.x).and(&d).and(&x_euler).and(&d2).for_each(|x, &dc, &xe, &dn| {
-                        *x += 0.5 * h * ((*x - dc) / sigma as f32 + (xe - dn) / sigma_next as f32);
-                    });
+                    Zip::from(&mut state.x)
+                        .and(&d)
+                        .and(&x_euler)
+                        .and(&d2)
+                        .for_each(|x, &dc, &xe, &dn| {
+                            *x += 0.5
+                                * h
+                                * ((*x - dc) / sigma as f32 + (xe - dn) / sigma_next as f32);
+                        });
                 } else {
                     state.x = x_euler;
                 }
@@ -97,6 +129,11 @@ impl Solver for Unconditional {
         }
         state.step += 1;
         let _ = OdeMethod::Euler;
-        Ok(StepInfo { step: i, sigma, guided: false, misfit: None })
+        Ok(StepInfo {
+            step: i,
+            sigma,
+            guided: false,
+            misfit: None,
+        })
     }
 }

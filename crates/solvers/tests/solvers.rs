@@ -27,7 +27,10 @@ fn linear_gaussian() -> LinearGaussian {
     let mu = Array1::from_shape_fn(d, |i| (i as f64 * 0.3).sin());
     let g = Gaussian::full(mu.clone(), cov).unwrap();
     let a = Array2::from_shape_fn((m, d), |_| StandardNormal.sample(&mut rng));
-    let x_true = GaussianPrior::new(g.clone()).sample(1, 5).row(0).mapv(|v| v as f64);
+    let x_true = GaussianPrior::new(g.clone())
+        .sample(1, 5)
+        .row(0)
+        .mapv(|v| v as f64);
     let noise = Array1::from_shape_fn(m, |_| {
         let z: f64 = StandardNormal.sample(&mut rng);
         sy * z
@@ -59,13 +62,26 @@ fn enkg_mean_converges_to_posterior_mean_as_n_grows() {
     let scale = (&p.prior_mean - &p.post_mean).mapv(|v| v * v).sum().sqrt();
     let mut errs = Vec::new();
     for n in [64, 256, 1024] {
-        let enkg = Enkg::new(EnkgConfig { num_particles: n, num_steps: 40, guidance_scale: 0.1, ..Default::default() }).unwrap();
+        let enkg = Enkg::new(EnkgConfig {
+            num_particles: n,
+            num_steps: 40,
+            guidance_scale: 0.1,
+            ..Default::default()
+        })
+        .unwrap();
         let out = Runner::new(problem).run(&enkg, 0).unwrap();
         errs.push(mean_distance(&out.samples, &p.post_mean));
     }
     assert!(errs[2] < 0.5 * errs[0], "error must fall with N: {errs:?}");
-    assert!(errs[1] < errs[0] && errs[2] < errs[1], "error must fall with N: {errs:?}");
-    assert!(errs[2] < 0.25 * scale, "N = 1024 error {} vs prior-posterior distance {scale}", errs[2]);
+    assert!(
+        errs[1] < errs[0] && errs[2] < errs[1],
+        "error must fall with N: {errs:?}"
+    );
+    assert!(
+        errs[2] < 0.25 * scale,
+        "N = 1024 error {} vs prior-posterior distance {scale}",
+        errs[2]
+    );
 }
 
 /// CPS chains fit the data to below the noise level and their mean moves from the prior mean
@@ -74,10 +90,20 @@ fn enkg_mean_converges_to_posterior_mean_as_n_grows() {
 fn cps_fits_the_data_and_moves_to_the_posterior() {
     let p = linear_gaussian();
     let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
-    let cps = Cps::new(CpsConfig { num_samples: 128, num_candidates: 16, num_steps: 50, ..Default::default() }).unwrap();
+    let cps = Cps::new(CpsConfig {
+        num_samples: 128,
+        num_candidates: 16,
+        num_steps: 50,
+        ..Default::default()
+    })
+    .unwrap();
     let out = Runner::new(problem).run(&cps, 0).unwrap();
     let y = p.op.forward(out.samples.view()).unwrap();
-    let misfit = (&y - &p.lik.observation()).mapv(|v| v * v).mean().unwrap().sqrt();
+    let misfit = (&y - &p.lik.observation())
+        .mapv(|v| v * v)
+        .mean()
+        .unwrap()
+        .sqrt();
     assert!(misfit < 0.05, "RMS misfit {misfit}");
     let scale = (&p.prior_mean - &p.post_mean).mapv(|v| v * v).sum().sqrt();
     let err = mean_distance(&out.samples, &p.post_mean);
@@ -91,7 +117,13 @@ fn cps_fits_the_data_and_moves_to_the_posterior() {
 fn unconditional_ignores_the_data() {
     let p = linear_gaussian();
     let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
-    let unc = Unconditional::new(UnconditionalConfig { num_samples: 2000, num_steps: 40, method: UnconditionalMethod::Heun, ..Default::default() }).unwrap();
+    let unc = Unconditional::new(UnconditionalConfig {
+        num_samples: 2000,
+        num_steps: 40,
+        method: UnconditionalMethod::Heun,
+        ..Default::default()
+    })
+    .unwrap();
     let out = Runner::new(problem).run(&unc, 3).unwrap();
     assert!(mean_distance(&out.samples, &p.prior_mean) < 0.15);
     assert_eq!(out.cost.fwd_total, 0);
@@ -99,7 +131,11 @@ fn unconditional_ignores_the_data() {
 }
 
 fn run_in_pool(threads: usize, f: impl FnOnce() -> Array2<f32> + Send) -> Array2<f32> {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
 }
 
 /// Same seed, same bits, whatever the thread count.
@@ -107,17 +143,44 @@ fn run_in_pool(threads: usize, f: impl FnOnce() -> Array2<f32> + Send) -> Array2
 fn runs_are_bit_identical_across_thread_counts() {
     let p = linear_gaussian();
     let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
-    let enkg = Enkg::new(EnkgConfig { num_particles: 50, num_steps: 12, ..Default::default() }).unwrap();
-    let cps = Cps::new(CpsConfig { num_samples: 3, num_candidates: 8, num_steps: 12, ..Default::default() }).unwrap();
+    let enkg = Enkg::new(EnkgConfig {
+        num_particles: 50,
+        num_steps: 12,
+        ..Default::default()
+    })
+    .unwrap();
+    let cps = Cps::new(CpsConfig {
+        num_samples: 3,
+        num_candidates: 8,
+        num_steps: 12,
+        ..Default::default()
+    })
+    .unwrap();
     let solvers: [&dyn Solver; 2] = [&enkg, &cps];
     for s in solvers {
         let a = run_in_pool(1, || Runner::new(problem).run(s, 42).unwrap().samples);
         let b = run_in_pool(2, || Runner::new(problem).run(s, 42).unwrap().samples);
         let c = run_in_pool(3, || Runner::new(problem).run(s, 42).unwrap().samples);
-        assert!(a.iter().zip(b.iter()).all(|(u, v)| u.to_bits() == v.to_bits()), "{}: 1 vs 2 threads", s.name());
-        assert!(a.iter().zip(c.iter()).all(|(u, v)| u.to_bits() == v.to_bits()), "{}: 1 vs 3 threads", s.name());
+        assert!(
+            a.iter()
+                .zip(b.iter())
+                .all(|(u, v)| u.to_bits() == v.to_bits()),
+            "{}: 1 vs 2 threads",
+            s.name()
+        );
+        assert!(
+            a.iter()
+                .zip(c.iter())
+                .all(|(u, v)| u.to_bits() == v.to_bits()),
+            "{}: 1 vs 3 threads",
+            s.name()
+        );
         let d = Runner::new(problem).run(s, 43).unwrap().samples;
-        assert!(a != d, "{}: a different seed must change the result", s.name());
+        assert!(
+            a != d,
+            "{}: a different seed must change the result",
+            s.name()
+        );
     }
 }
 
@@ -137,19 +200,49 @@ fn nan_from_the_forward_model_names_particle_and_step() {
         }
     });
     let problem = Problem::new(&p.prior, &bad, &p.lik).unwrap();
-    let enkg = Enkg::new(EnkgConfig { num_particles: 64, num_steps: 20, ..Default::default() }).unwrap();
+    let enkg = Enkg::new(EnkgConfig {
+        num_particles: 64,
+        num_steps: 20,
+        ..Default::default()
+    })
+    .unwrap();
     match Runner::new(problem).run(&enkg, 0) {
-        Err(SolverError::ParticleFailed { particle, step, reason }) => {
+        Err(SolverError::ParticleFailed {
+            particle,
+            step,
+            reason,
+        }) => {
             assert!(particle < 64);
-            assert!(enkg.is_guided(step), "failure reported at guided step {step}");
+            assert!(
+                enkg.is_guided(step),
+                "failure reported at guided step {step}"
+            );
             assert!(reason.contains("non-finite"), "{reason}");
-            let msg = SolverError::ParticleFailed { particle, step, reason }.to_string();
-            assert!(msg.contains(&format!("particle {particle}")) && msg.contains(&format!("step {step}")), "{msg}");
+            let msg = SolverError::ParticleFailed {
+                particle,
+                step,
+                reason,
+            }
+            .to_string();
+            assert!(
+                msg.contains(&format!("particle {particle}"))
+                    && msg.contains(&format!("step {step}")),
+                "{msg}"
+            );
         }
         other => panic!("expected ParticleFailed, got {other:?}"),
     }
-    let cps = Cps::new(CpsConfig { num_samples: 2, num_candidates: 8, num_steps: 20, ..Default::default() }).unwrap();
-    assert!(matches!(Runner::new(problem).run(&cps, 0), Err(SolverError::ParticleFailed { .. })));
+    let cps = Cps::new(CpsConfig {
+        num_samples: 2,
+        num_candidates: 8,
+        num_steps: 20,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        Runner::new(problem).run(&cps, 0),
+        Err(SolverError::ParticleFailed { .. })
+    ));
 }
 
 #[test]
@@ -157,25 +250,57 @@ fn wrong_shapes_and_bad_configs_are_rejected_before_compute() {
     let p = linear_gaussian();
     let other = MatrixOperator::new(Array2::zeros((4, 15))).unwrap();
     let err = Problem::new(&p.prior, &other, &p.lik).unwrap_err();
-    assert!(err.to_string().contains("dimension 16") && err.to_string().contains("15"), "{err}");
+    assert!(
+        err.to_string().contains("dimension 16") && err.to_string().contains("15"),
+        "{err}"
+    );
     let short = GaussianLikelihood::new(Array1::zeros(3), 0.1).unwrap();
     assert!(Problem::new(&p.prior, &p.op, &short).is_err());
-    assert!(Enkg::new(EnkgConfig { num_particles: 1, ..Default::default() }).is_err());
-    assert!(Enkg::new(EnkgConfig { guidance_scale: f64::NAN, ..Default::default() }).is_err());
-    assert!(Cps::new(CpsConfig { num_candidates: 1, ..Default::default() }).is_err());
-    assert!(Cps::new(CpsConfig { restart_window: (0.5, 0.1), ..Default::default() }).is_err());
-    let bad_sched = diffinv_priors::EdmSchedule { sigma_max: 0.001, sigma_min: 0.002, rho: 7.0 };
-    assert!(Enkg::new(EnkgConfig { schedule: bad_sched, ..Default::default() }).is_err());
+    assert!(Enkg::new(EnkgConfig {
+        num_particles: 1,
+        ..Default::default()
+    })
+    .is_err());
+    assert!(Enkg::new(EnkgConfig {
+        guidance_scale: f64::NAN,
+        ..Default::default()
+    })
+    .is_err());
+    assert!(Cps::new(CpsConfig {
+        num_candidates: 1,
+        ..Default::default()
+    })
+    .is_err());
+    assert!(Cps::new(CpsConfig {
+        restart_window: (0.5, 0.1),
+        ..Default::default()
+    })
+    .is_err());
+    let bad_sched = diffinv_priors::EdmSchedule {
+        sigma_max: 0.001,
+        sigma_min: 0.002,
+        rho: 7.0,
+    };
+    assert!(Enkg::new(EnkgConfig {
+        schedule: bad_sched,
+        ..Default::default()
+    })
+    .is_err());
 }
 
 #[test]
 fn configs_deserialise_from_toml_with_defaults() {
-    let cfg: EnkgConfig = toml::from_str("num_particles = 64\nguidance_scale = 1.5\n[schedule]\nsigma_max = 40.0\n").unwrap();
+    let cfg: EnkgConfig =
+        toml::from_str("num_particles = 64\nguidance_scale = 1.5\n[schedule]\nsigma_max = 40.0\n")
+            .unwrap();
     assert_eq!(cfg.num_particles, 64);
     assert_eq!(cfg.num_updates, EnkgConfig::default().num_updates);
     assert_eq!(cfg.schedule.sigma_max, 40.0);
     assert_eq!(cfg.schedule.rho, 7.0);
-    assert!(toml::from_str::<EnkgConfig>("num_particle = 64").is_err(), "unknown keys are rejected");
+    assert!(
+        toml::from_str::<EnkgConfig>("num_particle = 64").is_err(),
+        "unknown keys are rejected"
+    );
     let c: CpsConfig = toml::from_str("num_candidates = 32\nrestart_window = [0.0, 0.3]").unwrap();
     assert_eq!(c.restart_window, (0.0, 0.3));
 }
