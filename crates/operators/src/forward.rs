@@ -34,7 +34,10 @@ pub trait ForwardModel: Send + Sync {
     /// cheaply (the Navier-Stokes solver) override it.
     fn forward_partial(&self, x: ArrayView2<'_, f32>) -> Result<BatchOutput> {
         match self.forward(x) {
-            Ok(y) => Ok(BatchOutput { y, failures: Vec::new() }),
+            Ok(y) => Ok(BatchOutput {
+                y,
+                failures: Vec::new(),
+            }),
             Err(OperatorError::SampleFailed { .. }) => {
                 let m = self.output_dim();
                 let mut y = Array2::<f32>::from_elem((x.nrows(), m), f32::NAN);
@@ -91,7 +94,11 @@ pub struct SampleFailure {
 /// the error.
 pub fn check_batch(x: ArrayView2<'_, f32>, cols: usize, what: &'static str) -> Result<()> {
     if x.ncols() != cols {
-        return Err(OperatorError::Shape { what, expected: cols, got: x.ncols() });
+        return Err(OperatorError::Shape {
+            what,
+            expected: cols,
+            got: x.ncols(),
+        });
     }
     for (row, r) in x.outer_iter().enumerate() {
         if r.iter().any(|v| !v.is_finite()) {
@@ -122,7 +129,10 @@ pub struct FnForward<F> {
 
 impl<F> std::fmt::Debug for FnForward<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnForward").field("d", &self.d).field("m", &self.m).finish()
+        f.debug_struct("FnForward")
+            .field("d", &self.d)
+            .field("m", &self.m)
+            .finish()
     }
 }
 
@@ -251,7 +261,11 @@ impl Differentiable for MatrixOperator {
     fn vjp(&self, x: ArrayView2<'_, f32>, v: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         check_batch(x, self.a.ncols(), "vjp point")?;
         if v.nrows() != x.nrows() {
-            return Err(OperatorError::Rows { what: "vjp cotangent", expected: x.nrows(), got: v.nrows() });
+            return Err(OperatorError::Rows {
+                what: "vjp cotangent",
+                expected: x.nrows(),
+                got: v.nrows(),
+            });
         }
         self.adjoint(v)
     }

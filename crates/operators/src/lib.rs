@@ -23,17 +23,18 @@ pub mod likelihood;
 pub mod navier_stokes;
 pub mod noise;
 
+pub use eht::{ClosureForward, ClosureLikelihood, EhtConfig, VisibilityOperator};
 pub use error::OperatorError;
 pub use forward::{
-    MatrixOperator,
     check_batch, BatchOutput, Differentiable, FnForward, ForwardModel, LinearOperator,
-    SampleFailure,
+    MatrixOperator, SampleFailure,
 };
-pub use imaging::{Blur, Downsampling, Hdr, ImageShape, Inpainting, PhaseRetrieval, SuperResolution};
+pub use imaging::{
+    Blur, Downsampling, Hdr, ImageShape, Inpainting, PhaseRetrieval, SuperResolution,
+};
 pub use likelihood::{GaussianLikelihood, Likelihood};
-pub use noise::{GaussianNoise, NoiseModel, PoissonNoise};
 pub use navier_stokes::{NavierStokes2d, NavierStokesConfig};
-pub use eht::{ClosureForward, ClosureLikelihood, EhtConfig, VisibilityOperator};
+pub use noise::{GaussianNoise, NoiseModel, PoissonNoise};
 
 /// Result type of this crate.
 pub type Result<T, E = OperatorError> = std::result::Result<T, E>;

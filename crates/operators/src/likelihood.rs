@@ -39,7 +39,10 @@ impl GaussianLikelihood {
             });
         }
         if y_obs.iter().any(|v| !v.is_finite()) {
-            return Err(OperatorError::NonFiniteInput { what: "observation", row: 0 });
+            return Err(OperatorError::NonFiniteInput {
+                what: "observation",
+                row: 0,
+            });
         }
         Ok(Self { y_obs, sigma_y })
     }
@@ -84,7 +87,9 @@ impl Likelihood for GaussianLikelihood {
         let w = self.inv_var();
         let mut g = y_pred.to_owned();
         Zip::from(g.rows_mut()).for_each(|mut r| {
-            Zip::from(&mut r).and(&self.y_obs).for_each(|a, &b| *a = (*a - b) * w);
+            Zip::from(&mut r)
+                .and(&self.y_obs)
+                .for_each(|a, &b| *a = (*a - b) * w);
         });
         Ok(g)
     }
@@ -117,7 +122,11 @@ mod tests {
         let lik = GaussianLikelihood::new(array![1.0f32, 2.0], 1.0).unwrap();
         assert!(matches!(
             lik.nll(array![[1.0f32, 2.0, 3.0]].view()),
-            Err(OperatorError::Shape { expected: 2, got: 3, .. })
+            Err(OperatorError::Shape {
+                expected: 2,
+                got: 3,
+                ..
+            })
         ));
         assert!(GaussianLikelihood::new(array![1.0f32], -1.0).is_err());
         assert!(GaussianLikelihood::new(array![1.0f32], f32::NAN).is_err());

@@ -40,8 +40,14 @@ fn ring_image() -> Array1<f32> {
 }
 
 fn vis64(g: &ClosureForward, img: &Array1<f32>) -> Vec<Complex<f64>> {
-    let v = g.visibility_operator().visibilities(img.view().insert_axis(ndarray::Axis(0))).unwrap();
-    v.row(0).iter().map(|z| Complex::new(z.re as f64, z.im as f64)).collect()
+    let v = g
+        .visibility_operator()
+        .visibilities(img.view().insert_axis(ndarray::Axis(0)))
+        .unwrap();
+    v.row(0)
+        .iter()
+        .map(|z| Complex::new(z.re as f64, z.im as f64))
+        .collect()
 }
 
 fn wrap(d: f64) -> f64 {
@@ -53,7 +59,11 @@ fn wrap(d: f64) -> f64 {
 #[test]
 fn julian_date_and_sidereal_time_golden_values() {
     // Meeus, Astronomical Algorithms, example 7.a: 1957 October 4.81 = JD 2436116.31.
-    assert_relative_eq!(julian_date(1957, 10, 4, 0.81 * 24.0), 2_436_116.31, epsilon = 1e-6);
+    assert_relative_eq!(
+        julian_date(1957, 10, 4, 0.81 * 24.0),
+        2_436_116.31,
+        epsilon = 1e-6
+    );
     // The documented epoch.
     assert_eq!(julian_date(2017, 4, 11, 0.0), 2_457_854.5);
     // Meeus example 12.a: 1987 April 10, 0h UT -> 13h10m46.3668s.
@@ -77,7 +87,12 @@ fn uv_points_satisfy_elevation_cut_and_geometry() {
         // Exactly the stations above the cut are listed.
         for (i, st) in cov.stations.iter().enumerate() {
             let el = st.elevation(scan.gha_rad, dec);
-            assert_eq!(scan.stations.contains(&i), el >= cut, "scan {s} station {}", st.name);
+            assert_eq!(
+                scan.stations.contains(&i),
+                el >= cut,
+                "scan {s} station {}",
+                st.name
+            );
         }
         let n = scan.stations.len();
         assert_eq!(scan.vis.len(), n * (n - 1) / 2);
@@ -100,7 +115,11 @@ fn uv_points_satisfy_elevation_cut_and_geometry() {
     let spt = cov.stations.iter().position(|s| s.name == "SPT").unwrap();
     assert!(cov.scans.iter().all(|s| !s.stations.contains(&spt)));
     // The longest baselines reach ~ 8 G lambda at 230 GHz (Earth diameter / 1.3 mm = 9.8 G lambda).
-    let umax = cov.points.iter().map(|p| p.u.hypot(p.v)).fold(0.0, f64::max);
+    let umax = cov
+        .points
+        .iter()
+        .map(|p| p.u.hypot(p.v))
+        .fold(0.0, f64::max);
     assert!(umax > 6e9 && umax < 9.8e9, "max |uv| = {umax:e}");
 }
 
@@ -122,7 +141,12 @@ fn uvw_formula_limits() {
 #[test]
 fn conjugate_baseline_gives_conjugate_visibility() {
     let grid = ImageGrid::default();
-    let uv = [[1.3e9, -2.1e9], [-1.3e9, 2.1e9], [4.0e9, 0.7e9], [-4.0e9, -0.7e9]];
+    let uv = [
+        [1.3e9, -2.1e9],
+        [-1.3e9, 2.1e9],
+        [4.0e9, 0.7e9],
+        [-4.0e9, -0.7e9],
+    ];
     let op = VisibilityOperator::from_uv(&uv, grid, PixelResponse::Triangle).unwrap();
     let x = random_images(3, 11);
     let v = op.visibilities(x.view()).unwrap();
@@ -138,9 +162,15 @@ fn conjugate_baseline_gives_conjugate_visibility() {
 #[test]
 fn zero_spacing_visibility_is_total_flux() {
     let x = random_images(4, 5);
-    for pulse in [PixelResponse::Delta, PixelResponse::Box, PixelResponse::Triangle] {
+    for pulse in [
+        PixelResponse::Delta,
+        PixelResponse::Box,
+        PixelResponse::Triangle,
+    ] {
         assert_eq!(pulse.response(0.0, 0.0, 1e-11), 1.0);
-        let op = VisibilityOperator::from_uv(&[[0.0, 0.0], [1e9, 0.0]], ImageGrid::default(), pulse).unwrap();
+        let op =
+            VisibilityOperator::from_uv(&[[0.0, 0.0], [1e9, 0.0]], ImageGrid::default(), pulse)
+                .unwrap();
         let v = op.visibilities(x.view()).unwrap();
         for (i, row) in x.outer_iter().enumerate() {
             let flux: f64 = row.iter().map(|&p| p as f64).sum();
@@ -227,8 +257,16 @@ fn closure_set_sizes_match_formulas_and_are_independent() {
         let n = scan.stations.len();
         let tris: Vec<&Triangle> = cs.triangles().iter().filter(|t| t.scan == s).collect();
         let quads: Vec<&Quadrangle> = cs.quadrangles().iter().filter(|q| q.scan == s).collect();
-        assert_eq!(tris.len(), if n >= 3 { (n - 1) * (n - 2) / 2 } else { 0 }, "scan {s}");
-        assert_eq!(quads.len(), if n >= 4 { n * (n - 3) / 2 } else { 0 }, "scan {s}");
+        assert_eq!(
+            tris.len(),
+            if n >= 3 { (n - 1) * (n - 2) / 2 } else { 0 },
+            "scan {s}"
+        );
+        assert_eq!(
+            quads.len(),
+            if n >= 4 { n * (n - 3) / 2 } else { 0 },
+            "scan {s}"
+        );
         nt += tris.len();
         nq += quads.len();
         let nb = scan.vis.len();
@@ -253,8 +291,16 @@ fn closure_set_sizes_match_formulas_and_are_independent() {
                 v
             })
             .collect();
-        assert_eq!(rank(&tri_rows), tri_rows.len(), "dependent closure phases in scan {s}");
-        assert_eq!(rank(&quad_rows), quad_rows.len(), "dependent closure amplitudes in scan {s}");
+        assert_eq!(
+            rank(&tri_rows),
+            tri_rows.len(),
+            "dependent closure phases in scan {s}"
+        );
+        assert_eq!(
+            rank(&quad_rows),
+            quad_rows.len(),
+            "dependent closure amplitudes in scan {s}"
+        );
         // Every triangle and quadrangle lies within the scan's stations.
         for t in &tris {
             assert!(t.stations.iter().all(|st| scan.stations.contains(st)));
@@ -271,7 +317,9 @@ fn rank(rows: &[Vec<f64>]) -> usize {
     let ncol = a.first().map_or(0, |r| r.len());
     let mut r = 0;
     for c in 0..ncol {
-        let Some(p) = (r..a.len()).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs())) else { break };
+        let Some(p) = (r..a.len()).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs())) else {
+            break;
+        };
         if a[p][c].abs() < 1e-9 {
             continue;
         }
@@ -298,8 +346,15 @@ fn closure_phases_immune_to_station_phase_errors() {
     let before = g.closure_set().closure_phases(&vis).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(17);
     // One random phase per station per scan (atmosphere changes between scans).
-    let phi: Vec<Vec<f64>> =
-        cov.scans.iter().map(|_| (0..cov.stations.len()).map(|_| rng.random_range(-3.0..3.0)).collect()).collect();
+    let phi: Vec<Vec<f64>> = cov
+        .scans
+        .iter()
+        .map(|_| {
+            (0..cov.stations.len())
+                .map(|_| rng.random_range(-3.0..3.0))
+                .collect()
+        })
+        .collect();
     let corrupted: Vec<Complex<f64>> = cov
         .points
         .iter()
@@ -339,12 +394,18 @@ fn log_closure_amplitudes_immune_to_station_gains() {
         .iter()
         .map(|_| {
             (0..cov.stations.len())
-                .map(|_| Complex::from_polar(rng.random_range(0.5..2.0), rng.random_range(-3.0..3.0)))
+                .map(|_| {
+                    Complex::from_polar(rng.random_range(0.5..2.0), rng.random_range(-3.0..3.0))
+                })
                 .collect()
         })
         .collect();
-    let corrupted: Vec<Complex<f64>> =
-        cov.points.iter().zip(&vis).map(|(p, v)| v * gains[p.scan][p.st1] * gains[p.scan][p.st2].conj()).collect();
+    let corrupted: Vec<Complex<f64>> = cov
+        .points
+        .iter()
+        .zip(&vis)
+        .map(|(p, v)| v * gains[p.scan][p.st1] * gains[p.scan][p.st2].conj())
+        .collect();
     let after = g.closure_set().log_closure_amplitudes(&corrupted).unwrap();
     for (a, b) in before.iter().zip(&after) {
         assert_relative_eq!(*a, *b, epsilon = 1e-9);
@@ -355,7 +416,10 @@ fn log_closure_amplitudes_immune_to_station_gains() {
         assert!(wrap(a - b).abs() < 1e-9);
     }
     // Amplitudes alone are not immune: some log amplitude moved by more than 0.1.
-    assert!(vis.iter().zip(&corrupted).any(|(a, b)| (a.norm().ln() - b.norm().ln()).abs() > 0.1));
+    assert!(vis
+        .iter()
+        .zip(&corrupted)
+        .any(|(a, b)| (a.norm().ln() - b.norm().ln()).abs() > 0.1));
 }
 
 #[test]
@@ -367,14 +431,33 @@ fn closure_sigmas_follow_the_propagation_formula() {
     let sp = cs.closure_phase_sigmas(&vis, sig).unwrap();
     let sa = cs.log_closure_amplitude_sigmas(&vis, sig).unwrap();
     let t = &cs.triangles()[7];
-    let want: f64 = t.vis.iter().map(|&k| (sig[k] / vis[k].norm()).powi(2)).sum::<f64>().sqrt();
+    let want: f64 = t
+        .vis
+        .iter()
+        .map(|&k| (sig[k] / vis[k].norm()).powi(2))
+        .sum::<f64>()
+        .sqrt();
     assert_relative_eq!(sp[7], want, max_relative = 1e-12);
     let q = &cs.quadrangles()[5];
-    let want: f64 = q.vis.iter().map(|&k| (sig[k] / vis[k].norm()).powi(2)).sum::<f64>().sqrt();
+    let want: f64 = q
+        .vis
+        .iter()
+        .map(|&k| (sig[k] / vis[k].norm()).powi(2))
+        .sum::<f64>()
+        .sqrt();
     assert_relative_eq!(sa[5], want, max_relative = 1e-12);
     // Thermal sigma of the ALMA-APEX baseline: sqrt(90 * 3500 / (2 * 2e9 * 60)) / 0.88 Jy.
-    let p = g.coverage().points.iter().find(|p| p.st1 == 0 && p.st2 == 1).unwrap();
-    assert_relative_eq!(p.sigma_jy, (90.0f64 * 3500.0 / 2.4e11).sqrt() / 0.88, max_relative = 1e-12);
+    let p = g
+        .coverage()
+        .points
+        .iter()
+        .find(|p| p.st1 == 0 && p.st2 == 1)
+        .unwrap();
+    assert_relative_eq!(
+        p.sigma_jy,
+        (90.0f64 * 3500.0 / 2.4e11).sqrt() / 0.88,
+        max_relative = 1e-12
+    );
 }
 
 // ---------------------------------------------------------------- forward model
@@ -414,7 +497,10 @@ fn input_map_and_scale_invariance() {
     let y3 = g.forward(img.mapv(|v| 3.0 * v).view()).unwrap();
     let m = g.output_dim();
     for k in 0..m - 1 {
-        assert!(wrap((y_ref[[0, k]] - y[[0, k]]) as f64).abs() < 2e-3, "k {k}");
+        assert!(
+            wrap((y_ref[[0, k]] - y[[0, k]]) as f64).abs() < 2e-3,
+            "k {k}"
+        );
         assert!(wrap((y3[[0, k]] - y[[0, k]]) as f64).abs() < 2e-3, "k {k}");
     }
     assert_relative_eq!(y3[[0, m - 1]], 3.0 * y[[0, m - 1]], max_relative = 1e-5);
@@ -424,17 +510,36 @@ fn input_map_and_scale_invariance() {
 fn typed_errors_on_bad_input() {
     let g = model();
     let bad = Array2::<f32>::zeros((2, 100));
-    assert!(matches!(g.forward(bad.view()), Err(OperatorError::Shape { expected: 4096, got: 100, .. })));
+    assert!(matches!(
+        g.forward(bad.view()),
+        Err(OperatorError::Shape {
+            expected: 4096,
+            got: 100,
+            ..
+        })
+    ));
     let mut x = random_images(3, 1);
     x[[2, 17]] = f32::NAN;
-    assert!(matches!(g.forward(x.view()), Err(OperatorError::NonFiniteInput { row: 2, .. })));
+    assert!(matches!(
+        g.forward(x.view()),
+        Err(OperatorError::NonFiniteInput { row: 2, .. })
+    ));
     let op = g.visibility_operator();
-    assert!(matches!(op.forward(x.view()), Err(OperatorError::NonFiniteInput { row: 2, .. })));
-    assert!(matches!(op.adjoint(Array2::<f32>::zeros((1, 3)).view()), Err(OperatorError::Shape { .. })));
+    assert!(matches!(
+        op.forward(x.view()),
+        Err(OperatorError::NonFiniteInput { row: 2, .. })
+    ));
+    assert!(matches!(
+        op.adjoint(Array2::<f32>::zeros((1, 3)).view()),
+        Err(OperatorError::Shape { .. })
+    ));
     // An all-zero image has zero visibilities: the row is named, and forward_partial isolates it.
     let mut x = random_images(3, 2);
     x.row_mut(1).fill(0.0);
-    assert!(matches!(g.forward(x.view()), Err(OperatorError::SampleFailed { row: 1, .. })));
+    assert!(matches!(
+        g.forward(x.view()),
+        Err(OperatorError::SampleFailed { row: 1, .. })
+    ));
     let out = g.forward_partial(x.view()).unwrap();
     assert_eq!(out.failures.len(), 1);
     assert_eq!(out.failures[0].row, 1);
@@ -442,33 +547,86 @@ fn typed_errors_on_bad_input() {
     // Bad configurations.
     let mut cfg = EhtConfig::default();
     cfg.grid.fov_uas = -1.0;
-    assert!(matches!(ClosureForward::new(&cfg), Err(OperatorError::InvalidParameter { .. })));
+    assert!(matches!(
+        ClosureForward::new(&cfg),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
     let mut cfg = EhtConfig::default();
     cfg.observation.cadence_min = 0.0;
-    assert!(matches!(ClosureForward::new(&cfg), Err(OperatorError::InvalidParameter { .. })));
+    assert!(matches!(
+        ClosureForward::new(&cfg),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
     let mut cfg = EhtConfig::default();
     cfg.observation.elevation_cut_deg = 89.0;
-    assert!(matches!(ClosureForward::new(&cfg), Err(OperatorError::InvalidParameter { .. })));
-    let cfg = EhtConfig { jy_per_unit: 0.0, ..EhtConfig::default() };
-    assert!(matches!(ClosureForward::new(&cfg), Err(OperatorError::InvalidParameter { .. })));
+    assert!(matches!(
+        ClosureForward::new(&cfg),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
+    let cfg = EhtConfig {
+        jy_per_unit: 0.0,
+        ..EhtConfig::default()
+    };
+    assert!(matches!(
+        ClosureForward::new(&cfg),
+        Err(OperatorError::InvalidParameter { .. })
+    ));
     // Likelihood: wrong length, bad sigma, non-finite prediction.
-    let data = g.simulate(ring_image().view(), VisNoise::Thermal, 1).unwrap();
+    let data = g
+        .simulate(ring_image().view(), VisNoise::Thermal, 1)
+        .unwrap();
     let lik = ClosureLikelihood::new(&data, ClosureWeights::default()).unwrap();
-    assert!(matches!(lik.nll(Array2::<f32>::zeros((1, 5)).view()), Err(OperatorError::Shape { .. })));
+    assert!(matches!(
+        lik.nll(Array2::<f32>::zeros((1, 5)).view()),
+        Err(OperatorError::Shape { .. })
+    ));
     let mut y = Array2::<f32>::zeros((2, lik.measurement_dim()));
     y[[1, 3]] = f32::INFINITY;
-    assert!(matches!(lik.grad(y.view()), Err(OperatorError::NonFiniteInput { row: 1, .. })));
-    assert!(ClosureLikelihood::from_parts(&[0.1], &[0.0], &[], &[], 1.0, ClosureWeights::default()).is_err());
-    assert!(ClosureLikelihood::from_parts(&[0.1], &[0.1, 0.2], &[], &[], 1.0, ClosureWeights::default()).is_err());
-    assert!(ClosureLikelihood::from_parts(&[f64::NAN], &[0.1], &[], &[], 1.0, ClosureWeights::default()).is_err());
+    assert!(matches!(
+        lik.grad(y.view()),
+        Err(OperatorError::NonFiniteInput { row: 1, .. })
+    ));
+    assert!(ClosureLikelihood::from_parts(
+        &[0.1],
+        &[0.0],
+        &[],
+        &[],
+        1.0,
+        ClosureWeights::default()
+    )
+    .is_err());
+    assert!(ClosureLikelihood::from_parts(
+        &[0.1],
+        &[0.1, 0.2],
+        &[],
+        &[],
+        1.0,
+        ClosureWeights::default()
+    )
+    .is_err());
+    assert!(ClosureLikelihood::from_parts(
+        &[f64::NAN],
+        &[0.1],
+        &[],
+        &[],
+        1.0,
+        ClosureWeights::default()
+    )
+    .is_err());
 }
 
 #[test]
 fn deterministic_across_threads_and_batch_sizes() {
     let g = model();
     let x = random_images(41, 77);
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let three = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
     let y1 = one.install(|| g.forward(x.view()).unwrap());
     let y3 = three.install(|| g.forward(x.view()).unwrap());
     assert_eq!(y1, y3);
@@ -527,7 +685,10 @@ fn thermal_noise_has_the_documented_sigma() {
     // With noise, the truth fits at reduced chi^2 ~ 1 (first-order sigmas; high-SNR ring).
     let lik = ClosureLikelihood::new(&noisy, ClosureWeights::default()).unwrap();
     let (cp, ca) = lik.reduced_chi2(y.as_slice().unwrap()).unwrap();
-    assert!(cp > 0.5 && cp < 2.0 && ca > 0.5 && ca < 2.0, "chi2 cp {cp} ca {ca}");
+    assert!(
+        cp > 0.5 && cp < 2.0 && ca > 0.5 && ca < 2.0,
+        "chi2 cp {cp} ca {ca}"
+    );
 }
 
 // ---------------------------------------------------------------- likelihood
@@ -543,7 +704,11 @@ fn likelihood_gradient_matches_central_differences() {
     for w in [
         ClosureWeights::default(),
         ClosureWeights::enkg_pytorch(),
-        ClosureWeights { flux: 3.0, logcamp: 0.7, ..Default::default() },
+        ClosureWeights {
+            flux: 3.0,
+            logcamp: 0.7,
+            ..Default::default()
+        },
     ] {
         let lik = ClosureLikelihood::from_parts(&cp, &cps, &la, &las, 2.0, w).unwrap();
         let m = lik.measurement_dim();
@@ -557,25 +722,35 @@ fn likelihood_gradient_matches_central_differences() {
                 yp[[i, j]] += h;
                 let mut ym = y.clone();
                 ym[[i, j]] -= h;
-                let fd = (lik.nll(yp.view()).unwrap()[i] - lik.nll(ym.view()).unwrap()[i]) / (2.0 * h);
+                let fd =
+                    (lik.nll(yp.view()).unwrap()[i] - lik.nll(ym.view()).unwrap()[i]) / (2.0 * h);
                 assert_relative_eq!(fd, g[[i, j]], max_relative = 5e-3, epsilon = 5e-3);
             }
         }
     }
     // The wrapped residual is 2 pi periodic in the closure phases; the linear one is not.
-    let lw = ClosureLikelihood::from_parts(&cp, &cps, &la, &las, 2.0, ClosureWeights::default()).unwrap();
-    let ll = ClosureLikelihood::from_parts(&cp, &cps, &la, &las, 2.0, ClosureWeights::enkg_pytorch()).unwrap();
+    let lw = ClosureLikelihood::from_parts(&cp, &cps, &la, &las, 2.0, ClosureWeights::default())
+        .unwrap();
+    let ll =
+        ClosureLikelihood::from_parts(&cp, &cps, &la, &las, 2.0, ClosureWeights::enkg_pytorch())
+            .unwrap();
     let y = Array2::from_shape_fn((1, p + q + 1), |_| 0.3f32);
     let mut y2 = y.clone();
     y2[[0, 1]] += std::f32::consts::TAU;
-    assert_relative_eq!(lw.nll(y.view()).unwrap()[0], lw.nll(y2.view()).unwrap()[0], max_relative = 1e-5);
+    assert_relative_eq!(
+        lw.nll(y.view()).unwrap()[0],
+        lw.nll(y2.view()).unwrap()[0],
+        max_relative = 1e-5
+    );
     assert!(ll.nll(y2.view()).unwrap()[0] > ll.nll(y.view()).unwrap()[0] + 1.0);
 }
 
 #[test]
 fn likelihood_matches_its_formula_on_the_eht_problem() {
     let g = model();
-    let data = g.simulate(ring_image().view(), VisNoise::Thermal, 3).unwrap();
+    let data = g
+        .simulate(ring_image().view(), VisNoise::Thermal, 3)
+        .unwrap();
     let lik = ClosureLikelihood::new(&data, ClosureWeights::default()).unwrap();
     let x = random_images(2, 31);
     let y = g.forward(x.view()).unwrap();
@@ -584,10 +759,12 @@ fn likelihood_matches_its_formula_on_the_eht_problem() {
     for i in 0..2 {
         let mut want = 0.0f64;
         for k in 0..p {
-            want += 2.0 * (1.0 - (y[[i, k]] as f64 - data.cphase[k]).cos()) / data.cphase_sigma[k].powi(2);
+            want += 2.0 * (1.0 - (y[[i, k]] as f64 - data.cphase[k]).cos())
+                / data.cphase_sigma[k].powi(2);
         }
         for k in 0..q {
-            want += (y[[i, p + k]] as f64 - data.logcamp[k]).powi(2) / data.logcamp_sigma[k].powi(2);
+            want +=
+                (y[[i, p + k]] as f64 - data.logcamp[k]).powi(2) / data.logcamp_sigma[k].powi(2);
         }
         want += 0.5 * ((y[[i, p + q]] as f64 - data.flux) / 2.0).powi(2);
         assert_relative_eq!(nll[i] as f64, 2.0 * want, max_relative = 1e-5);
@@ -603,8 +780,15 @@ fn likelihood_matches_its_formula_on_the_eht_problem() {
     let fp = lik.nll((&y1 + &(dir.mapv(|v| v * h))).view()).unwrap()[0] as f64;
     let fm = lik.nll((&y1 - &(dir.mapv(|v| v * h))).view()).unwrap()[0] as f64;
     let fd = (fp - fm) / (2.0 * h as f64);
-    let an: f64 = gr.iter().zip(dir.iter()).map(|(a, b)| *a as f64 * *b as f64).sum();
-    assert!((fd - an).abs() <= 2e-2 * an.abs().max(1e-3 * e as f64), "fd {fd} analytic {an} nll {e}");
+    let an: f64 = gr
+        .iter()
+        .zip(dir.iter())
+        .map(|(a, b)| *a as f64 * *b as f64)
+        .sum();
+    assert!(
+        (fd - an).abs() <= 2e-2 * an.abs().max(1e-3 * e as f64),
+        "fd {fd} analytic {an} nll {e}"
+    );
 }
 
 #[test]
@@ -616,7 +800,9 @@ fn closure_vjp_matches_directional_differences() {
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     // Model inputs in [-1, 1] whose images (x + 1) / 2 are the ring plus a little texture.
     let ring = ring_image();
-    let x = Array2::from_shape_fn((2, 4096), |(_, j)| 2.0 * (ring[j] + 0.02 * rng.random::<f32>()) - 1.0);
+    let x = Array2::from_shape_fn((2, 4096), |(_, j)| {
+        2.0 * (ring[j] + 0.02 * rng.random::<f32>()) - 1.0
+    });
     let w = Array2::from_shape_fn((2, m), |_| rng.random_range(-1.0f32..1.0));
     let vjp = g.vjp(x.view(), w.view()).unwrap();
     let dir = Array2::from_shape_fn((2, 4096), |_| rng.random_range(-1.0f32..1.0));
@@ -632,11 +818,25 @@ fn closure_vjp_matches_directional_differences() {
             }
             fd += w[[i, j]] as f64 * dy / (2.0 * h as f64);
         }
-        let an: f64 = vjp.row(i).iter().zip(dir.row(i)).map(|(a, b)| *a as f64 * *b as f64).sum();
-        assert!((fd - an).abs() <= 1e-2 * an.abs(), "row {i}: fd {fd} vjp {an} (P {p}, Q {q})");
+        let an: f64 = vjp
+            .row(i)
+            .iter()
+            .zip(dir.row(i))
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum();
+        assert!(
+            (fd - an).abs() <= 1e-2 * an.abs(),
+            "row {i}: fd {fd} vjp {an} (P {p}, Q {q})"
+        );
     }
-    assert!(matches!(g.vjp(x.view(), Array2::<f32>::zeros((1, m)).view()), Err(OperatorError::Rows { .. })));
-    assert!(matches!(g.vjp(x.view(), Array2::<f32>::zeros((2, 3)).view()), Err(OperatorError::Shape { .. })));
+    assert!(matches!(
+        g.vjp(x.view(), Array2::<f32>::zeros((1, m)).view()),
+        Err(OperatorError::Rows { .. })
+    ));
+    assert!(matches!(
+        g.vjp(x.view(), Array2::<f32>::zeros((2, 3)).view()),
+        Err(OperatorError::Shape { .. })
+    ));
 }
 
 #[test]
@@ -654,8 +854,14 @@ fn station_zenith_and_culmination_match_known_sites() {
     for (name, lat, lon) in known {
         let st = stations.iter().find(|s| s.name == name).unwrap();
         let n = st.zenith();
-        assert!((n[2].asin().to_degrees() - lat).abs() < 0.05, "{name} latitude");
-        assert!((n[1].atan2(n[0]).to_degrees() - lon).abs() < 0.05, "{name} longitude");
+        assert!(
+            (n[2].asin().to_degrees() - lat).abs() < 0.05,
+            "{name} latitude"
+        );
+        assert!(
+            (n[1].atan2(n[0]).to_degrees() - lon).abs() < 0.05,
+            "{name} longitude"
+        );
         // Upper culmination of M87* reaches 90 - |lat - dec| degrees, at local hour angle 0,
         // i.e. Greenwich hour angle -lon.
         let (best_h, best_el) = (0..36000)
@@ -664,8 +870,14 @@ fn station_zenith_and_culmination_match_known_sites() {
                 (h, st.elevation(h, dec))
             })
             .fold((0.0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
-        assert!((best_el.to_degrees() - (90.0 - (lat - dec.to_degrees()).abs())).abs() < 0.05, "{name} culmination");
-        assert!(wrap(best_h + lon.to_radians()).abs() < 0.01, "{name} transit hour angle");
+        assert!(
+            (best_el.to_degrees() - (90.0 - (lat - dec.to_degrees()).abs())).abs() < 0.05,
+            "{name} culmination"
+        );
+        assert!(
+            wrap(best_h + lon.to_radians()).abs() < 0.01,
+            "{name} transit hour angle"
+        );
     }
 }
 
@@ -692,8 +904,13 @@ fn gaussian_source_matches_analytic_visibilities() {
     assert_relative_eq!(dx, 2.5 * 4.848_136_811_095_36e-12, max_relative = 1e-12);
     let s = s_px * 2.5 * 4.848_136_811_095_36e-12;
     for (k, p) in g.coverage().points.iter().enumerate() {
-        let want = flux * (-2.0 * std::f64::consts::PI.powi(2) * s * s * (p.u * p.u + p.v * p.v)).exp();
-        assert!((v[[0, k]].re as f64 - want).abs() < 1e-4 * flux, "k {k}: {} vs {want}", v[[0, k]].re);
+        let want =
+            flux * (-2.0 * std::f64::consts::PI.powi(2) * s * s * (p.u * p.u + p.v * p.v)).exp();
+        assert!(
+            (v[[0, k]].re as f64 - want).abs() < 1e-4 * flux,
+            "k {k}: {} vs {want}",
+            v[[0, k]].re
+        );
         assert!((v[[0, k]].im as f64).abs() < 1e-4 * flux);
     }
 }

@@ -11,14 +11,21 @@ use diffinv_operators::navier_stokes::dataset::{
     npy_bytes_f32, parse_npy, read_npy, sample_rng, sample_stream, write_npy_f64, NpyData, Split,
 };
 use diffinv_operators::navier_stokes::{
-    Forcing, GaussianRandomField, NavierStokes2d, NavierStokesConfig, NsConfig, NsSolver, Precision, TimeStep,
+    Forcing, GaussianRandomField, NavierStokes2d, NavierStokesConfig, NsConfig, NsSolver,
+    Precision, TimeStep,
 };
 use diffinv_operators::{ForwardModel, OperatorError};
 use ndarray::{Array2, Array3};
 use proptest::prelude::*;
 
 fn unforced(re: f64, t: f64, ts: TimeStep) -> NsConfig {
-    NsConfig { re, t_final: t, time_step: ts, forcing: Forcing::None, max_steps: 1_000_000 }
+    NsConfig {
+        re,
+        t_final: t,
+        time_step: ts,
+        forcing: Forcing::None,
+        max_steps: 1_000_000,
+    }
 }
 
 /// `A cos(k1 x + k2 y)` on an `n x n` grid.
@@ -26,7 +33,10 @@ fn mode(n: usize, k1: f64, k2: f64, amp: f64) -> Vec<f64> {
     let mut v = vec![0.0; n * n];
     for i in 0..n {
         for j in 0..n {
-            let (x, y) = (2.0 * PI * i as f64 / n as f64, 2.0 * PI * j as f64 / n as f64);
+            let (x, y) = (
+                2.0 * PI * i as f64 / n as f64,
+                2.0 * PI * j as f64 / n as f64,
+            );
             v[i * n + j] = amp * (k1 * x + k2 * y).cos();
         }
     }
@@ -53,12 +63,17 @@ fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 fn grf_batch(n: usize, count: usize, seed: u64) -> Vec<f64> {
     let g = GaussianRandomField::fno(n, n).expect("grf");
-    (0..count).flat_map(|i| g.sample(&mut sample_rng(seed, Split::Test, i as u64))).collect()
+    (0..count)
+        .flat_map(|i| g.sample(&mut sample_rng(seed, Split::Test, i as u64)))
+        .collect()
 }
 
 #[test]
@@ -99,11 +114,17 @@ fn single_mode_decays_as_the_exponential_with_second_order_error() {
     let e_fine = run(dt);
     assert!(e_fine < 1e-6, "relative error vs exp {e_fine:e}");
     let predicted = (2.0 / 3.0) * (ksq / (2.0 * re)).powi(3) * dt * dt * t;
-    assert!((e_fine / predicted - 1.0).abs() < 0.05, "error {e_fine:e} vs predicted {predicted:e}");
+    assert!(
+        (e_fine / predicted - 1.0).abs() < 0.05,
+        "error {e_fine:e} vs predicted {predicted:e}"
+    );
     let (e1, e2) = (run(0.02), run(0.01));
     let order = (e1 / e2).log2();
     eprintln!("single mode vs exp: dt {dt:e} error {e_fine:.3e} (predicted {predicted:.3e}); order {order:.3}");
-    assert!((order - 2.0).abs() < 0.1, "observed order {order} ({e1:e}, {e2:e})");
+    assert!(
+        (order - 2.0).abs() < 0.1,
+        "observed order {order} ({e1:e}, {e2:e})"
+    );
 }
 
 #[test]
@@ -121,8 +142,15 @@ fn adaptive_step_single_mode_matches_exp() {
     let e = (-ksq * t / re).exp();
     let expect: Vec<f64> = w0.iter().map(|v| v * e).collect();
     let err = rel_l2(&out, &expect);
-    eprintln!("adaptive single mode vs exp: {} steps, relative L2 {err:.3e}", st.steps);
-    assert!(err < 1e-6, "relative error {err:e} after {} steps", st.steps);
+    eprintln!(
+        "adaptive single mode vs exp: {} steps, relative L2 {err:.3e}",
+        st.steps
+    );
+    assert!(
+        err < 1e-6,
+        "relative error {err:e} after {} steps",
+        st.steps
+    );
 }
 
 #[test]
@@ -131,7 +159,12 @@ fn laminar_kolmogorov_flow_matches_closed_form() {
     // w(t) = -4 (Re/16) (1 - exp(-16 t / Re)) cos(4 y), varying only along axis 1.
     let n = 32;
     let (re, t) = (200.0, 1.0);
-    let cfg = NsConfig { re, t_final: t, time_step: TimeStep::Fixed(1e-3), ..NsConfig::default() };
+    let cfg = NsConfig {
+        re,
+        t_final: t,
+        time_step: TimeStep::Fixed(1e-3),
+        ..NsConfig::default()
+    };
     let s = NsSolver::<f64>::new(n, n, cfg).expect("solver");
     let mut out = vec![0.0; n * n];
     s.solve_one(&vec![0.0; n * n], &mut out).expect("solve");
@@ -210,9 +243,20 @@ fn run_reference(py: &str, w0: &[f64], shape: [usize; 3], jobs: &[Job]) -> Vec<V
     }
     let jobs_path = dir.join("jobs.json");
     std::fs::write(&jobs_path, format!("[{}]", spec.join(", "))).expect("jobs");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../xtask/python/ns_reference.py");
-    let o = Command::new(py).arg(&script).arg("jobs").arg("--input").arg(&jobs_path).output().expect("running python");
-    assert!(o.status.success(), "reference failed: {}", String::from_utf8_lossy(&o.stderr));
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../xtask/python/ns_reference.py");
+    let o = Command::new(py)
+        .arg(&script)
+        .arg("jobs")
+        .arg("--input")
+        .arg(&jobs_path)
+        .output()
+        .expect("running python");
+    assert!(
+        o.status.success(),
+        "reference failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let res = (0..jobs.len())
         .map(|k| {
             let a = read_npy(&dir.join(format!("out{k}.npy"))).expect("read");
@@ -232,16 +276,33 @@ fn matches_independent_pytorch_implementation_f64() {
     let w0: Vec<f64> = grf_batch(n, b, 11).iter().map(|v| 2.0 * v).collect();
     let arr = Array3::from_shape_vec((b, n, n), w0.clone()).expect("shape");
     let mut jobs = Vec::new();
-    for (ts, mode) in [(TimeStep::Adaptive, "sample"), (TimeStep::AdaptiveBatchMin, "batch")] {
-        let s = NsSolver::<f64>::new(n, n, NsConfig { time_step: ts, ..NsConfig::default() }).expect("solver");
+    for (ts, mode) in [
+        (TimeStep::Adaptive, "sample"),
+        (TimeStep::AdaptiveBatchMin, "batch"),
+    ] {
+        let s = NsSolver::<f64>::new(
+            n,
+            n,
+            NsConfig {
+                time_step: ts,
+                ..NsConfig::default()
+            },
+        )
+        .expect("solver");
         let (ours, st) = s.solve_batch(arr.view()).expect("batch");
         assert!(st.iter().all(|r| r.is_ok()));
-        jobs.push(Job { args: (200.0, 1.0, mode, 0.0, "kolmogorov"), ours: ours.into_raw_vec_and_offset().0 });
+        jobs.push(Job {
+            args: (200.0, 1.0, mode, 0.0, "kolmogorov"),
+            ours: ours.into_raw_vec_and_offset().0,
+        });
     }
     // Fixed step, unforced.
     let s = NsSolver::<f64>::new(n, n, unforced(50.0, 0.5, TimeStep::Fixed(5e-3))).expect("solver");
     let (ours, _) = s.solve_batch(arr.view()).expect("batch");
-    jobs.push(Job { args: (50.0, 0.5, "fixed", 5e-3, "none"), ours: ours.into_raw_vec_and_offset().0 });
+    jobs.push(Job {
+        args: (50.0, 0.5, "fixed", 5e-3, "none"),
+        ours: ours.into_raw_vec_and_offset().0,
+    });
     let theirs = run_reference(&py, &w0, [b, n, n], &jobs);
     for (job, theirs) in jobs.iter().zip(&theirs) {
         for i in 0..b {
@@ -256,7 +317,11 @@ fn matches_independent_pytorch_implementation_f64() {
 // ------------------------------------------------------------------------- failures, precision
 
 fn to_f32_rows(v: &[f64], rows: usize) -> Array2<f32> {
-    Array2::from_shape_vec((rows, v.len() / rows), v.iter().map(|&x| x as f32).collect()).expect("shape")
+    Array2::from_shape_vec(
+        (rows, v.len() / rows),
+        v.iter().map(|&x| x as f32).collect(),
+    )
+    .expect("shape")
 }
 
 #[test]
@@ -268,7 +333,11 @@ fn blow_up_is_a_per_sample_failure() {
     w0[n * n..2 * n * n].iter_mut().for_each(|v| *v *= 1e4);
     let cfg = NavierStokesConfig {
         resolution: n,
-        solver: NsConfig { t_final: 0.5, time_step: TimeStep::Fixed(1e-2), ..NsConfig::default() },
+        solver: NsConfig {
+            t_final: 0.5,
+            time_step: TimeStep::Fixed(1e-2),
+            ..NsConfig::default()
+        },
         precision: Precision::F64,
         ..NavierStokesConfig::default()
     };
@@ -277,11 +346,17 @@ fn blow_up_is_a_per_sample_failure() {
     let out = g.forward_partial(x.view()).expect("partial");
     assert_eq!(out.failures.len(), 1, "{:?}", out.failures);
     assert_eq!(out.failures[0].row, 1);
-    assert!(out.failures[0].reason.contains("non-finite"), "{}", out.failures[0].reason);
+    assert!(
+        out.failures[0].reason.contains("non-finite"),
+        "{}",
+        out.failures[0].reason
+    );
     for r in [0, 2, 3] {
         assert!(out.y.row(r).iter().all(|v| v.is_finite()));
         // Same as solving the sample alone.
-        let alone = g.forward(x.row(r).insert_axis(ndarray::Axis(0))).expect("alone");
+        let alone = g
+            .forward(x.row(r).insert_axis(ndarray::Axis(0)))
+            .expect("alone");
         assert_eq!(alone.row(0), out.y.row(r));
     }
     assert!(out.y.row(1).iter().all(|v| v.is_nan()));
@@ -305,7 +380,11 @@ fn blow_up_is_a_per_sample_failure() {
     // Adaptive step: the huge sample stays finite but needs too many steps.
     let cfg = NavierStokesConfig {
         resolution: n,
-        solver: NsConfig { t_final: 0.5, max_steps: 2_000, ..NsConfig::default() },
+        solver: NsConfig {
+            t_final: 0.5,
+            max_steps: 2_000,
+            ..NsConfig::default()
+        },
         precision: Precision::F64,
         ..NavierStokesConfig::default()
     };
@@ -320,7 +399,10 @@ fn blow_up_is_a_per_sample_failure() {
     // that rule, and why per-sample steps are the default.
     let mut c = *g.config();
     c.solver.time_step = TimeStep::AdaptiveBatchMin;
-    let out = NavierStokes2d::new(c).expect("model").forward_partial(x.view()).expect("partial");
+    let out = NavierStokes2d::new(c)
+        .expect("model")
+        .forward_partial(x.view())
+        .expect("partial");
     assert_eq!(out.failures.len(), b);
     assert!(out.failures.iter().all(|f| f.reason.contains("step limit")));
 }
@@ -332,15 +414,22 @@ fn f32_and_f64_agree() {
     let w0 = grf_batch(n, b, 9);
     let x = to_f32_rows(&w0, b);
     let mk = |p| {
-        NavierStokes2d::new(NavierStokesConfig { resolution: n, precision: p, ..NavierStokesConfig::default() })
-            .expect("model")
+        NavierStokes2d::new(NavierStokesConfig {
+            resolution: n,
+            precision: p,
+            ..NavierStokesConfig::default()
+        })
+        .expect("model")
     };
     let y32 = mk(Precision::F32).forward(x.view()).expect("f32");
     let y64 = mk(Precision::F64).forward(x.view()).expect("f64");
     let a: Vec<f64> = y32.iter().map(|&v| v as f64).collect();
     let c: Vec<f64> = y64.iter().map(|&v| v as f64).collect();
     let e = rel_l2(&a, &c);
-    eprintln!("f32 vs f64 relative L2 {e:.3e}, max abs {:.3e}", max_abs_diff(&a, &c));
+    eprintln!(
+        "f32 vs f64 relative L2 {e:.3e}, max abs {:.3e}",
+        max_abs_diff(&a, &c)
+    );
     assert!(e < 1e-5, "f32 vs f64 relative L2 {e:e}");
 }
 
@@ -352,49 +441,118 @@ fn results_are_identical_for_any_thread_count() {
     for ts in [TimeStep::Adaptive, TimeStep::AdaptiveBatchMin] {
         let cfg = NavierStokesConfig {
             resolution: n,
-            solver: NsConfig { time_step: ts, t_final: 0.5, ..NsConfig::default() },
+            solver: NsConfig {
+                time_step: ts,
+                t_final: 0.5,
+                ..NsConfig::default()
+            },
             ..NavierStokesConfig::default()
         };
         let g = NavierStokes2d::new(cfg).expect("model");
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
             pool.install(|| g.forward(x.view()).expect("forward"))
         };
         let y1 = run(1);
         let y3 = run(3);
-        assert!(y1.iter().zip(y3.iter()).all(|(a, b)| a.to_bits() == b.to_bits()), "{ts:?} differs");
+        assert!(
+            y1.iter()
+                .zip(y3.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{ts:?} differs"
+        );
     }
     // Per-sample steps: a sample's result does not depend on its batch.
-    let g = NavierStokes2d::new(NavierStokesConfig { resolution: n, ..NavierStokesConfig::default() }).expect("m");
+    let g = NavierStokes2d::new(NavierStokesConfig {
+        resolution: n,
+        ..NavierStokesConfig::default()
+    })
+    .expect("m");
     let all = g.forward(x.view()).expect("all");
-    let one = g.forward(x.row(3).insert_axis(ndarray::Axis(0))).expect("one");
+    let one = g
+        .forward(x.row(3).insert_axis(ndarray::Axis(0)))
+        .expect("one");
     assert_eq!(all.row(3), one.row(0));
 }
 
 #[test]
 fn shapes_and_errors_are_typed() {
-    let g = NavierStokes2d::new(NavierStokesConfig { resolution: 16, ..NavierStokesConfig::default() }).expect("m");
+    let g = NavierStokes2d::new(NavierStokesConfig {
+        resolution: 16,
+        ..NavierStokesConfig::default()
+    })
+    .expect("m");
     assert_eq!(g.input_shape(), vec![1, 16, 16]);
     assert_eq!(g.output_shape(), vec![1, 8, 8]);
     let bad = Array2::<f32>::zeros((2, 100));
-    assert!(matches!(g.forward(bad.view()), Err(OperatorError::Shape { expected: 256, got: 100, .. })));
-    assert!(matches!(g.forward_partial(bad.view()), Err(OperatorError::Shape { .. })));
-    let y = g.forward(Array2::<f32>::zeros((0, 256)).view()).expect("empty batch");
+    assert!(matches!(
+        g.forward(bad.view()),
+        Err(OperatorError::Shape {
+            expected: 256,
+            got: 100,
+            ..
+        })
+    ));
+    assert!(matches!(
+        g.forward_partial(bad.view()),
+        Err(OperatorError::Shape { .. })
+    ));
+    let y = g
+        .forward(Array2::<f32>::zeros((0, 256)).view())
+        .expect("empty batch");
     assert_eq!(y.dim(), (0, 64));
-    let g3 = NavierStokes2d::new(NavierStokesConfig { resolution: 16, subsample: 3, ..Default::default() }).expect("m");
+    let g3 = NavierStokes2d::new(NavierStokesConfig {
+        resolution: 16,
+        subsample: 3,
+        ..Default::default()
+    })
+    .expect("m");
     assert_eq!(g3.output_shape(), vec![1, 6, 6]);
     for cfg in [
-        NavierStokesConfig { resolution: 15, ..Default::default() },
-        NavierStokesConfig { subsample: 0, ..Default::default() },
-        NavierStokesConfig { noise_sigma: -1.0, ..Default::default() },
-        NavierStokesConfig { solver: NsConfig { re: 0.0, ..NsConfig::default() }, ..Default::default() },
-        NavierStokesConfig { solver: NsConfig { time_step: TimeStep::Fixed(-1.0), ..NsConfig::default() }, ..Default::default() },
+        NavierStokesConfig {
+            resolution: 15,
+            ..Default::default()
+        },
+        NavierStokesConfig {
+            subsample: 0,
+            ..Default::default()
+        },
+        NavierStokesConfig {
+            noise_sigma: -1.0,
+            ..Default::default()
+        },
+        NavierStokesConfig {
+            solver: NsConfig {
+                re: 0.0,
+                ..NsConfig::default()
+            },
+            ..Default::default()
+        },
+        NavierStokesConfig {
+            solver: NsConfig {
+                time_step: TimeStep::Fixed(-1.0),
+                ..NsConfig::default()
+            },
+            ..Default::default()
+        },
     ] {
-        assert!(matches!(NavierStokes2d::new(cfg), Err(OperatorError::InvalidParameter { .. })), "{cfg:?}");
+        assert!(
+            matches!(
+                NavierStokes2d::new(cfg),
+                Err(OperatorError::InvalidParameter { .. })
+            ),
+            "{cfg:?}"
+        );
     }
     let s = NsSolver::<f64>::new(8, 8, NsConfig::default()).expect("s");
     let wrong = Array3::<f64>::zeros((1, 8, 6));
-    assert!(matches!(s.solve_batch(wrong.view()), Err(OperatorError::Shape { .. })));
+    assert!(matches!(
+        s.solve_batch(wrong.view()),
+        Err(OperatorError::Shape { .. })
+    ));
 }
 
 #[test]
@@ -405,7 +563,10 @@ fn observation_noise_has_the_requested_level_and_is_seeded() {
         NavierStokes2d::new(NavierStokesConfig {
             resolution: n,
             noise_sigma: sigma,
-            solver: NsConfig { t_final: 0.1, ..NsConfig::default() },
+            solver: NsConfig {
+                t_final: 0.1,
+                ..NsConfig::default()
+            },
             ..Default::default()
         })
         .expect("m")
@@ -416,7 +577,11 @@ fn observation_noise_has_the_requested_level_and_is_seeded() {
     let y = g.observe(x.view(), 7).expect("noisy");
     assert_eq!(y, g.observe(x.view(), 7).expect("again"));
     assert_ne!(y, g.observe(x.view(), 8).expect("other seed"));
-    let r: Vec<f64> = y.iter().zip(clean.iter()).map(|(a, b)| (a - b) as f64).collect();
+    let r: Vec<f64> = y
+        .iter()
+        .zip(clean.iter())
+        .map(|(a, b)| (a - b) as f64)
+        .collect();
     let sd = (r.iter().map(|v| v * v).sum::<f64>() / r.len() as f64).sqrt();
     // 512 draws: the standard error of the sample sd is 2 / sqrt(1024) ~ 0.06.
     assert!((sd - 2.0).abs() < 0.3, "noise sd {sd}");
@@ -432,10 +597,20 @@ fn grf_pointwise_variance_matches_the_spectrum() {
     let mut expect = 0.0;
     for i in 0..n {
         for j in 0..n {
-            let k1 = if i < n / 2 { i as f64 } else { i as f64 - n as f64 };
-            let k2 = if j < n / 2 { j as f64 } else { j as f64 - n as f64 };
+            let k1 = if i < n / 2 {
+                i as f64
+            } else {
+                i as f64 - n as f64
+            };
+            let k2 = if j < n / 2 {
+                j as f64
+            } else {
+                j as f64 - n as f64
+            };
             if i + j > 0 {
-                expect += 2.0 * tau.powf(2.0 * alpha - 2.0) * (k1 * k1 + k2 * k2 + tau * tau).powf(-alpha);
+                expect += 2.0
+                    * tau.powf(2.0 * alpha - 2.0)
+                    * (k1 * k1 + k2 * k2 + tau * tau).powf(-alpha);
             }
         }
     }
@@ -445,8 +620,15 @@ fn grf_pointwise_variance_matches_the_spectrum() {
     // expectation Var w(x)).
     let est: f64 = f.iter().map(|v| v * v).sum::<f64>() / f.len() as f64;
     eprintln!("GRF pointwise variance: sample {est:.4}, spectrum {expect:.4}");
-    assert!((est / expect - 1.0).abs() < 0.06, "variance {est} vs {expect}");
-    assert!((expect.sqrt() - 2.0).abs() < 0.1, "pointwise sd {}", expect.sqrt());
+    assert!(
+        (est / expect - 1.0).abs() < 0.06,
+        "variance {est} vs {expect}"
+    );
+    assert!(
+        (expect.sqrt() - 2.0).abs() < 0.1,
+        "pointwise sd {}",
+        expect.sqrt()
+    );
 }
 
 #[test]

@@ -44,7 +44,11 @@ pub struct Station {
 
 impl Station {
     fn new(name: &str, xyz_m: [f64; 3], sefd_jy: f64) -> Self {
-        Self { name: name.to_string(), xyz_m, sefd_jy }
+        Self {
+            name: name.to_string(),
+            xyz_m,
+            sefd_jy,
+        }
     }
 
     /// Outward unit normal of the WGS84 ellipsoid at the station (the local zenith).
@@ -62,7 +66,9 @@ impl Station {
     pub fn elevation(&self, gha: f64, dec: f64) -> f64 {
         let s = source_vector(gha, dec);
         let n = self.zenith();
-        (n[0] * s[0] + n[1] * s[1] + n[2] * s[2]).clamp(-1.0, 1.0).asin()
+        (n[0] * s[0] + n[1] * s[1] + n[2] * s[2])
+            .clamp(-1.0, 1.0)
+            .asin()
     }
 }
 
@@ -128,7 +134,8 @@ pub fn julian_date(year: i32, month: u32, day: u32, hour: f64) -> f64 {
     }
     let a = (y / 100.0).floor();
     let b = 2.0 - a + (a / 4.0).floor();
-    (365.25 * (y + 4716.0)).floor() + (30.6001 * (m + 1.0)).floor() + day as f64 + hour / 24.0 + b - 1524.5
+    (365.25 * (y + 4716.0)).floor() + (30.6001 * (m + 1.0)).floor() + day as f64 + hour / 24.0 + b
+        - 1524.5
 }
 
 /// Greenwich mean sidereal time in radians, in `[0, 2 pi)`, at Julian date `jd` (UT1, taken
@@ -138,8 +145,8 @@ pub fn julian_date(year: i32, month: u32, day: u32, hour: f64) -> f64 {
 pub fn gmst_rad(jd: f64) -> f64 {
     let d = jd - 2_451_545.0;
     let t = d / 36_525.0;
-    let deg =
-        280.460_618_37 + 360.0 * d.fract() + 0.985_647_366_29 * d + 0.000_387_933 * t * t - t * t * t / 38_710_000.0;
+    let deg = 280.460_618_37 + 360.0 * d.fract() + 0.985_647_366_29 * d + 0.000_387_933 * t * t
+        - t * t * t / 38_710_000.0;
     deg.rem_euclid(360.0).to_radians()
 }
 
@@ -153,7 +160,11 @@ pub fn source_vector(gha: f64, dec: f64) -> [f64; 3] {
 pub fn baseline_uvw(b: [f64; 3], gha: f64, dec: f64) -> [f64; 3] {
     let (sh, ch) = gha.sin_cos();
     let (sd, cd) = dec.sin_cos();
-    [sh * b[0] + ch * b[1], -sd * ch * b[0] + sd * sh * b[1] + cd * b[2], cd * ch * b[0] - cd * sh * b[1] + sd * b[2]]
+    [
+        sh * b[0] + ch * b[1],
+        -sd * ch * b[0] + sd * sh * b[1] + cd * b[2],
+        cd * ch * b[0] - cd * sh * b[1] + sd * b[2],
+    ]
 }
 
 /// Per-visibility thermal noise (standard deviation of each of the real and imaginary parts),
@@ -214,7 +225,10 @@ impl ObservationConfig {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(OperatorError::InvalidParameter { name, reason: format!("must be finite and > 0, got {v}") })
+                Err(OperatorError::InvalidParameter {
+                    name,
+                    reason: format!("must be finite and > 0, got {v}"),
+                })
             }
         };
         pos("duration_h", self.duration_h)?;
@@ -225,13 +239,20 @@ impl ObservationConfig {
         if !(1..=12).contains(&self.month) || !(1..=31).contains(&self.day) {
             return Err(OperatorError::InvalidParameter {
                 name: "date",
-                reason: format!("month {} day {} is not a calendar date", self.month, self.day),
+                reason: format!(
+                    "month {} day {} is not a calendar date",
+                    self.month, self.day
+                ),
             });
         }
         if !self.start_utc_h.is_finite() {
-            return Err(OperatorError::InvalidParameter { name: "start_utc_h", reason: "not finite".into() });
+            return Err(OperatorError::InvalidParameter {
+                name: "start_utc_h",
+                reason: "not finite".into(),
+            });
         }
-        if !(self.elevation_cut_deg.is_finite() && (-90.0..90.0).contains(&self.elevation_cut_deg)) {
+        if !(self.elevation_cut_deg.is_finite() && (-90.0..90.0).contains(&self.elevation_cut_deg))
+        {
             return Err(OperatorError::InvalidParameter {
                 name: "elevation_cut_deg",
                 reason: format!("must be in [-90, 90), got {}", self.elevation_cut_deg),
@@ -310,28 +331,38 @@ impl UvCoverage {
             });
         }
         for s in &stations {
-            if !(s.xyz_m.iter().all(|c| c.is_finite()) && s.sefd_jy.is_finite() && s.sefd_jy > 0.0) {
+            if !(s.xyz_m.iter().all(|c| c.is_finite()) && s.sefd_jy.is_finite() && s.sefd_jy > 0.0)
+            {
                 return Err(OperatorError::InvalidParameter {
                     name: "stations",
-                    reason: format!("station {} has a non-finite position or a non-positive SEFD", s.name),
+                    reason: format!(
+                        "station {} has a non-finite position or a non-positive SEFD",
+                        s.name
+                    ),
                 });
             }
         }
         if !(source.ra_rad.is_finite() && source.dec_rad.is_finite()) {
-            return Err(OperatorError::InvalidParameter { name: "source", reason: "non-finite position".into() });
+            return Err(OperatorError::InvalidParameter {
+                name: "source",
+                reason: "non-finite position".into(),
+            });
         }
         let lambda = config.wavelength_m();
         let cut = config.elevation_cut_deg.to_radians();
         let jd0 = julian_date(config.year, config.month, config.day, 0.0);
-        let n_scans = (config.duration_h * 60.0 / config.cadence_min - 1e-9).ceil().max(0.0) as usize;
+        let n_scans = (config.duration_h * 60.0 / config.cadence_min - 1e-9)
+            .ceil()
+            .max(0.0) as usize;
         let mut scans = Vec::new();
         let mut points = Vec::new();
         for k in 0..n_scans {
             let t_h = config.start_utc_h + k as f64 * config.cadence_min / 60.0;
             let gmst = gmst_rad(jd0 + t_h / 24.0);
             let gha = (gmst - source.ra_rad).rem_euclid(std::f64::consts::TAU);
-            let visible: Vec<usize> =
-                (0..stations.len()).filter(|&i| stations[i].elevation(gha, source.dec_rad) >= cut).collect();
+            let visible: Vec<usize> = (0..stations.len())
+                .filter(|&i| stations[i].elevation(gha, source.dec_rad) >= cut)
+                .collect();
             if visible.len() < 2 {
                 continue;
             }
@@ -372,7 +403,13 @@ impl UvCoverage {
                 reason: "no scan has two stations above the elevation cut".into(),
             });
         }
-        Ok(Self { stations, source, config, scans, points })
+        Ok(Self {
+            stations,
+            source,
+            config,
+            scans,
+            points,
+        })
     }
 
     /// The default EHT 2017 track on M87*: [`eht2017`], [`Source::m87`],
@@ -391,6 +428,9 @@ impl UvCoverage {
     pub fn vis_index(&self, scan: usize, a: usize, b: usize) -> Option<(usize, bool)> {
         let (lo, hi, conj) = if a < b { (a, b, false) } else { (b, a, true) };
         let sc = self.scans.get(scan)?;
-        self.points[sc.vis.clone()].iter().position(|p| p.st1 == lo && p.st2 == hi).map(|k| (sc.vis.start + k, conj))
+        self.points[sc.vis.clone()]
+            .iter()
+            .position(|p| p.st1 == lo && p.st2 == hi)
+            .map(|k| (sc.vis.start + k, conj))
     }
 }

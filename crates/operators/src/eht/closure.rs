@@ -92,10 +92,12 @@ impl ClosureSet {
         let mut triangles = Vec::new();
         let mut quadrangles = Vec::new();
         let idx = |scan: usize, a: usize, b: usize| -> Result<(usize, bool)> {
-            coverage.vis_index(scan, a, b).ok_or(OperatorError::InvalidParameter {
-                name: "coverage",
-                reason: format!("scan {scan} lacks baseline {a}-{b}"),
-            })
+            coverage
+                .vis_index(scan, a, b)
+                .ok_or(OperatorError::InvalidParameter {
+                    name: "coverage",
+                    reason: format!("scan {scan} lacks baseline {a}-{b}"),
+                })
         };
         for (s, scan) in coverage.scans.iter().enumerate() {
             let st = &scan.stations;
@@ -153,7 +155,11 @@ impl ClosureSet {
                         coef[vis[k] - base] += if k < 2 { 1.0 } else { -1.0 };
                     }
                     if basis.try_add(coef) {
-                        quadrangles.push(Quadrangle { scan: s, stations: q, vis });
+                        quadrangles.push(Quadrangle {
+                            scan: s,
+                            stations: q,
+                            vis,
+                        });
                         kept += 1;
                     }
                 }
@@ -165,7 +171,11 @@ impl ClosureSet {
                 }
             }
         }
-        Ok(Self { n_vis: coverage.n_vis(), triangles, quadrangles })
+        Ok(Self {
+            n_vis: coverage.n_vis(),
+            triangles,
+            quadrangles,
+        })
     }
 
     /// Number of visibilities the set indexes into.
@@ -191,7 +201,11 @@ impl ClosureSet {
 
     fn check_len(&self, got: usize, what: &'static str) -> Result<()> {
         if got != self.n_vis {
-            return Err(OperatorError::Shape { what, expected: self.n_vis, got });
+            return Err(OperatorError::Shape {
+                what,
+                expected: self.n_vis,
+                got,
+            });
         }
         Ok(())
     }
@@ -203,17 +217,32 @@ impl ClosureSet {
     }
 
     /// Log closure amplitudes of `vis`; a zero amplitude gives a non-finite value.
-    pub fn log_closure_amplitudes<T: Into<f64> + Copy>(&self, vis: &[Complex<T>]) -> Result<Vec<f64>> {
+    pub fn log_closure_amplitudes<T: Into<f64> + Copy>(
+        &self,
+        vis: &[Complex<T>],
+    ) -> Result<Vec<f64>> {
         self.check_len(vis.len(), "visibilities")?;
-        Ok(self.quadrangles.iter().map(|q| logcamp_of(q, vis)).collect())
+        Ok(self
+            .quadrangles
+            .iter()
+            .map(|q| logcamp_of(q, vis))
+            .collect())
     }
 
     /// `sigma_psi = sqrt(sum_k sigma_k^2 / |V_k|^2)` for every triangle, from the visibilities
     /// and their per-component noise `sigma` (same units).
-    pub fn closure_phase_sigmas<T: Into<f64> + Copy>(&self, vis: &[Complex<T>], sigma: &[f64]) -> Result<Vec<f64>> {
+    pub fn closure_phase_sigmas<T: Into<f64> + Copy>(
+        &self,
+        vis: &[Complex<T>],
+        sigma: &[f64],
+    ) -> Result<Vec<f64>> {
         self.check_len(vis.len(), "visibilities")?;
         self.check_len(sigma.len(), "visibility sigmas")?;
-        Ok(self.triangles.iter().map(|t| propagate(&t.vis, vis, sigma)).collect())
+        Ok(self
+            .triangles
+            .iter()
+            .map(|t| propagate(&t.vis, vis, sigma))
+            .collect())
     }
 
     /// `sigma_logcamp = sqrt(sum_k sigma_k^2 / |V_k|^2)` for every quadrangle.
@@ -224,7 +253,11 @@ impl ClosureSet {
     ) -> Result<Vec<f64>> {
         self.check_len(vis.len(), "visibilities")?;
         self.check_len(sigma.len(), "visibility sigmas")?;
-        Ok(self.quadrangles.iter().map(|q| propagate(&q.vis, vis, sigma)).collect())
+        Ok(self
+            .quadrangles
+            .iter()
+            .map(|q| propagate(&q.vis, vis, sigma))
+            .collect())
     }
 }
 

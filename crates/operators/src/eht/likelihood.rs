@@ -71,7 +71,11 @@ impl Default for ClosureWeights {
 impl ClosureWeights {
     /// enkg-pytorch's `loss_m`: same weights, overall factor 1, raw phase differences.
     pub fn enkg_pytorch() -> Self {
-        Self { overall: 1.0, phase_residual: PhaseResidual::Linear, ..Self::default() }
+        Self {
+            overall: 1.0,
+            phase_residual: PhaseResidual::Linear,
+            ..Self::default()
+        }
     }
 }
 
@@ -89,7 +93,14 @@ pub struct ClosureLikelihood {
 impl ClosureLikelihood {
     /// Likelihood of the observation `data` with weights `w`.
     pub fn new(data: &EhtData, w: ClosureWeights) -> Result<Self> {
-        Self::from_parts(&data.cphase, &data.cphase_sigma, &data.logcamp, &data.logcamp_sigma, data.flux, w)
+        Self::from_parts(
+            &data.cphase,
+            &data.cphase_sigma,
+            &data.logcamp,
+            &data.logcamp_sigma,
+            data.flux,
+            w,
+        )
     }
 
     /// Likelihood from raw observed closure phases (radians), log closure amplitudes, their
@@ -116,16 +127,33 @@ impl ClosureLikelihood {
                 got: logcamp_sigma.len(),
             });
         }
-        if cphase.iter().chain(logcamp).chain(std::iter::once(&flux)).any(|v| !v.is_finite()) {
-            return Err(OperatorError::NonFiniteInput { what: "closure observation", row: 0 });
+        if cphase
+            .iter()
+            .chain(logcamp)
+            .chain(std::iter::once(&flux))
+            .any(|v| !v.is_finite())
+        {
+            return Err(OperatorError::NonFiniteInput {
+                what: "closure observation",
+                row: 0,
+            });
         }
-        if let Some(s) = cphase_sigma.iter().chain(logcamp_sigma).find(|s| !(s.is_finite() && **s > 0.0)) {
+        if let Some(s) = cphase_sigma
+            .iter()
+            .chain(logcamp_sigma)
+            .find(|s| !(s.is_finite() && **s > 0.0))
+        {
             return Err(OperatorError::InvalidParameter {
                 name: "sigma",
                 reason: format!("must be finite and > 0, got {s}"),
             });
         }
-        for (name, v) in [("cphase", w.cphase), ("logcamp", w.logcamp), ("flux", w.flux), ("overall", w.overall)] {
+        for (name, v) in [
+            ("cphase", w.cphase),
+            ("logcamp", w.logcamp),
+            ("flux", w.flux),
+            ("overall", w.overall),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(OperatorError::InvalidParameter {
                     name: "weights",
@@ -161,10 +189,16 @@ impl ClosureLikelihood {
     pub fn reduced_chi2(&self, y: &[f32]) -> Result<(f64, f64)> {
         let m = self.measurement_dim();
         if y.len() != m {
-            return Err(OperatorError::Shape { what: "predicted measurement", expected: m, got: y.len() });
+            return Err(OperatorError::Shape {
+                what: "predicted measurement",
+                expected: m,
+                got: y.len(),
+            });
         }
         let (p, q) = (self.cphase.len(), self.logcamp.len());
-        let cp: f64 = (0..p).map(|k| self.rho(y[k] as f64 - self.cphase[k]) * self.cphase_iv[k]).sum();
+        let cp: f64 = (0..p)
+            .map(|k| self.rho(y[k] as f64 - self.cphase[k]) * self.cphase_iv[k])
+            .sum();
         let ca: f64 = (0..q)
             .map(|k| {
                 let d = y[p + k] as f64 - self.logcamp[k];
@@ -209,7 +243,10 @@ impl ClosureLikelihood {
         let (p, q) = (self.cphase.len(), self.logcamp.len());
         let w = &self.w;
         for k in 0..p {
-            g[k] = (w.overall * w.cphase * self.drho(y[k] as f64 - self.cphase[k]) * self.cphase_iv[k]) as f32;
+            g[k] = (w.overall
+                * w.cphase
+                * self.drho(y[k] as f64 - self.cphase[k])
+                * self.cphase_iv[k]) as f32;
         }
         for k in 0..q {
             let d = y[p + k] as f64 - self.logcamp[k];
@@ -239,11 +276,13 @@ impl Likelihood for ClosureLikelihood {
         check_batch(y_pred, self.measurement_dim(), "predicted measurement")?;
         let y = y_pred.as_standard_layout();
         let mut g = Array2::<f32>::zeros(y.raw_dim());
-        Zip::from(g.rows_mut()).and(y.rows()).par_for_each(|mut gr, r| {
-            if let (Some(s), Some(gs)) = (r.as_slice(), gr.as_slice_mut()) {
-                self.grad_row(s, gs);
-            }
-        });
+        Zip::from(g.rows_mut())
+            .and(y.rows())
+            .par_for_each(|mut gr, r| {
+                if let (Some(s), Some(gs)) = (r.as_slice(), gr.as_slice_mut()) {
+                    self.grad_row(s, gs);
+                }
+            });
         Ok(g)
     }
 }

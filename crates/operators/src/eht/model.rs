@@ -60,7 +60,11 @@ impl EhtConfig {
     /// The default setting with the reference's input map `(x + 1) / 2` from the prior's
     /// `[-1, 1]` range to `[0, 1]` image units.
     pub fn reference() -> Self {
-        Self { input_shift: 1.0, input_scale: 0.5, ..Self::default() }
+        Self {
+            input_shift: 1.0,
+            input_scale: 0.5,
+            ..Self::default()
+        }
     }
 }
 
@@ -95,7 +99,12 @@ pub struct EhtData {
 impl EhtData {
     /// The measurement vector `[cphase, logcamp, flux]` in the layout of [`ClosureForward`].
     pub fn measurement(&self) -> Array1<f32> {
-        self.cphase.iter().chain(&self.logcamp).chain(std::iter::once(&self.flux)).map(|&v| v as f32).collect()
+        self.cphase
+            .iter()
+            .chain(&self.logcamp)
+            .chain(std::iter::once(&self.flux))
+            .map(|&v| v as f32)
+            .collect()
     }
 }
 
@@ -138,11 +147,26 @@ impl ClosureForward {
                 reason: "input shift and scale must be finite, scale non-zero".into(),
             });
         }
-        let coverage = UvCoverage::new(cfg.stations.clone(), cfg.source.clone(), cfg.observation.clone())?;
+        let coverage = UvCoverage::new(
+            cfg.stations.clone(),
+            cfg.source.clone(),
+            cfg.observation.clone(),
+        )?;
         let vis = VisibilityOperator::new(&coverage, cfg.grid, cfg.pulse)?;
         let closures = ClosureSet::minimal(&coverage)?;
-        let vis_sigma = coverage.points.iter().map(|p| p.sigma_jy / cfg.jy_per_unit).collect();
-        Ok(Self { coverage, vis, closures, vis_sigma, shift: cfg.input_shift, scale: cfg.input_scale })
+        let vis_sigma = coverage
+            .points
+            .iter()
+            .map(|p| p.sigma_jy / cfg.jy_per_unit)
+            .collect();
+        Ok(Self {
+            coverage,
+            vis,
+            closures,
+            vis_sigma,
+            shift: cfg.input_shift,
+            scale: cfg.input_scale,
+        })
     }
 
     /// The (u, v) coverage.
@@ -218,15 +242,30 @@ impl ClosureForward {
         let cphase = self.closures.closure_phases(&vis)?;
         let logcamp = self.closures.log_closure_amplitudes(&vis)?;
         let cphase_sigma = self.closures.closure_phase_sigmas(&vis, &self.vis_sigma)?;
-        let logcamp_sigma = self.closures.log_closure_amplitude_sigmas(&vis, &self.vis_sigma)?;
-        if logcamp.iter().chain(&logcamp_sigma).chain(&cphase_sigma).any(|v| !v.is_finite()) {
+        let logcamp_sigma = self
+            .closures
+            .log_closure_amplitude_sigmas(&vis, &self.vis_sigma)?;
+        if logcamp
+            .iter()
+            .chain(&logcamp_sigma)
+            .chain(&cphase_sigma)
+            .any(|v| !v.is_finite())
+        {
             return Err(OperatorError::SampleFailed {
                 row: 0,
                 reason: "a simulated visibility has zero amplitude".into(),
             });
         }
         let flux = img.iter().map(|&p| p as f64).sum();
-        Ok(EhtData { vis, vis_sigma: self.vis_sigma.clone(), cphase, cphase_sigma, logcamp, logcamp_sigma, flux })
+        Ok(EhtData {
+            vis,
+            vis_sigma: self.vis_sigma.clone(),
+            cphase,
+            cphase_sigma,
+            logcamp,
+            logcamp_sigma,
+            flux,
+        })
     }
 }
 
@@ -246,20 +285,25 @@ impl ForwardModel for ClosureForward {
         let (p, q) = (self.n_cphase(), self.n_logcamp());
         let mut y = Array2::<f32>::zeros((x.nrows(), p + q + 1));
         let mut bad = Array1::<Option<usize>>::from_elem(x.nrows(), None);
-        Zip::from(y.rows_mut()).and(vri.rows()).and(img.rows()).and(&mut bad).par_for_each(|mut yr, vr, ir, bad| {
-            let vis: Vec<Complex<f32>> = (0..k).map(|j| Complex::new(vr[j], vr[k + j])).collect();
-            for (o, t) in yr.iter_mut().zip(self.closures.triangles()) {
-                *o = cphase_of(t, &vis) as f32;
-            }
-            for (j, qd) in self.closures.quadrangles().iter().enumerate() {
-                let l = logcamp_of(qd, &vis);
-                if !l.is_finite() && bad.is_none() {
-                    *bad = Some(j);
+        Zip::from(y.rows_mut())
+            .and(vri.rows())
+            .and(img.rows())
+            .and(&mut bad)
+            .par_for_each(|mut yr, vr, ir, bad| {
+                let vis: Vec<Complex<f32>> =
+                    (0..k).map(|j| Complex::new(vr[j], vr[k + j])).collect();
+                for (o, t) in yr.iter_mut().zip(self.closures.triangles()) {
+                    *o = cphase_of(t, &vis) as f32;
                 }
-                yr[p + j] = l as f32;
-            }
-            yr[p + q] = ir.iter().map(|&v| v as f64).sum::<f64>() as f32;
-        });
+                for (j, qd) in self.closures.quadrangles().iter().enumerate() {
+                    let l = logcamp_of(qd, &vis);
+                    if !l.is_finite() && bad.is_none() {
+                        *bad = Some(j);
+                    }
+                    yr[p + j] = l as f32;
+                }
+                yr[p + q] = ir.iter().map(|&v| v as f64).sum::<f64>() as f32;
+            });
         if let Some((row, j)) = bad.iter().enumerate().find_map(|(i, b)| b.map(|j| (i, j))) {
             let qd = &self.closures.quadrangles()[j];
             let names = |s: usize| self.coverage.stations[s].name.as_str();
@@ -307,7 +351,11 @@ impl Differentiable for ClosureForward {
         let d = self.vis.grid().npix.pow(2);
         check_batch(x, d, "vjp point")?;
         if v.nrows() != x.nrows() {
-            return Err(OperatorError::Rows { what: "vjp cotangent", expected: x.nrows(), got: v.nrows() });
+            return Err(OperatorError::Rows {
+                what: "vjp cotangent",
+                expected: x.nrows(),
+                got: v.nrows(),
+            });
         }
         let (p, q) = (self.n_cphase(), self.n_logcamp());
         check_batch(v, p + q + 1, "vjp cotangent")?;
@@ -316,49 +364,55 @@ impl Differentiable for ClosureForward {
         let k = self.vis.n_vis();
         let mut cot = Array2::<f32>::zeros((x.nrows(), 2 * k));
         let mut bad = Array1::<Option<usize>>::from_elem(x.nrows(), None);
-        Zip::from(cot.rows_mut()).and(vri.rows()).and(v.rows()).and(&mut bad).par_for_each(|mut cr, vr, wr, bad| {
-            let mut c = vec![0.0f64; 2 * k];
-            let mut add = |j: usize, w: f64, phase: bool| {
-                let (a, b) = (vr[j] as f64, vr[k + j] as f64);
-                let n2 = a * a + b * b;
-                if n2 == 0.0 {
-                    if bad.is_none() {
-                        *bad = Some(j);
+        Zip::from(cot.rows_mut())
+            .and(vri.rows())
+            .and(v.rows())
+            .and(&mut bad)
+            .par_for_each(|mut cr, vr, wr, bad| {
+                let mut c = vec![0.0f64; 2 * k];
+                let mut add = |j: usize, w: f64, phase: bool| {
+                    let (a, b) = (vr[j] as f64, vr[k + j] as f64);
+                    let n2 = a * a + b * b;
+                    if n2 == 0.0 {
+                        if bad.is_none() {
+                            *bad = Some(j);
+                        }
+                        return;
                     }
-                    return;
+                    if phase {
+                        c[j] -= w * b / n2;
+                        c[k + j] += w * a / n2;
+                    } else {
+                        c[j] += w * a / n2;
+                        c[k + j] += w * b / n2;
+                    }
+                };
+                for (t, &w) in self.closures.triangles().iter().zip(wr.iter()) {
+                    for m in 0..3 {
+                        let s = if t.conj[m] { -1.0 } else { 1.0 };
+                        add(t.vis[m], s * w as f64, true);
+                    }
                 }
-                if phase {
-                    c[j] -= w * b / n2;
-                    c[k + j] += w * a / n2;
-                } else {
-                    c[j] += w * a / n2;
-                    c[k + j] += w * b / n2;
+                for (qd, &w) in self.closures.quadrangles().iter().zip(wr.iter().skip(p)) {
+                    for m in 0..4 {
+                        let s = if m < 2 { 1.0 } else { -1.0 };
+                        add(qd.vis[m], s * w as f64, false);
+                    }
                 }
-            };
-            for (t, &w) in self.closures.triangles().iter().zip(wr.iter()) {
-                for m in 0..3 {
-                    let s = if t.conj[m] { -1.0 } else { 1.0 };
-                    add(t.vis[m], s * w as f64, true);
+                for (o, ci) in cr.iter_mut().zip(&c) {
+                    *o = *ci as f32;
                 }
-            }
-            for (qd, &w) in self.closures.quadrangles().iter().zip(wr.iter().skip(p)) {
-                for m in 0..4 {
-                    let s = if m < 2 { 1.0 } else { -1.0 };
-                    add(qd.vis[m], s * w as f64, false);
-                }
-            }
-            for (o, ci) in cr.iter_mut().zip(&c) {
-                *o = *ci as f32;
-            }
-        });
+            });
         if let Some((row, j)) = bad.iter().enumerate().find_map(|(i, b)| b.map(|j| (i, j))) {
             return Err(self.zero_vis(row, j));
         }
         let mut g = self.vis.adjoint(cot.view())?;
         let scale = self.scale;
-        Zip::from(g.rows_mut()).and(v.column(p + q)).for_each(|mut gr, &vf| {
-            gr.mapv_inplace(|e| (e + vf) * scale);
-        });
+        Zip::from(g.rows_mut())
+            .and(v.column(p + q))
+            .for_each(|mut gr, &vf| {
+                gr.mapv_inplace(|e| (e + vf) * scale);
+            });
         Ok(g)
     }
 }

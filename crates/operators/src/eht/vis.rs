@@ -57,7 +57,10 @@ impl Default for ImageGrid {
     /// 64 x 64 pixels over 160 micro-arcseconds (2.5 uas pixels), the EnKG / InverseBench
     /// black-hole setting.
     fn default() -> Self {
-        Self { npix: 64, fov_uas: 160.0 }
+        Self {
+            npix: 64,
+            fov_uas: 160.0,
+        }
     }
 }
 
@@ -73,7 +76,10 @@ impl ImageGrid {
     }
     fn validate(&self) -> Result<()> {
         if self.npix == 0 {
-            return Err(OperatorError::InvalidParameter { name: "npix", reason: "must be > 0".into() });
+            return Err(OperatorError::InvalidParameter {
+                name: "npix",
+                reason: "must be > 0".into(),
+            });
         }
         if !(self.fov_uas.is_finite() && self.fov_uas > 0.0) {
             return Err(OperatorError::InvalidParameter {
@@ -149,10 +155,19 @@ impl VisibilityOperator {
     pub fn from_uv(uv: &[[f64; 2]], grid: ImageGrid, pulse: PixelResponse) -> Result<Self> {
         grid.validate()?;
         if uv.is_empty() {
-            return Err(OperatorError::InvalidParameter { name: "uv", reason: "no samples".into() });
+            return Err(OperatorError::InvalidParameter {
+                name: "uv",
+                reason: "no samples".into(),
+            });
         }
-        if let Some(k) = uv.iter().position(|p| !(p[0].is_finite() && p[1].is_finite())) {
-            return Err(OperatorError::InvalidParameter { name: "uv", reason: format!("sample {k} is not finite") });
+        if let Some(k) = uv
+            .iter()
+            .position(|p| !(p[0].is_finite() && p[1].is_finite()))
+        {
+            return Err(OperatorError::InvalidParameter {
+                name: "uv",
+                reason: format!("sample {k} is not finite"),
+            });
         }
         let n = grid.npix;
         let d = n * n;
@@ -162,11 +177,20 @@ impl VisibilityOperator {
         let mut a = Array2::<f32>::zeros((2 * k, d));
         let (mut a_re, mut a_im) = a.view_mut().split_at(Axis(0), k);
         let tau = std::f64::consts::TAU;
-        a_re.outer_iter_mut().into_par_iter().zip(a_im.outer_iter_mut().into_par_iter()).zip(uv.par_iter()).for_each(
-            |((mut re, mut im), &[u, v])| {
+        a_re.outer_iter_mut()
+            .into_par_iter()
+            .zip(a_im.outer_iter_mut().into_par_iter())
+            .zip(uv.par_iter())
+            .for_each(|((mut re, mut im), &[u, v])| {
                 let p = pulse.response(u, v, dx);
-                let eu: Vec<Complex<f64>> = offs.iter().map(|&l| Complex::from_polar(1.0, -tau * u * l)).collect();
-                let ev: Vec<Complex<f64>> = offs.iter().map(|&m| Complex::from_polar(p, -tau * v * m)).collect();
+                let eu: Vec<Complex<f64>> = offs
+                    .iter()
+                    .map(|&l| Complex::from_polar(1.0, -tau * u * l))
+                    .collect();
+                let ev: Vec<Complex<f64>> = offs
+                    .iter()
+                    .map(|&m| Complex::from_polar(p, -tau * v * m))
+                    .collect();
                 for r in 0..n {
                     for c in 0..n {
                         let z = ev[r] * eu[c];
@@ -174,10 +198,15 @@ impl VisibilityOperator {
                         im[r * n + c] = z.im as f32;
                     }
                 }
-            },
-        );
+            });
         let at = a.t().as_standard_layout().into_owned();
-        Ok(Self { grid, pulse, uv: uv.to_vec(), a, at })
+        Ok(Self {
+            grid,
+            pulse,
+            uv: uv.to_vec(),
+            a,
+            at,
+        })
     }
 
     /// Number of complex visibilities `K`.
@@ -205,7 +234,9 @@ impl VisibilityOperator {
     pub fn visibilities(&self, x: ArrayView2<'_, f32>) -> Result<Array2<Complex<f32>>> {
         let y = self.forward(x)?;
         let k = self.n_vis();
-        Ok(Array2::from_shape_fn((y.nrows(), k), |(i, j)| Complex::new(y[[i, j]], y[[i, k + j]])))
+        Ok(Array2::from_shape_fn((y.nrows(), k), |(i, j)| {
+            Complex::new(y[[i, j]], y[[i, k + j]])
+        }))
     }
 }
 

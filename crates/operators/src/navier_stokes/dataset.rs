@@ -54,7 +54,14 @@ fn bad(msg: impl Into<String>) -> io::Error {
 fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let dims = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
     let unpadded = 10 + dict.len() + 1;
@@ -72,7 +79,10 @@ fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
 fn check_len(shape: &[usize], len: usize) -> io::Result<()> {
     let n: usize = shape.iter().product();
     if n != len {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("shape {shape:?} needs {n} values, got {len}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("shape {shape:?} needs {n} values, got {len}"),
+        ));
     }
     Ok(())
 }
@@ -134,7 +144,10 @@ pub fn parse_npy(bytes: &[u8]) -> io::Result<NpyArray> {
             if bytes.len() < 12 {
                 return Err(bad("truncated header"));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(bad(format!("unsupported .npy version {v}"))),
     };
@@ -145,7 +158,9 @@ pub fn parse_npy(bytes: &[u8]) -> io::Result<NpyArray> {
     let dict = std::str::from_utf8(&bytes[start..end]).map_err(|_| bad("header is not text"))?;
     let field = |key: &str| -> io::Result<&str> {
         let k = format!("'{key}':");
-        let p = dict.find(&k).ok_or_else(|| bad(format!("header lacks {key}")))?;
+        let p = dict
+            .find(&k)
+            .ok_or_else(|| bad(format!("header lacks {key}")))?;
         Ok(dict[p + k.len()..].trim_start())
     };
     let descr = field("descr")?;
@@ -154,7 +169,10 @@ pub fn parse_npy(bytes: &[u8]) -> io::Result<NpyArray> {
     } else if descr.starts_with("'<f8'") {
         8
     } else {
-        return Err(bad(format!("unsupported dtype {}", descr.split(',').next().unwrap_or(""))));
+        return Err(bad(format!(
+            "unsupported dtype {}",
+            descr.split(',').next().unwrap_or("")
+        )));
     };
     if !field("fortran_order")?.starts_with("False") {
         return Err(bad("Fortran order is not supported"));
@@ -165,15 +183,26 @@ pub fn parse_npy(bytes: &[u8]) -> io::Result<NpyArray> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad(format!("bad dimension {s:?}"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad(format!("bad dimension {s:?}")))
+        })
         .collect::<io::Result<_>>()?;
     let n: usize = shape.iter().product();
     let body = &bytes[end..];
     if body.len() != n * width {
-        return Err(bad(format!("expected {} data bytes for shape {shape:?}, found {}", n * width, body.len())));
+        return Err(bad(format!(
+            "expected {} data bytes for shape {shape:?}, found {}",
+            n * width,
+            body.len()
+        )));
     }
     let data = if width == 4 {
-        NpyData::F32(body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        NpyData::F32(
+            body.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
     } else {
         NpyData::F64(
             body.chunks_exact(8)

@@ -41,7 +41,10 @@ pub struct GaussianRandomField {
 
 impl std::fmt::Debug for GaussianRandomField {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GaussianRandomField").field("h", &self.h).field("w", &self.w).finish()
+        f.debug_struct("GaussianRandomField")
+            .field("h", &self.h)
+            .field("w", &self.w)
+            .finish()
     }
 }
 
@@ -55,7 +58,10 @@ impl GaussianRandomField {
     /// default `tau^(alpha - 1)`).
     pub fn new(h: usize, w: usize, alpha: f64, tau: f64) -> Result<Self> {
         if h < 2 || w < 2 {
-            return Err(OperatorError::InvalidParameter { name: "resolution", reason: format!("{h} x {w} too small") });
+            return Err(OperatorError::InvalidParameter {
+                name: "resolution",
+                reason: format!("{h} x {w} too small"),
+            });
         }
         if !(alpha.is_finite() && alpha > 0.0 && tau.is_finite() && tau > 0.0) {
             return Err(OperatorError::InvalidParameter {
@@ -64,7 +70,13 @@ impl GaussianRandomField {
             });
         }
         let sigma = tau.powf(alpha - 1.0);
-        let wave = |i: usize, n: usize| if i < n / 2 { i as f64 } else { i as f64 - n as f64 };
+        let wave = |i: usize, n: usize| {
+            if i < n / 2 {
+                i as f64
+            } else {
+                i as f64 - n as f64
+            }
+        };
         let mut amp = vec![0.0; h * w];
         for i in 0..h {
             for j in 0..w {
@@ -72,12 +84,20 @@ impl GaussianRandomField {
                 amp[i * w + j] = if i == 0 && j == 0 {
                     0.0
                 } else {
-                    std::f64::consts::SQRT_2 * sigma * (k1 * k1 + k2 * k2 + tau * tau).powf(-alpha / 2.0)
+                    std::f64::consts::SQRT_2
+                        * sigma
+                        * (k1 * k1 + k2 * k2 + tau * tau).powf(-alpha / 2.0)
                 };
             }
         }
         let mut p = FftPlanner::<f64>::new();
-        Ok(Self { h, w, amp, col: p.plan_fft_inverse(h), row: p.plan_fft_inverse(w) })
+        Ok(Self {
+            h,
+            w,
+            amp,
+            col: p.plan_fft_inverse(h),
+            row: p.plan_fft_inverse(w),
+        })
     }
 
     /// Grid shape `(H, W)`.

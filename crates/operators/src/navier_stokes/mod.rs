@@ -1,5 +1,5 @@
 //! The 2-D incompressible Navier-Stokes equation in vorticity form on the `2 pi` torus,
-//! solved pseudo-spectrally on rustfft/realfft, and the EnKG forward model built on it.
+//! solved pseudo-spectrally on rustfft, and the EnKG forward model built on it.
 //!
 //! - [`NsSolver`]: the batched, parallel Heun/Crank-Nicolson solver (generic over `f32`,
 //!   `f64`), see [`solver`] for the equations and the scheme;

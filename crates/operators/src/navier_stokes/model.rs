@@ -6,12 +6,12 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use super::float::NsFloat;
 use super::solver::{NsConfig, NsSolver, SampleResult};
 use crate::forward::{check_batch, BatchOutput, ForwardModel, SampleFailure};
 use crate::{OperatorError, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// Arithmetic the solver runs in. The reference forward model runs in `float32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,11 @@ impl NavierStokesConfig {
     /// `noise_sigma` (0, 1 or 2): Re 200, T 1, subsample 2, adaptive CFL step, float32,
     /// input in physical vorticity units.
     pub fn enkg(resolution: usize, noise_sigma: f64) -> Self {
-        Self { resolution, noise_sigma, ..Self::default() }
+        Self {
+            resolution,
+            noise_sigma,
+            ..Self::default()
+        }
     }
 }
 
@@ -90,7 +94,9 @@ pub struct NavierStokes2d {
 
 impl std::fmt::Debug for NavierStokes2d {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NavierStokes2d").field("cfg", &self.cfg).finish()
+        f.debug_struct("NavierStokes2d")
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -98,13 +104,22 @@ impl NavierStokes2d {
     /// Build the model (plans the FFTs).
     pub fn new(cfg: NavierStokesConfig) -> Result<Self> {
         if cfg.subsample == 0 {
-            return Err(OperatorError::InvalidParameter { name: "subsample", reason: "must be at least 1".into() });
+            return Err(OperatorError::InvalidParameter {
+                name: "subsample",
+                reason: "must be at least 1".into(),
+            });
         }
         if !(cfg.input_scale.is_finite() && cfg.input_scale != 0.0) {
-            return Err(OperatorError::InvalidParameter { name: "input_scale", reason: format!("got {}", cfg.input_scale) });
+            return Err(OperatorError::InvalidParameter {
+                name: "input_scale",
+                reason: format!("got {}", cfg.input_scale),
+            });
         }
         if !(cfg.noise_sigma.is_finite() && cfg.noise_sigma >= 0.0) {
-            return Err(OperatorError::InvalidParameter { name: "noise_sigma", reason: format!("got {}", cfg.noise_sigma) });
+            return Err(OperatorError::InvalidParameter {
+                name: "noise_sigma",
+                reason: format!("got {}", cfg.noise_sigma),
+            });
         }
         let r = cfg.resolution;
         let solver = match cfg.precision {
@@ -112,7 +127,12 @@ impl NavierStokes2d {
             Precision::F64 => AnySolver::F64(NsSolver::new(r, r, cfg.solver)?),
         };
         let out = r.div_ceil(cfg.subsample);
-        Ok(Self { cfg, solver, out_h: out, out_w: out })
+        Ok(Self {
+            cfg,
+            solver,
+            out_h: out,
+            out_w: out,
+        })
     }
 
     /// The configuration.
@@ -124,7 +144,11 @@ impl NavierStokes2d {
     fn run(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Vec<SampleResult>)> {
         let r = self.cfg.resolution;
         if x.ncols() != r * r {
-            return Err(OperatorError::Shape { what: "forward input", expected: r * r, got: x.ncols() });
+            return Err(OperatorError::Shape {
+                what: "forward input",
+                expected: r * r,
+                got: x.ncols(),
+            });
         }
         let n = x.nrows();
         match &self.solver {
@@ -133,34 +157,47 @@ impl NavierStokes2d {
         }
     }
 
-    fn run_typed<T: NsFloat>(&self, s: &NsSolver<T>, x: ArrayView2<'_, f32>, n: usize) -> Result<(Array2<f32>, Vec<SampleResult>)> {
+    fn run_typed<T: NsFloat>(
+        &self,
+        s: &NsSolver<T>,
+        x: ArrayView2<'_, f32>,
+        n: usize,
+    ) -> Result<(Array2<f32>, Vec<SampleResult>)> {
         let r = self.cfg.resolution;
         let scale = self.cfg.input_scale;
         let mut w0 = Array3::<T>::zeros((n, r, r));
         if let Some(dst) = w0.as_slice_mut() {
-            dst.par_chunks_mut(r * r).zip(x.axis_iter(ndarray::Axis(0)).into_par_iter()).for_each(|(d, row)| {
-                for (o, &v) in d.iter_mut().zip(row.iter()) {
-                    *o = T::lit(v as f64 * scale);
-                }
-            });
+            dst.par_chunks_mut(r * r)
+                .zip(x.axis_iter(ndarray::Axis(0)).into_par_iter())
+                .for_each(|(d, row)| {
+                    for (o, &v) in d.iter_mut().zip(row.iter()) {
+                        *o = T::lit(v as f64 * scale);
+                    }
+                });
         }
         let (sol, status) = s.solve_batch(w0.view())?;
         let (oh, ow, f) = (self.out_h, self.out_w, self.cfg.subsample);
         let mut y = Array2::<f32>::from_elem((n, oh * ow), f32::NAN);
-        y.axis_iter_mut(ndarray::Axis(0)).into_par_iter().enumerate().for_each(|(b, mut row)| {
-            if status[b].is_ok() {
-                for i in 0..oh {
-                    for j in 0..ow {
-                        row[i * ow + j] = sol[[b, i * f, j * f]].as_f64() as f32;
+        y.axis_iter_mut(ndarray::Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(b, mut row)| {
+                if status[b].is_ok() {
+                    for i in 0..oh {
+                        for j in 0..ow {
+                            row[i * ow + j] = sol[[b, i * f, j * f]].as_f64() as f32;
+                        }
                     }
                 }
-            }
-        });
+            });
         Ok((y, status))
     }
 
     /// Solve every row and also return each sample's step statistics (or failure reason).
-    pub fn forward_with_stats(&self, x: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Vec<SampleResult>)> {
+    pub fn forward_with_stats(
+        &self,
+        x: ArrayView2<'_, f32>,
+    ) -> Result<(Array2<f32>, Vec<SampleResult>)> {
         self.run(x)
     }
 
@@ -171,14 +208,17 @@ impl NavierStokes2d {
         let mut y = self.forward(x)?;
         let sigma = self.cfg.noise_sigma;
         if sigma > 0.0 {
-            y.axis_iter_mut(ndarray::Axis(0)).into_par_iter().enumerate().for_each(|(i, mut row)| {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                rng.set_stream(i as u64);
-                for v in row.iter_mut() {
-                    let e: f64 = rng.sample(StandardNormal);
-                    *v = (*v as f64 + sigma * e) as f32;
-                }
-            });
+            y.axis_iter_mut(ndarray::Axis(0))
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(i, mut row)| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    rng.set_stream(i as u64);
+                    for v in row.iter_mut() {
+                        let e: f64 = rng.sample(StandardNormal);
+                        *v = (*v as f64 + sigma * e) as f32;
+                    }
+                });
         }
         Ok(y)
     }

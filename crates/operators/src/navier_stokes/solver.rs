@@ -86,7 +86,10 @@ impl Default for NsConfig {
             re: 200.0,
             t_final: 1.0,
             time_step: TimeStep::Adaptive,
-            forcing: Forcing::Kolmogorov { amplitude: 4.0, wavenumber: 4.0 },
+            forcing: Forcing::Kolmogorov {
+                amplitude: 4.0,
+                wavenumber: 4.0,
+            },
             max_steps: 200_000,
         }
     }
@@ -110,6 +113,8 @@ pub type SampleResult = std::result::Result<SolveStats, String>;
 struct Stage<T: NsFloat> {
     a: Vec<Complex<T>>,
     b: Vec<Complex<T>>,
+    /// `1 / (1 + dt G / (2 Re))` per mode for the current step.
+    inv_den: Vec<T>,
     wr: Vec<T>,
     qr: Vec<T>,
     vr: Vec<T>,
@@ -130,16 +135,22 @@ struct Workspace<T: NsFloat> {
 pub struct NsSolver<T: NsFloat> {
     fft: Fft2<T>,
     cfg: NsConfig,
-    /// Derivative wavenumber along axis 0 per spectrum row (Nyquist set to 0).
-    k1d: Vec<T>,
-    /// Derivative wavenumber along axis 1 per spectrum column (Nyquist set to 0).
-    k2d: Vec<T>,
+    /// Derivative wavenumber along axis 0 per mode (column-major, Nyquist set to 0).
+    k1: Vec<T>,
+    /// Derivative wavenumber along axis 1 per mode (Nyquist set to 0).
+    k2: Vec<T>,
     /// `G / Re` per mode (column-major).
     gg: Vec<T>,
-    /// `1 / G` per mode, `1` at the mean mode.
-    inv_lap: Vec<T>,
-    /// 2/3-rule mask per mode: `k1^2 + k2^2 <= (H/3)^2 + (W/3)^2`, mean mode removed.
-    dealias: Vec<bool>,
+    /// Per-mode multipliers of the three inverse transforms of the nonlinear term, with the
+    /// 2/3-rule mask (`k1^2 + k2^2 <= (H/3)^2 + (W/3)^2`, mean mode removed) and the inverse
+    /// FFT's `1 / (H W)` folded in: `w_d = c_w w`, `q = i c_q w`, `v = -i c_v w`, where
+    /// `c_q = k2 / G`, `c_v = k1 / G` on the kept modes.
+    c_w: Vec<T>,
+    c_q: Vec<T>,
+    c_v: Vec<T>,
+    /// The same velocity multipliers without the mask, for the CFL speed.
+    c_q_full: Vec<T>,
+    c_v_full: Vec<T>,
     /// Spectrum of the forcing, if any.
     f_h: Option<Vec<Complex<T>>>,
     /// `sqrt(max |f|)` (1 when unforced).
@@ -172,7 +183,10 @@ impl<T: NsFloat> NsSolver<T> {
             });
         }
         if !(cfg.re.is_finite() && cfg.re > 0.0) {
-            return Err(OperatorError::InvalidParameter { name: "re", reason: format!("must be positive, got {}", cfg.re) });
+            return Err(OperatorError::InvalidParameter {
+                name: "re",
+                reason: format!("must be positive, got {}", cfg.re),
+            });
         }
         if !(cfg.t_final.is_finite() && cfg.t_final >= 0.0) {
             return Err(OperatorError::InvalidParameter {
@@ -182,45 +196,74 @@ impl<T: NsFloat> NsSolver<T> {
         }
         if let TimeStep::Fixed(dt) = cfg.time_step {
             if !(dt.is_finite() && dt > 0.0) {
-                return Err(OperatorError::InvalidParameter { name: "dt", reason: format!("must be positive, got {dt}") });
+                return Err(OperatorError::InvalidParameter {
+                    name: "dt",
+                    reason: format!("must be positive, got {dt}"),
+                });
             }
         }
-        if let Forcing::Kolmogorov { amplitude, wavenumber } = cfg.forcing {
+        if let Forcing::Kolmogorov {
+            amplitude,
+            wavenumber,
+        } = cfg.forcing
+        {
             if !(amplitude.is_finite() && wavenumber.is_finite()) {
-                return Err(OperatorError::InvalidParameter { name: "forcing", reason: "non-finite parameters".into() });
+                return Err(OperatorError::InvalidParameter {
+                    name: "forcing",
+                    reason: "non-finite parameters".into(),
+                });
             }
         }
         if cfg.max_steps == 0 {
-            return Err(OperatorError::InvalidParameter { name: "max_steps", reason: "must be at least 1".into() });
+            return Err(OperatorError::InvalidParameter {
+                name: "max_steps",
+                reason: "must be at least 1".into(),
+            });
         }
         let fft = Fft2::<T>::new(h, w);
         let wc = fft.wc;
-        let k1d: Vec<T> = (0..h)
-            .map(|i| {
-                let k = if i < h / 2 { i as f64 } else if i == h / 2 { 0.0 } else { i as f64 - h as f64 };
-                T::lit(k)
-            })
-            .collect();
-        let k2d: Vec<T> = (0..wc).map(|j| T::lit(if j < w / 2 { j as f64 } else { 0.0 })).collect();
         let n = h * wc;
+        let scale = 1.0 / (h * w) as f64;
+        let mut k1 = vec![T::zero(); n];
+        let mut k2 = vec![T::zero(); n];
         let mut gg = vec![T::zero(); n];
-        let mut inv_lap = vec![T::zero(); n];
-        let mut dealias = vec![false; n];
+        let mut c_w = vec![T::zero(); n];
+        let mut c_q = vec![T::zero(); n];
+        let mut c_v = vec![T::zero(); n];
+        let mut c_q_full = vec![T::zero(); n];
+        let mut c_v_full = vec![T::zero(); n];
         let cut = (h as f64 / 3.0).powi(2) + (w as f64 / 3.0).powi(2);
         for j in 0..wc {
             for i in 0..h {
-                let k1 = if i < h / 2 { i as f64 } else { i as f64 - h as f64 };
-                let k2 = j as f64;
-                let g = k1 * k1 + k2 * k2;
+                let k1f = if i < h / 2 {
+                    i as f64
+                } else {
+                    i as f64 - h as f64
+                };
+                let k2f = j as f64;
+                // Derivative wavenumbers: the Nyquist modes are set to 0.
+                let k1d = if i == h / 2 { 0.0 } else { k1f };
+                let k2d = if j == w / 2 { 0.0 } else { k2f };
+                let g = k1f * k1f + k2f * k2f;
                 let m = j * h + i;
+                let inv_lap = if m == 0 { 1.0 } else { 1.0 / g };
+                let keep = if m != 0 && g <= cut { 1.0 } else { 0.0 };
+                k1[m] = T::lit(k1d);
+                k2[m] = T::lit(k2d);
                 gg[m] = T::lit(g) / T::lit(cfg.re);
-                inv_lap[m] = if m == 0 { T::one() } else { T::one() / T::lit(g) };
-                dealias[m] = m != 0 && g <= cut;
+                c_w[m] = T::lit(keep * scale);
+                c_q[m] = T::lit(keep * k2d * inv_lap * scale);
+                c_v[m] = T::lit(keep * k1d * inv_lap * scale);
+                c_q_full[m] = T::lit(k2d * inv_lap * scale);
+                c_v_full[m] = T::lit(k1d * inv_lap * scale);
             }
         }
         let (f_h, xi) = match cfg.forcing {
             Forcing::None => (None, 1.0),
-            Forcing::Kolmogorov { amplitude, wavenumber } => {
+            Forcing::Kolmogorov {
+                amplitude,
+                wavenumber,
+            } => {
                 let mut f = vec![T::zero(); h * w];
                 let mut fmax = 0.0f64;
                 for i in 0..h {
@@ -237,7 +280,21 @@ impl<T: NsFloat> NsSolver<T> {
                 (Some(spec), if fmax > 0.0 { fmax.sqrt() } else { 1.0 })
             }
         };
-        Ok(Self { fft, cfg, k1d, k2d, gg, inv_lap, dealias, f_h, xi, pool: Mutex::new(Vec::new()) })
+        Ok(Self {
+            fft,
+            cfg,
+            k1,
+            k2,
+            gg,
+            c_w,
+            c_q,
+            c_v,
+            c_q_full,
+            c_v_full,
+            f_h,
+            xi,
+            pool: Mutex::new(Vec::new()),
+        })
     }
 
     /// Grid rows.
@@ -267,6 +324,7 @@ impl<T: NsFloat> NsSolver<T> {
                 st: Stage {
                     a: vec![z; n],
                     b: vec![z; n],
+                    inv_den: vec![T::zero(); n],
                     wr: vec![T::zero(); r],
                     qr: vec![T::zero(); r],
                     vr: vec![T::zero(); r],
@@ -283,46 +341,56 @@ impl<T: NsFloat> NsSolver<T> {
     }
 
     /// `out = N(w_h)`: the advection term `-u . grad w` (from the dealiased vorticity) plus
-    /// the forcing, in Fourier space. 5 FFTs.
+    /// the forcing, in Fourier space. 5 FFTs and 4 passes over the modes, with no integer
+    /// arithmetic in the loops (every per-mode factor is a precomputed table).
     fn nonlinear(&self, w_h: &[Complex<T>], out: &mut [Complex<T>], st: &mut Stage<T>) {
-        let h = self.fft.h;
-        let Stage { a: ws_a, b: ws_b, wr, qr, vr, fft: s } = st;
-        let z = Complex::new(T::zero(), T::zero());
-        for (m, (a, &w)) in ws_a.iter_mut().zip(w_h).enumerate() {
-            *a = if self.dealias[m] { w } else { z };
+        let Stage {
+            a,
+            b,
+            wr,
+            qr,
+            vr,
+            fft: s,
+            ..
+        } = st;
+        // w_d = dealiased w, and (from the same spectrum) q = psi_y = i k2 psi, v = -psi_x = -i k1 psi.
+        for ((a, &w), &c) in a.iter_mut().zip(w_h).zip(&self.c_w) {
+            *a = w * c;
         }
-        self.fft.irfft2(ws_a, wr, s);
-        // q = psi_y: i k2 psi.
-        for (m, (b, &a)) in ws_b.iter_mut().zip(ws_a.iter()).enumerate() {
-            let c = self.k2d[m / h] * self.inv_lap[m];
-            *b = Complex::new(-a.im * c, a.re * c);
+        self.fft.irfft2_unscaled_consume(a, wr, s);
+        for ((a, &w), &c) in a.iter_mut().zip(w_h).zip(&self.c_q) {
+            *a = Complex::new(-w.im * c, w.re * c);
         }
-        self.fft.irfft2(ws_b, qr, s);
-        // v = -psi_x: -i k1 psi.
-        for (m, (b, &a)) in ws_b.iter_mut().zip(ws_a.iter()).enumerate() {
-            let c = self.k1d[m % h] * self.inv_lap[m];
-            *b = Complex::new(a.im * c, -a.re * c);
+        self.fft.irfft2_unscaled_consume(a, qr, s);
+        for ((a, &w), &c) in a.iter_mut().zip(w_h).zip(&self.c_v) {
+            *a = Complex::new(w.im * c, -w.re * c);
         }
-        self.fft.irfft2(ws_b, vr, s);
+        self.fft.irfft2_unscaled_consume(a, vr, s);
         for ((q, v), &w) in qr.iter_mut().zip(vr.iter_mut()).zip(wr.iter()) {
             *q = *q * w;
             *v = *v * w;
         }
-        // -i k1 F[q w]
-        self.fft.rfft2(qr, ws_b, s);
-        for (m, (o, &b)) in out.iter_mut().zip(ws_b.iter()).enumerate() {
-            let c = self.k1d[m % h];
-            *o = Complex::new(b.im * c, -b.re * c);
-        }
-        // -i k2 F[v w]
-        self.fft.rfft2(vr, ws_b, s);
-        for (m, (o, &b)) in out.iter_mut().zip(ws_b.iter()).enumerate() {
-            let c = self.k2d[m / h];
-            *o = *o + Complex::new(b.im * c, -b.re * c);
-        }
-        if let Some(f_h) = &self.f_h {
-            for (o, &f) in out.iter_mut().zip(f_h) {
-                *o = *o + f;
+        // out = -i k1 F[q w] - i k2 F[v w] + F[f]
+        self.fft.rfft2(qr, a, s);
+        self.fft.rfft2(vr, b, s);
+        let it = out
+            .iter_mut()
+            .zip(a.iter())
+            .zip(b.iter())
+            .zip(self.k1.iter().zip(&self.k2));
+        match &self.f_h {
+            Some(f_h) => {
+                for ((((o, &fa), &fb), (&k1, &k2)), &f) in it.zip(f_h) {
+                    *o = Complex::new(
+                        fa.im * k1 + fb.im * k2 + f.re,
+                        f.im - fa.re * k1 - fb.re * k2,
+                    );
+                }
+            }
+            None => {
+                for (((o, &fa), &fb), (&k1, &k2)) in it {
+                    *o = Complex::new(fa.im * k1 + fb.im * k2, -(fa.re * k1 + fb.re * k2));
+                }
             }
         }
     }
@@ -330,28 +398,24 @@ impl<T: NsFloat> NsSolver<T> {
     /// CFL step for the current spectrum `ws.w_h` (2 FFTs), or an error if the speed is not
     /// finite.
     fn cfl_dt(&self, ws: &mut Workspace<T>) -> std::result::Result<f64, StepError> {
-        let h = self.fft.h;
         let Workspace { w_h, st, .. } = ws;
-        for (m, (b, &w)) in st.b.iter_mut().zip(w_h.iter()).enumerate() {
-            let c = self.k2d[m / h] * self.inv_lap[m];
-            *b = Complex::new(-w.im * c, w.re * c);
+        for ((a, &w), &c) in st.a.iter_mut().zip(w_h.iter()).zip(&self.c_q_full) {
+            *a = Complex::new(-w.im * c, w.re * c);
         }
-        self.fft.irfft2(&st.b, &mut st.qr, &mut st.fft);
-        for (m, (b, &w)) in st.b.iter_mut().zip(w_h.iter()).enumerate() {
-            let c = self.k1d[m % h] * self.inv_lap[m];
-            *b = Complex::new(w.im * c, -w.re * c);
+        self.fft
+            .irfft2_unscaled_consume(&mut st.a, &mut st.qr, &mut st.fft);
+        for ((a, &w), &c) in st.a.iter_mut().zip(w_h.iter()).zip(&self.c_v_full) {
+            *a = Complex::new(w.im * c, -w.re * c);
         }
-        self.fft.irfft2(&st.b, &mut st.vr, &mut st.fft);
+        self.fft
+            .irfft2_unscaled_consume(&mut st.a, &mut st.vr, &mut st.fft);
         let mut max2 = T::zero();
-        let mut finite = true;
         for (&q, &v) in st.qr.iter().zip(st.vr.iter()) {
             let s2 = q * q + v * v;
-            finite &= s2.is_finite();
-            if s2 > max2 {
-                max2 = s2;
-            }
+            // `max` that lets a NaN through, checked once below.
+            max2 = if s2 > max2 || s2.is_nan() { s2 } else { max2 };
         }
-        if !finite {
+        if !max2.is_finite() {
             return Err(StepError::NonFinite);
         }
         let hh = 1.0 / (self.fft.h.max(self.fft.w) as f64);
@@ -369,25 +433,41 @@ impl<T: NsFloat> NsSolver<T> {
     fn step(&self, ws: &mut Workspace<T>, dt: f64) -> std::result::Result<(), StepError> {
         let dt_t = T::lit(dt);
         let half = T::lit(0.5);
-        let Workspace { w_h, w_tilde, n1, n2, st } = ws;
+        let hdt = half * dt_t;
+        let Workspace {
+            w_h,
+            w_tilde,
+            n1,
+            n2,
+            st,
+        } = ws;
+        // a = dt G / (2 Re); w_tilde = (w + dt N(w) - a w) / (1 + a).
+        for (d, &g) in st.inv_den.iter_mut().zip(&self.gg) {
+            *d = T::one() / (T::one() + hdt * g);
+        }
         self.nonlinear(w_h, n1, st);
-        for m in 0..w_h.len() {
-            let g = self.gg[m];
-            let den = T::one() + half * dt_t * g;
-            let w = w_h[m];
-            let num = w + (n1[m] - w * (half * g)) * dt_t;
-            w_tilde[m] = num / den;
+        for ((((wt, &w), &n), &g), &inv) in w_tilde
+            .iter_mut()
+            .zip(w_h.iter())
+            .zip(n1.iter())
+            .zip(&self.gg)
+            .zip(&st.inv_den)
+        {
+            *wt = (w * (T::one() - hdt * g) + n * dt_t) * inv;
         }
         self.nonlinear(w_tilde, n2, st);
+        // w_{n+1} = (w + dt (N(w) + N(w_tilde)) / 2 - a w) / (1 + a).
         let mut finite = true;
-        for m in 0..w_h.len() {
-            let g = self.gg[m];
-            let den = T::one() + half * dt_t * g;
-            let w = w_h[m];
-            let num = w + ((n1[m] + n2[m]) * half - w * (half * g)) * dt_t;
-            let nw = num / den;
+        for ((((w, &na), &nb), &g), &inv) in w_h
+            .iter_mut()
+            .zip(n1.iter())
+            .zip(n2.iter())
+            .zip(&self.gg)
+            .zip(&st.inv_den)
+        {
+            let nw = (*w * (T::one() - hdt * g) + (na + nb) * hdt) * inv;
             finite &= nw.re.is_finite() && nw.im.is_finite();
-            w_h[m] = nw;
+            *w = nw;
         }
         if finite {
             Ok(())
@@ -411,7 +491,11 @@ impl<T: NsFloat> NsSolver<T> {
     pub fn solve_one(&self, w0: &[T], out: &mut [T]) -> SampleResult {
         let n = self.fft.h * self.fft.w;
         if w0.len() != n || out.len() != n {
-            return Err(format!("expected {n} values, got {} in and {} out", w0.len(), out.len()));
+            return Err(format!(
+                "expected {n} values, got {} in and {} out",
+                w0.len(),
+                out.len()
+            ));
         }
         if let Some(p) = w0.iter().position(|v| !v.is_finite()) {
             return Err(format!("non-finite initial vorticity at grid index {p}"));
@@ -431,10 +515,16 @@ impl<T: NsFloat> NsSolver<T> {
         let adaptive = !matches!(self.cfg.time_step, TimeStep::Fixed(_));
         let mut dt = match self.cfg.time_step {
             TimeStep::Fixed(dt) => dt,
-            _ => self.cfl_dt(ws).map_err(|_| "velocity became non-finite at t = 0".to_string())?,
+            _ => self
+                .cfl_dt(ws)
+                .map_err(|_| "velocity became non-finite at t = 0".to_string())?,
         };
         let mut time = 0.0f64;
-        let mut stats = SolveStats { steps: 0, dt_min: f64::INFINITY, dt_max: 0.0 };
+        let mut stats = SolveStats {
+            steps: 0,
+            dt_min: f64::INFINITY,
+            dt_max: 0.0,
+        };
         while time < t_end {
             if stats.steps >= self.cfg.max_steps {
                 return Err(format!(
@@ -443,7 +533,8 @@ impl<T: NsFloat> NsSolver<T> {
                 ));
             }
             let cur = if time + dt > t_end { t_end - time } else { dt };
-            self.step(ws, cur).map_err(|_| format!("vorticity became non-finite at t = {:.6}", time + cur))?;
+            self.step(ws, cur)
+                .map_err(|_| format!("vorticity became non-finite at t = {:.6}", time + cur))?;
             stats.steps += 1;
             stats.dt_max = stats.dt_max.max(cur);
             if cur == dt || stats.steps == 1 {
@@ -451,7 +542,9 @@ impl<T: NsFloat> NsSolver<T> {
             }
             time += cur;
             if adaptive {
-                dt = self.cfl_dt(ws).map_err(|_| format!("velocity became non-finite at t = {time:.6}"))?;
+                dt = self
+                    .cfl_dt(ws)
+                    .map_err(|_| format!("velocity became non-finite at t = {time:.6}"))?;
             }
         }
         if stats.steps == 0 {
@@ -466,7 +559,11 @@ impl<T: NsFloat> NsSolver<T> {
     pub fn solve_batch(&self, w0: ArrayView3<'_, T>) -> Result<(Array3<T>, Vec<SampleResult>)> {
         let (nb, h, w) = w0.dim();
         if h != self.fft.h || w != self.fft.w {
-            return Err(OperatorError::Shape { what: "initial vorticity grid", expected: self.fft.h * self.fft.w, got: h * w });
+            return Err(OperatorError::Shape {
+                what: "initial vorticity grid",
+                expected: self.fft.h * self.fft.w,
+                got: h * w,
+            });
         }
         let w0 = w0.as_standard_layout();
         let src = w0.as_slice().unwrap_or(&[]);
@@ -503,15 +600,31 @@ impl<T: NsFloat> NsSolver<T> {
             .par_chunks(n)
             .map(|x| {
                 if let Some(p) = x.iter().position(|v| !v.is_finite()) {
-                    return Slot { ws: None, dt: 0.0, status: Err(format!("non-finite initial vorticity at grid index {p}")) };
+                    return Slot {
+                        ws: None,
+                        dt: 0.0,
+                        status: Err(format!("non-finite initial vorticity at grid index {p}")),
+                    };
                 }
                 let mut ws = self.take_workspace();
                 self.load(&mut ws, x);
                 match self.cfl_dt(&mut ws) {
-                    Ok(dt) => Slot { ws: Some(ws), dt, status: Ok(SolveStats { steps: 0, dt_min: f64::INFINITY, dt_max: 0.0 }) },
+                    Ok(dt) => Slot {
+                        ws: Some(ws),
+                        dt,
+                        status: Ok(SolveStats {
+                            steps: 0,
+                            dt_min: f64::INFINITY,
+                            dt_max: 0.0,
+                        }),
+                    },
                     Err(_) => {
                         self.give_workspace(ws);
-                        Slot { ws: None, dt: 0.0, status: Err("velocity became non-finite at t = 0".into()) }
+                        Slot {
+                            ws: None,
+                            dt: 0.0,
+                            status: Err("velocity became non-finite at t = 0".into()),
+                        }
                     }
                 }
             })
@@ -520,13 +633,20 @@ impl<T: NsFloat> NsSolver<T> {
         let mut time = 0.0f64;
         let mut steps = 0usize;
         while time < t_end {
-            let dt = slots.iter().filter(|s| s.ws.is_some()).map(|s| s.dt).fold(f64::INFINITY, f64::min);
+            let dt = slots
+                .iter()
+                .filter(|s| s.ws.is_some())
+                .map(|s| s.dt)
+                .fold(f64::INFINITY, f64::min);
             if !dt.is_finite() {
                 break; // every sample failed
             }
             if steps >= self.cfg.max_steps {
                 for s in slots.iter_mut().filter(|s| s.ws.is_some()) {
-                    s.status = Err(format!("step limit {} reached at t = {time:.6} (batch CFL step {dt:.3e})", self.cfg.max_steps));
+                    s.status = Err(format!(
+                        "step limit {} reached at t = {time:.6} (batch CFL step {dt:.3e})",
+                        self.cfg.max_steps
+                    ));
                     if let Some(ws) = s.ws.take() {
                         self.give_workspace(ws);
                     }
@@ -535,30 +655,38 @@ impl<T: NsFloat> NsSolver<T> {
             }
             let cur = if time + dt > t_end { t_end - time } else { dt };
             let t_next = time + cur;
-            slots.par_iter_mut().filter(|s| s.ws.is_some()).for_each(|s| {
-                let Some(ws) = s.ws.as_mut() else { return };
-                let r = self.step(ws, cur).map_err(|_| format!("vorticity became non-finite at t = {t_next:.6}")).and_then(|_| {
-                    self.cfl_dt(ws).map_err(|_| format!("velocity became non-finite at t = {t_next:.6}"))
-                });
-                match r {
-                    Ok(new_dt) => {
-                        s.dt = new_dt;
-                        if let Ok(st) = s.status.as_mut() {
-                            st.steps += 1;
-                            st.dt_max = st.dt_max.max(cur);
-                            if cur == dt || st.steps == 1 {
-                                st.dt_min = st.dt_min.min(cur);
+            slots
+                .par_iter_mut()
+                .filter(|s| s.ws.is_some())
+                .for_each(|s| {
+                    let Some(ws) = s.ws.as_mut() else { return };
+                    let r = self
+                        .step(ws, cur)
+                        .map_err(|_| format!("vorticity became non-finite at t = {t_next:.6}"))
+                        .and_then(|_| {
+                            self.cfl_dt(ws).map_err(|_| {
+                                format!("velocity became non-finite at t = {t_next:.6}")
+                            })
+                        });
+                    match r {
+                        Ok(new_dt) => {
+                            s.dt = new_dt;
+                            if let Ok(st) = s.status.as_mut() {
+                                st.steps += 1;
+                                st.dt_max = st.dt_max.max(cur);
+                                if cur == dt || st.steps == 1 {
+                                    st.dt_min = st.dt_min.min(cur);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            s.status = Err(e);
+                            if let Some(ws) = s.ws.take() {
+                                self.give_workspace(ws);
                             }
                         }
                     }
-                    Err(e) => {
-                        s.status = Err(e);
-                        if let Some(ws) = s.ws.take() {
-                            self.give_workspace(ws);
-                        }
-                    }
-                }
-            });
+                });
             time = t_next;
             steps += 1;
         }

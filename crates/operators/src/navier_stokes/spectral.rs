@@ -1,4 +1,4 @@
-//! Two-dimensional real FFTs on an `H x W` periodic grid, built from rustfft/realfft plans.
+//! Two-dimensional real FFTs on an `H x W` periodic grid, built from rustfft plans.
 //!
 //! Layout. A real field is stored row-major, `f[i * W + j]`, `i` along axis 0 ("x", size `H`)
 //! and `j` along axis 1 ("y", size `W`). Its half spectrum (the `rfft2` of numpy/PyTorch:
@@ -9,19 +9,24 @@
 //! Conventions match `torch.fft.rfft2` / `irfft2` with the default ("backward") norm: the
 //! forward transform is unnormalised, the inverse divides by `H * W`.
 //!
-//! Cost. One `rfft2` or `irfft2` is `H` real transforms of length `W` plus `W/2+1` complex
-//! transforms of length `H`: about `2.5 * H * W * log2(H * W)` flops, and three passes over
+//! Cost. One `rfft2` or `irfft2` is `H/2` complex transforms of length `W` (two real rows
+//! packed in each) plus `W/2+1` complex transforms of length `H`: about `2.5 * H * W * log2(H * W)` flops, and three passes over
 //! `H * W` values.
 
 use std::sync::Arc;
 
 use num_complex::Complex;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 
 use super::float::NsFloat;
 
 /// FFT plans for one grid size, built once and shared by every thread.
+///
+/// The real transforms along axis 1 are done two rows at a time: rows `a` and `b` are packed
+/// into one complex row `z = a + i b`, transformed with a complex FFT of length `W` (all `H/2`
+/// pairs in one batched rustfft call), and separated with the Hermitian symmetry
+/// `A[k] = (Z[k] + conj Z[W-k]) / 2`, `B[k] = (Z[k] - conj Z[W-k]) / (2 i)` (and the reverse
+/// for the inverse). The pack/unpack loops are plain arithmetic on contiguous rows.
 pub struct Fft2<T: NsFloat> {
     /// Grid rows (axis 0).
     pub h: usize,
@@ -29,37 +34,46 @@ pub struct Fft2<T: NsFloat> {
     pub w: usize,
     /// Number of half-spectrum columns, `w / 2 + 1`.
     pub wc: usize,
-    r2c: Arc<dyn RealToComplex<T>>,
-    c2r: Arc<dyn ComplexToReal<T>>,
+    row_fwd: Arc<dyn Fft<T>>,
+    row_inv: Arc<dyn Fft<T>>,
     fwd: Arc<dyn Fft<T>>,
     inv: Arc<dyn Fft<T>>,
 }
 
 impl<T: NsFloat> std::fmt::Debug for Fft2<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fft2").field("h", &self.h).field("w", &self.w).finish()
+        f.debug_struct("Fft2")
+            .field("h", &self.h)
+            .field("w", &self.w)
+            .finish()
     }
 }
 
 /// Scratch buffers for one thread: everything a transform needs, allocated once.
 pub struct FftScratch<T: NsFloat> {
-    row_real: Vec<T>,
-    row_cplx: Vec<Complex<T>>,
+    /// `H/2` packed row pairs of `W` complex values.
+    pairs: Vec<Complex<T>>,
     col: Vec<Complex<T>>,
-    real_scratch: Vec<Complex<T>>,
-    cplx_scratch: Vec<Complex<T>>,
+    scratch: Vec<Complex<T>>,
 }
 
 impl<T: NsFloat> Fft2<T> {
-    /// Plan the transforms for an `h x w` grid.
+    /// Plan the transforms for an `h x w` grid (`h` even).
     pub fn new(h: usize, w: usize) -> Self {
-        let mut rp = RealFftPlanner::<T>::new();
-        let r2c = rp.plan_fft_forward(w);
-        let c2r = rp.plan_fft_inverse(w);
         let mut cp = FftPlanner::<T>::new();
+        let row_fwd = cp.plan_fft_forward(w);
+        let row_inv = cp.plan_fft_inverse(w);
         let fwd = cp.plan_fft_forward(h);
         let inv = cp.plan_fft_inverse(h);
-        Self { h, w, wc: w / 2 + 1, r2c, c2r, fwd, inv }
+        Self {
+            h,
+            w,
+            wc: w / 2 + 1,
+            row_fwd,
+            row_inv,
+            fwd,
+            inv,
+        }
     }
 
     /// Number of complex modes of a half spectrum, `h * (w/2 + 1)`.
@@ -70,14 +84,15 @@ impl<T: NsFloat> Fft2<T> {
     /// Allocate the scratch buffers for one thread.
     pub fn scratch(&self) -> FftScratch<T> {
         let zero = Complex::new(T::zero(), T::zero());
-        let rs = self.r2c.get_scratch_len().max(self.c2r.get_scratch_len());
-        let cs = self.fwd.get_inplace_scratch_len().max(self.inv.get_inplace_scratch_len());
+        let cs = [&self.fwd, &self.inv, &self.row_fwd, &self.row_inv]
+            .iter()
+            .map(|f| f.get_inplace_scratch_len())
+            .max()
+            .unwrap_or(0);
         FftScratch {
-            row_real: vec![T::zero(); self.w],
-            row_cplx: vec![zero; self.wc],
+            pairs: vec![zero; self.h / 2 * self.w],
             col: vec![zero; self.spec_len()],
-            real_scratch: vec![zero; rs],
-            cplx_scratch: vec![zero; cs],
+            scratch: vec![zero; cs],
         }
     }
 
@@ -87,16 +102,27 @@ impl<T: NsFloat> Fft2<T> {
         let (h, w, wc) = (self.h, self.w, self.wc);
         debug_assert_eq!(field.len(), h * w);
         debug_assert_eq!(spec.len(), h * wc);
-        for i in 0..h {
-            s.row_real.copy_from_slice(&field[i * w..(i + 1) * w]);
-            // Lengths are right by construction, so the only error realfft can report is
-            // impossible here.
-            let _ = self.r2c.process_with_scratch(&mut s.row_real, &mut s.row_cplx, &mut s.real_scratch);
-            for (j, v) in s.row_cplx.iter().enumerate() {
-                spec[j * h + i] = *v;
+        for (z, rows) in s.pairs.chunks_exact_mut(w).zip(field.chunks_exact(2 * w)) {
+            let (ra, rb) = rows.split_at(w);
+            for ((z, &a), &b) in z.iter_mut().zip(ra).zip(rb) {
+                *z = Complex::new(a, b);
             }
         }
-        self.fwd.process_with_scratch(spec, &mut s.cplx_scratch);
+        self.row_fwd
+            .process_with_scratch(&mut s.pairs, &mut s.scratch);
+        let half = T::lit(0.5);
+        for (p, z) in s.pairs.chunks_exact(w).enumerate() {
+            let (i0, i1) = (2 * p, 2 * p + 1);
+            for k in 0..wc {
+                let zk = z[k];
+                let zc = if k == 0 { z[0].conj() } else { z[w - k].conj() };
+                let a = (zk + zc) * half;
+                let d = (zk - zc) * half; // = i B
+                spec[k * h + i0] = a;
+                spec[k * h + i1] = Complex::new(d.im, -d.re);
+            }
+        }
+        self.fwd.process_with_scratch(spec, &mut s.scratch);
     }
 
     /// `field = irfft2(spec)` (divides by `h * w`). `spec` is left untouched.
@@ -104,23 +130,53 @@ impl<T: NsFloat> Fft2<T> {
     /// As in numpy/PyTorch, the imaginary parts of the `j = 0` and `j = w/2` columns after the
     /// axis-0 transform are ignored (they vanish for the spectrum of a real field).
     pub fn irfft2(&self, spec: &[Complex<T>], field: &mut [T], s: &mut FftScratch<T>) {
+        debug_assert_eq!(field.len(), self.h * self.w);
+        let mut col = std::mem::take(&mut s.col);
+        col.copy_from_slice(spec);
+        self.irfft2_unscaled_consume(&mut col, field, s);
+        s.col = col;
+        let scale = T::one() / T::lit((self.h * self.w) as f64);
+        for v in field.iter_mut() {
+            *v = *v * scale;
+        }
+    }
+
+    /// `field = h * w * irfft2(spec)`, **without** the `1 / (h w)` normalisation (callers fold
+    /// it into their spectral coefficients), using `spec` as scratch (its values are destroyed).
+    pub fn irfft2_unscaled_consume(
+        &self,
+        spec: &mut [Complex<T>],
+        field: &mut [T],
+        s: &mut FftScratch<T>,
+    ) {
         let (h, w, wc) = (self.h, self.w, self.wc);
         debug_assert_eq!(field.len(), h * w);
-        s.col.copy_from_slice(spec);
-        self.inv.process_with_scratch(&mut s.col, &mut s.cplx_scratch);
-        let scale = T::one() / T::lit((h * w) as f64);
-        for i in 0..h {
-            for j in 0..wc {
-                s.row_cplx[j] = s.col[j * h + i];
+        debug_assert_eq!(spec.len(), h * wc);
+        self.inv.process_with_scratch(spec, &mut s.scratch);
+        let zero = T::zero();
+        for (p, z) in s.pairs.chunks_exact_mut(w).enumerate() {
+            let (i0, i1) = (2 * p, 2 * p + 1);
+            for k in 0..wc {
+                let mut a = spec[k * h + i0];
+                let mut b = spec[k * h + i1];
+                if k == 0 || 2 * k == w {
+                    a.im = zero;
+                    b.im = zero;
+                }
+                // z[k] = A + i B; z[w - k] = conj(A) + i conj(B).
+                z[k] = Complex::new(a.re - b.im, a.im + b.re);
+                if k > 0 && 2 * k < w {
+                    z[w - k] = Complex::new(a.re + b.im, b.re - a.im);
+                }
             }
-            s.row_cplx[0].im = T::zero();
-            if w % 2 == 0 {
-                s.row_cplx[wc - 1].im = T::zero();
-            }
-            let out = &mut field[i * w..(i + 1) * w];
-            let _ = self.c2r.process_with_scratch(&mut s.row_cplx, out, &mut s.real_scratch);
-            for v in out.iter_mut() {
-                *v = *v * scale;
+        }
+        self.row_inv
+            .process_with_scratch(&mut s.pairs, &mut s.scratch);
+        for (z, rows) in s.pairs.chunks_exact(w).zip(field.chunks_exact_mut(2 * w)) {
+            let (ra, rb) = rows.split_at_mut(w);
+            for ((z, a), b) in z.iter().zip(ra.iter_mut()).zip(rb.iter_mut()) {
+                *a = z.re;
+                *b = z.im;
             }
         }
     }
