@@ -40,6 +40,7 @@
 //! ```
 
 pub mod cps;
+pub mod eki;
 pub mod enkg;
 pub mod error;
 pub mod problem;
@@ -48,6 +49,7 @@ pub mod solver;
 pub mod unconditional;
 
 pub use cps::{Cps, CpsConfig};
+pub use eki::{Eki, EkiConfig, EkiUpdate};
 pub use enkg::{Enkg, EnkgConfig};
 pub use error::{Result, SolverError};
 pub use problem::{CostSummary, Evaluator, Problem};
