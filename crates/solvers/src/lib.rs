@@ -40,16 +40,25 @@
 //! ```
 
 pub mod cps;
+pub mod dpg;
 pub mod eki;
+pub mod gsg;
+pub mod scg;
 pub mod enkg;
 pub mod error;
 pub mod problem;
 pub mod runner;
 pub mod solver;
+mod stochastic;
+#[cfg(test)]
+mod tests_common;
 pub mod unconditional;
 
 pub use cps::{Cps, CpsConfig};
+pub use dpg::{Dpg, DpgConfig};
 pub use eki::{Eki, EkiConfig, EkiUpdate};
+pub use gsg::{smoothed_gradient, Gsg, GsgConfig, GsgScheme};
+pub use scg::{Scg, ScgConfig};
 pub use enkg::{Enkg, EnkgConfig};
 pub use error::{Result, SolverError};
 pub use problem::{CostSummary, Evaluator, Problem};
