@@ -110,6 +110,7 @@ impl Likelihood for GaussianLikelihood {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use approx::assert_relative_eq;

@@ -190,9 +190,14 @@ impl Solver for Dpg {
             for c in 0..b {
                 let prev = state.x[[2 * b + c, 0]] as f64;
                 let l = l_ref[c] as f64;
-                z[c] = if prev < 0.0 { l } else { self.cfg.ema * prev + (1.0 - self.cfg.ema) * l };
+                z[c] = if prev < 0.0 {
+                    l
+                } else {
+                    self.cfg.ema * prev + (1.0 - self.cfg.ema) * l
+                };
                 state.x[[2 * b + c, 0]] = z[c] as f32;
-                radius[c] = (self.cfg.radius_factor * (2.0 * z[c] / d as f64).sqrt()).max(self.cfg.radius_min);
+                radius[c] = (self.cfg.radius_factor * (2.0 * z[c] / d as f64).sqrt())
+                    .max(self.cfg.radius_min);
             }
             // 2. Monte-Carlo losses; draw (c, k) from stream (seed, PERTURB, i, c M + k).
             let m = self.cfg.num_mc_samples;
@@ -201,7 +206,8 @@ impl Solver for Dpg {
             let mut start = 0;
             while start < total {
                 let len = self.cfg.batch_size.min(total - start);
-                let mut pts = normal_rows(len, d, state.seed, tags::PERTURB, i as u64, start as u64);
+                let mut pts =
+                    normal_rows(len, d, state.seed, tags::PERTURB, i as u64, start as u64);
                 for t in 0..len {
                     let c = (start + t) / m;
                     let mut row = pts.row_mut(t);
@@ -223,7 +229,10 @@ impl Solver for Dpg {
                     continue;
                 }
                 let block = &losses[c * m..(c + 1) * m];
-                let a: Vec<f64> = block.iter().map(|l| (-(l - l_ref[c] as f64) / z[c]).exp()).collect();
+                let a: Vec<f64> = block
+                    .iter()
+                    .map(|l| (-(l - l_ref[c] as f64) / z[c]).exp())
+                    .collect();
                 let sum: f64 = a.iter().sum();
                 for (k, ak) in a.iter().enumerate() {
                     let pb = (sum - ak) / (m as f64 - 1.0);
@@ -269,15 +278,30 @@ impl Solver for Dpg {
                 row.scaled_add(h, &mixed.row(c));
             }
             if self.cfg.sde {
-                add_noise(&mut next, f.sqrt() as f32, state.seed, tags::SDE, i as u64, 0);
+                add_noise(
+                    &mut next,
+                    f.sqrt() as f32,
+                    state.seed,
+                    tags::SDE,
+                    i as u64,
+                    0,
+                );
             }
             state.x.slice_mut(s![..b, ..]).assign(&next);
         }
         if let Some(p) = first_non_finite_row(state.x.slice(s![..b, ..])) {
-            return Err(SolverError::NonFiniteState { particle: p, step: i });
+            return Err(SolverError::NonFiniteState {
+                particle: p,
+                step: i,
+            });
         }
         state.step += 1;
-        Ok(StepInfo { step: i, sigma, guided, misfit })
+        Ok(StepInfo {
+            step: i,
+            sigma,
+            guided,
+            misfit,
+        })
     }
     fn finish(&self, _eval: &Evaluator<'_>, state: State) -> Result<Array2<f32>> {
         let b = self.cfg.num_samples.min(state.x.nrows());
@@ -286,6 +310,7 @@ impl Solver for Dpg {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::tests_common::{gaussian_problem_2d, sliced_w2};
@@ -313,8 +338,14 @@ mod tests {
         let kb = (k - 1) as u64 * b as u64;
         assert_eq!(out.cost.fwd_total, kb * (1 + m as u64));
         assert_eq!(out.cost.den_grad_total, kb);
-        assert_eq!(out.cost.fwd_grad_total, 0, "black box: no forward-model gradient");
-        assert_eq!(Runner::new(problem).run(&dpg, 2).unwrap().samples, out.samples);
+        assert_eq!(
+            out.cost.fwd_grad_total, 0,
+            "black box: no forward-model gradient"
+        );
+        assert_eq!(
+            Runner::new(problem).run(&dpg, 2).unwrap().samples,
+            out.samples
+        );
         let unc = Unconditional::new(UnconditionalConfig {
             num_samples: b,
             num_steps: k,
@@ -326,19 +357,40 @@ mod tests {
         let (m_dpg, m_unc) = (p.mean_misfit(&out.samples), p.mean_misfit(&base.samples));
         let (sw_dpg, sw_unc) = (sliced_w2(&p, &out.samples), sliced_w2(&p, &base.samples));
         eprintln!("DPG 2-D Gaussian: misfit {m_dpg:.3} (unconditional {m_unc:.3}), SW {sw_dpg:.3} (unconditional {sw_unc:.3})");
-        assert!(m_dpg < 0.5 * m_unc, "misfit {m_dpg} vs unconditional {m_unc}");
+        assert!(
+            m_dpg < 0.5 * m_unc,
+            "misfit {m_dpg} vs unconditional {m_unc}"
+        );
         assert!(sw_dpg < sw_unc, "SW {sw_dpg} vs unconditional {sw_unc}");
     }
 
     #[test]
     fn rejects_bad_configs() {
         for bad in [
-            DpgConfig { num_samples: 0, ..Default::default() },
-            DpgConfig { num_steps: 1, ..Default::default() },
-            DpgConfig { num_mc_samples: 1, ..Default::default() },
-            DpgConfig { batch_size: 0, ..Default::default() },
-            DpgConfig { momentum: 1.5, ..Default::default() },
-            DpgConfig { guidance_scale: -1.0, ..Default::default() },
+            DpgConfig {
+                num_samples: 0,
+                ..Default::default()
+            },
+            DpgConfig {
+                num_steps: 1,
+                ..Default::default()
+            },
+            DpgConfig {
+                num_mc_samples: 1,
+                ..Default::default()
+            },
+            DpgConfig {
+                batch_size: 0,
+                ..Default::default()
+            },
+            DpgConfig {
+                momentum: 1.5,
+                ..Default::default()
+            },
+            DpgConfig {
+                guidance_scale: -1.0,
+                ..Default::default()
+            },
         ] {
             assert!(matches!(Dpg::new(bad), Err(SolverError::Config(_))));
         }

@@ -210,7 +210,11 @@ pub fn smoothed_gradient(
             return Err(SolverError::ParticleFailed {
                 particle: 0,
                 step,
-                reason: format!("loss returned {} values for {} points", vals.len(), sides * len),
+                reason: format!(
+                    "loss returned {} values for {} points",
+                    vals.len(),
+                    sides * len
+                ),
             });
         }
         if let Some(p) = vals.iter().position(|v| !v.is_finite()) {
@@ -291,14 +295,25 @@ impl Solver for Gsg {
             // Gradient of ||r|| = sqrt(2 L): grad L / sqrt(2 L).
             for (mut row, l) in g.axis_iter_mut(Axis(0)).zip(l0.iter()) {
                 let n = (2.0 * *l as f64).sqrt();
-                let inv = if n > 0.0 && n.is_finite() { 1.0 / n } else { 0.0 };
+                let inv = if n > 0.0 && n.is_finite() {
+                    1.0 / n
+                } else {
+                    0.0
+                };
                 row *= inv as f32;
             }
             let gx = eval.denoise_vjp(state.x.view(), sigma, g.view(), i)?;
             let mut next = drift(state.x.view(), den.view(), sigma, sigma_next, self.cfg.sde);
             if self.cfg.sde {
                 let f = sigma * sigma - sigma_next * sigma_next;
-                add_noise(&mut next, f.sqrt() as f32, state.seed, tags::SDE, i as u64, 0);
+                add_noise(
+                    &mut next,
+                    f.sqrt() as f32,
+                    state.seed,
+                    tags::SDE,
+                    i as u64,
+                    0,
+                );
             }
             let s = vp_scale(sigma);
             let zeta = (self.cfg.guidance_scale / (s * s)) as f32;
@@ -306,21 +321,33 @@ impl Solver for Gsg {
             state.x = next;
         }
         if let Some(p) = first_non_finite_row(state.x.view()) {
-            return Err(SolverError::NonFiniteState { particle: p, step: i });
+            return Err(SolverError::NonFiniteState {
+                particle: p,
+                step: i,
+            });
         }
         state.step += 1;
-        Ok(StepInfo { step: i, sigma, guided, misfit })
+        Ok(StepInfo {
+            step: i,
+            sigma,
+            guided,
+            misfit,
+        })
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use diffinv_priors::rng::{fill_normal, stream};
     use ndarray::array;
 
     /// `f(x) = (x - c)^T H (x - c) / 2` on a batch.
-    fn quadratic<'a>(h: &'a Array2<f64>, c: &'a Array1<f64>) -> impl Fn(ArrayView2<'_, f32>) -> Result<Array1<f32>> + 'a {
+    fn quadratic<'a>(
+        h: &'a Array2<f64>,
+        c: &'a Array1<f64>,
+    ) -> impl Fn(ArrayView2<'_, f32>) -> Result<Array1<f32>> + 'a {
         move |p: ArrayView2<'_, f32>| {
             Ok(p.outer_iter()
                 .map(|r| {
@@ -343,7 +370,18 @@ mod tests {
     #[test]
     fn central_is_exact_per_direction_for_quadratics() {
         let (h, c, x, grad) = setup();
-        let g = smoothed_gradient(quadratic(&h, &c), x.view(), None, GsgScheme::Central, 0.3, 1, 8, 9, 4).unwrap();
+        let g = smoothed_gradient(
+            quadratic(&h, &c),
+            x.view(),
+            None,
+            GsgScheme::Central,
+            0.3,
+            1,
+            8,
+            9,
+            4,
+        )
+        .unwrap();
         let mut u = vec![0.0f32; 3];
         fill_normal(&mut stream(9, tags::PERTURB, 4, 0), &mut u);
         let u = Array1::from(u).mapv(|v| v as f64);
@@ -367,15 +405,24 @@ mod tests {
         let gnorm = grad.dot(&grad).sqrt();
         let mut spreads = vec![];
         for scheme in [GsgScheme::Forward, GsgScheme::Central] {
-            let g = smoothed_gradient(&f, xs.view(), Some(f0.view()), scheme, 0.5, 50, 1000, 1, 0).unwrap();
+            let g = smoothed_gradient(&f, xs.view(), Some(f0.view()), scheme, 0.5, 50, 1000, 1, 0)
+                .unwrap();
             let g = g.mapv(|v| v as f64);
             let mean = g.mean_axis(Axis(0)).unwrap();
             let err = (&mean - &grad).mapv(|v| v * v).sum().sqrt();
-            assert!(err < 0.05 * gnorm, "{scheme:?}: mean {mean} vs {grad} (err {err})");
+            assert!(
+                err < 0.05 * gnorm,
+                "{scheme:?}: mean {mean} vs {grad} (err {err})"
+            );
             let var = g.var_axis(Axis(0), 1.0).sum();
             spreads.push(var);
         }
-        assert!(spreads[1] < 0.8 * spreads[0], "central variance {} vs forward {}", spreads[1], spreads[0]);
+        assert!(
+            spreads[1] < 0.8 * spreads[0],
+            "central variance {} vs forward {}",
+            spreads[1],
+            spreads[0]
+        );
     }
 
     /// DPS-GSG on a 2-D linear-Gaussian problem: both schemes cut the misfit and the SW distance
@@ -423,19 +470,45 @@ mod tests {
     #[test]
     fn rejects_bad_configs_and_is_named() {
         for bad in [
-            GsgConfig { num_samples: 0, ..Default::default() },
-            GsgConfig { num_steps: 1, ..Default::default() },
-            GsgConfig { num_queries: 1, ..Default::default() },
-            GsgConfig { smoothing: 0.0, ..Default::default() },
-            GsgConfig { batch_size: 0, ..Default::default() },
-            GsgConfig { guidance_scale: f64::NAN, ..Default::default() },
+            GsgConfig {
+                num_samples: 0,
+                ..Default::default()
+            },
+            GsgConfig {
+                num_steps: 1,
+                ..Default::default()
+            },
+            GsgConfig {
+                num_queries: 1,
+                ..Default::default()
+            },
+            GsgConfig {
+                smoothing: 0.0,
+                ..Default::default()
+            },
+            GsgConfig {
+                batch_size: 0,
+                ..Default::default()
+            },
+            GsgConfig {
+                guidance_scale: f64::NAN,
+                ..Default::default()
+            },
         ] {
             assert!(matches!(Gsg::new(bad), Err(SolverError::Config(_))));
         }
-        let f = Gsg::new(GsgConfig { scheme: GsgScheme::Forward, num_queries: 1, ..Default::default() }).unwrap();
+        let f = Gsg::new(GsgConfig {
+            scheme: GsgScheme::Forward,
+            num_queries: 1,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(f.name(), "Forward-GSG");
         assert_eq!(f.num_directions(), 1);
         let c = Gsg::new(GsgConfig::default()).unwrap();
-        assert_eq!((c.name().as_str(), c.num_directions()), ("Central-GSG", 512));
+        assert_eq!(
+            (c.name().as_str(), c.num_directions()),
+            ("Central-GSG", 512)
+        );
     }
 }

@@ -167,7 +167,8 @@ impl Solver for Scg {
                     let y = eval.forward(x0.view(), i)?;
                     let l = eval.nll(y.view(), i)?;
                     losses[start..start + len].copy_from_slice(
-                        l.as_slice().ok_or(SolverError::Config("nll not contiguous".into()))?,
+                        l.as_slice()
+                            .ok_or(SolverError::Config("nll not contiguous".into()))?,
                     );
                     start += len;
                 }
@@ -192,14 +193,23 @@ impl Solver for Scg {
             }
         }
         if let Some(p) = first_non_finite_row(state.x.view()) {
-            return Err(SolverError::NonFiniteState { particle: p, step: i });
+            return Err(SolverError::NonFiniteState {
+                particle: p,
+                step: i,
+            });
         }
         state.step += 1;
-        Ok(StepInfo { step: i, sigma, guided, misfit })
+        Ok(StepInfo {
+            step: i,
+            sigma,
+            guided,
+            misfit,
+        })
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::tests_common::{gmm_problem_2d, sliced_w2};
@@ -236,18 +246,36 @@ mod tests {
         let (m_scg, m_unc) = (p.mean_misfit(&out.samples), p.mean_misfit(&base.samples));
         let (sw_scg, sw_unc) = (sliced_w2(&p, &out.samples), sliced_w2(&p, &base.samples));
         eprintln!("SCG 2-D GMM: misfit {m_scg:.3} (unconditional {m_unc:.3}), SW {sw_scg:.3} (unconditional {sw_unc:.3})");
-        assert!(m_scg < 0.3 * m_unc, "misfit {m_scg} vs unconditional {m_unc}");
+        assert!(
+            m_scg < 0.3 * m_unc,
+            "misfit {m_scg} vs unconditional {m_unc}"
+        );
         assert!(sw_scg < sw_unc, "SW {sw_scg} vs unconditional {sw_unc}");
     }
 
     #[test]
     fn rejects_bad_configs() {
         for bad in [
-            ScgConfig { num_samples: 0, ..Default::default() },
-            ScgConfig { num_candidates: 0, ..Default::default() },
-            ScgConfig { num_steps: 1, ..Default::default() },
-            ScgConfig { threshold: 1.5, ..Default::default() },
-            ScgConfig { batch_size: 0, ..Default::default() },
+            ScgConfig {
+                num_samples: 0,
+                ..Default::default()
+            },
+            ScgConfig {
+                num_candidates: 0,
+                ..Default::default()
+            },
+            ScgConfig {
+                num_steps: 1,
+                ..Default::default()
+            },
+            ScgConfig {
+                threshold: 1.5,
+                ..Default::default()
+            },
+            ScgConfig {
+                batch_size: 0,
+                ..Default::default()
+            },
         ] {
             assert!(matches!(Scg::new(bad), Err(SolverError::Config(_))));
         }

@@ -79,6 +79,11 @@ pub(crate) fn normal_rows(
 /// Euclidean norm of each row, in f64.
 pub(crate) fn row_norms(x: ArrayView2<'_, f32>) -> Vec<f64> {
     x.outer_iter()
-        .map(|r| r.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt())
+        .map(|r| {
+            r.iter()
+                .map(|v| (*v as f64) * (*v as f64))
+                .sum::<f64>()
+                .sqrt()
+        })
         .collect()
 }

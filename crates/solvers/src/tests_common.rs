@@ -69,5 +69,10 @@ pub(crate) fn gaussian_problem_2d() -> Small2d {
 
 /// Sliced 2-Wasserstein distance of `samples` to the exact posterior draws.
 pub(crate) fn sliced_w2(p: &Small2d, samples: &Array2<f32>) -> f64 {
-    sliced_wasserstein(samples.view(), p.reference.view(), SlicedWassersteinConfig::default()).expect("sw")
+    sliced_wasserstein(
+        samples.view(),
+        p.reference.view(),
+        SlicedWassersteinConfig::default(),
+    )
+    .expect("sw")
 }

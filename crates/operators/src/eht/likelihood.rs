@@ -294,6 +294,7 @@ impl Likelihood for ClosureLikelihood {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use ndarray::Array2;
