@@ -16,6 +16,15 @@ pub trait Likelihood: Send + Sync {
     fn nll(&self, y_pred: ArrayView2<'_, f32>) -> Result<Array1<f32>>;
     /// `dL/dy_pred` for every row, shape `(N, m)`.
     fn grad(&self, y_pred: ArrayView2<'_, f32>) -> Result<Array2<f32>>;
+    /// A whitened residual `r(y)` with `L(y) = ||r(y)||^2 / 2` exactly, one row per row of
+    /// `y_pred` (shape `(N, p)`, `p` fixed by the likelihood), or `None` when `L` has no such
+    /// least-squares form. Ensemble Kalman inversion works on `r(G(x))` with target 0 and
+    /// identity noise, so that any likelihood of this form (Gaussian, the wrapped closure-phase
+    /// chi^2) fits its Gaussian update.
+    fn residual(&self, y_pred: ArrayView2<'_, f32>) -> Result<Option<Array2<f32>>> {
+        let _ = y_pred;
+        Ok(None)
+    }
 }
 
 /// Gaussian measurement noise: `y_obs = y + sigma_y n`, `n ~ N(0, I)`, so
@@ -93,9 +102,20 @@ impl Likelihood for GaussianLikelihood {
         });
         Ok(g)
     }
+    /// `r(y) = (y - y_obs) / sigma_y` (`sigma_y = 0` read as 1), so `L = ||r||^2 / 2`.
+    fn residual(&self, y_pred: ArrayView2<'_, f32>) -> Result<Option<Array2<f32>>> {
+        check_batch(y_pred, self.y_obs.len(), "predicted measurement")?;
+        let w = self.inv_var().sqrt();
+        let mut r = y_pred.to_owned();
+        Zip::from(r.rows_mut()).for_each(|mut row| {
+            Zip::from(&mut row).and(&self.y_obs).for_each(|a, &b| *a = (*a - b) * w);
+        });
+        Ok(Some(r))
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use approx::assert_relative_eq;
@@ -114,6 +134,20 @@ mod tests {
             ym[[0, j]] -= h;
             let fd = (lik.nll(yp.view()).unwrap()[0] - lik.nll(ym.view()).unwrap()[0]) / (2.0 * h);
             assert_relative_eq!(fd, g[[0, j]], max_relative = 1e-3);
+        }
+    }
+
+    #[test]
+    fn gaussian_residual_reproduces_nll() {
+        for sigma in [0.3f32, 0.0] {
+            let lik = GaussianLikelihood::new(array![1.0f32, -2.0, 0.5], sigma).unwrap();
+            let y = array![[0.2f32, -1.0, 0.9], [1.0, -2.0, 0.5], [-3.0, 4.0, 2.0]];
+            let r = lik.residual(y.view()).unwrap().unwrap();
+            let nll = lik.nll(y.view()).unwrap();
+            for (row, l) in r.rows().into_iter().zip(nll.iter()) {
+                let half_sq: f32 = 0.5 * row.iter().map(|v| v * v).sum::<f32>();
+                assert_relative_eq!(half_sq, *l, max_relative = 1e-5, epsilon = 1e-7);
+            }
         }
     }
 

@@ -7,6 +7,14 @@
 //! - [`Cps`]: Constrained Particle Seeking (papers/000),
 //! - [`Unconditional`]: the prior alone, the baseline row.
 //!
+//! and the black-box baselines EnKG compares against (papers/002, section 5 and appendix A):
+//!
+//! - [`Eki`]: Ensemble Kalman Inversion (Iglesias et al. 2013) and Tikhonov EKI (Chada et al. 2020)
+//!   from diffusion-prior draws,
+//! - [`Gsg`]: DPS with forward or central Gaussian-smoothed gradient estimates,
+//! - [`Dpg`]: diffusion policy gradient (Tang et al. 2024),
+//! - [`Scg`]: stochastic control guidance, best-of-M candidates (Huang et al. 2024).
+//!
 //! A user plugs in their own simulator as a plain closure:
 //!
 //! ```
@@ -40,17 +48,28 @@
 //! ```
 
 pub mod cps;
+pub mod dpg;
+pub mod eki;
 pub mod enkg;
 pub mod error;
+pub mod gsg;
 pub mod problem;
 pub mod runner;
+pub mod scg;
 pub mod solver;
+mod stochastic;
+#[cfg(test)]
+mod tests_common;
 pub mod unconditional;
 
 pub use cps::{Cps, CpsConfig};
+pub use dpg::{Dpg, DpgConfig};
+pub use eki::{Eki, EkiConfig, EkiUpdate};
 pub use enkg::{Enkg, EnkgConfig};
 pub use error::{Result, SolverError};
+pub use gsg::{smoothed_gradient, Gsg, GsgConfig, GsgScheme};
 pub use problem::{CostSummary, Evaluator, Problem};
 pub use runner::{Observer, ProgressObserver, RunOutput, Runner};
+pub use scg::{Scg, ScgConfig};
 pub use solver::{Solver, State, StepInfo};
 pub use unconditional::{Unconditional, UnconditionalConfig, UnconditionalMethod};

@@ -19,6 +19,17 @@
 //! Gradient with respect to the measurement (exact):
 //! `dL/dpsi_k = c w_cp rho'(d_k) / sigma_k^2` with `rho'(d) = 2 sin d` (wrapped) or `2 d`,
 //! `dL/dlca_k = 2 c w_ca (lca_k - lca_obs_k) / sigma_k^2`, `dL/dF = 2 c w_F (F - F_obs) / s_F^2`.
+//!
+//! Whitened residual ([`Likelihood::residual`], `L = ||r||^2 / 2` exactly): since
+//! `2 (1 - cos d) = 4 sin^2(d/2)`, each term `c w rho / sigma^2` equals `r^2 / 2` with
+//!
+//! ```text
+//! r_psi_k = sqrt(2 c w_cp) * 2 sin(d_k / 2) / sigma_psi_k      (wrapped; d_k / sigma_psi_k for Linear)
+//! r_lca_k = sqrt(2 c w_ca) * (lca_k - lca_obs_k) / sigma_lca_k
+//! r_F     = sqrt(2 c w_F)  * (F - F_obs) / s_F
+//! ```
+//!
+//! (`2 sin(d/2)` is continuous and `4 pi`-periodic; its square, the chi^2 term, is `2 pi`-periodic.)
 
 use ndarray::{Array1, Array2, ArrayView2, Zip};
 use serde::{Deserialize, Serialize};
@@ -239,6 +250,28 @@ impl ClosureLikelihood {
     }
 
     #[allow(clippy::needless_range_loop)]
+    fn residual_row(&self, y: &[f32], r: &mut [f32]) {
+        let (p, q) = (self.cphase.len(), self.logcamp.len());
+        let w = &self.w;
+        let a_cp = (2.0 * w.overall * w.cphase).sqrt();
+        for k in 0..p {
+            let d = y[k] as f64 - self.cphase[k];
+            let e = match w.phase_residual {
+                PhaseResidual::Wrapped => 2.0 * (0.5 * d).sin(),
+                PhaseResidual::Linear => d,
+            };
+            r[k] = (a_cp * e * self.cphase_iv[k].sqrt()) as f32;
+        }
+        let a_ca = (2.0 * w.overall * w.logcamp).sqrt();
+        for k in 0..q {
+            let d = y[p + k] as f64 - self.logcamp[k];
+            r[p + k] = (a_ca * d * self.logcamp_iv[k].sqrt()) as f32;
+        }
+        let f = (y[p + q] as f64 - self.flux) / w.flux_scale;
+        r[p + q] = ((2.0 * w.overall * w.flux).sqrt() * f) as f32;
+    }
+
+    #[allow(clippy::needless_range_loop)]
     fn grad_row(&self, y: &[f32], g: &mut [f32]) {
         let (p, q) = (self.cphase.len(), self.logcamp.len());
         let w = &self.w;
@@ -284,5 +317,59 @@ impl Likelihood for ClosureLikelihood {
                 }
             });
         Ok(g)
+    }
+    /// The whitened residual of the module docs, `[r_psi | r_lca | r_F]`, length `m`.
+    fn residual(&self, y_pred: ArrayView2<'_, f32>) -> Result<Option<Array2<f32>>> {
+        check_batch(y_pred, self.measurement_dim(), "predicted measurement")?;
+        let y = y_pred.as_standard_layout();
+        let mut r = Array2::<f32>::zeros(y.raw_dim());
+        Zip::from(r.rows_mut()).and(y.rows()).par_for_each(|mut rr, row| {
+            if let (Some(s), Some(rs)) = (row.as_slice(), rr.as_slice_mut()) {
+                self.residual_row(s, rs);
+            }
+        });
+        Ok(Some(r))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// `||r(y)||^2 / 2 == L(y)` for both phase residuals and non-default weights, including
+    /// phase differences beyond `pi` (where `2 sin(d/2)` changes branch).
+    #[test]
+    fn residual_half_square_is_the_nll() {
+        let cp = [0.3, -2.9, 1.0];
+        let cps = [0.1, 0.2, 0.05];
+        let la = [0.5, -0.7];
+        let las = [0.3, 0.15];
+        let y = Array2::from_shape_vec(
+            (3, 6),
+            vec![
+                0.2f32, 3.0, 1.1, 0.4, -0.6, 1.8, //
+                -3.0, 2.9, -2.0, 0.5, -0.7, 2.0, //
+                6.0, -6.1, 1.0, 1.5, 0.0, 0.1,
+            ],
+        )
+        .unwrap();
+        let weights = [
+            ClosureWeights::default(),
+            ClosureWeights::enkg_pytorch(),
+            ClosureWeights { cphase: 0.7, logcamp: 2.5, flux: 0.1, flux_scale: 3.0, overall: 1.3, phase_residual: PhaseResidual::Wrapped },
+        ];
+        for w in weights {
+            let lik = ClosureLikelihood::from_parts(&cp, &cps, &la, &las, 2.0, w).unwrap();
+            let r = lik.residual(y.view()).unwrap().unwrap();
+            assert_eq!(r.dim(), y.dim());
+            let nll = lik.nll(y.view()).unwrap();
+            for (row, l) in r.rows().into_iter().zip(nll.iter()) {
+                let half_sq = 0.5 * row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>();
+                let rel = (half_sq - *l as f64).abs() / (*l as f64).abs().max(1e-6);
+                assert!(rel < 1e-5, "{w:?}: ||r||^2/2 = {half_sq}, nll = {l}");
+            }
+        }
     }
 }
