@@ -39,7 +39,11 @@
 //! println!("{} forward evaluations", out.cost.fwd_total);
 //! ```
 
+pub mod cg;
 pub mod cps;
+pub mod daps;
+pub mod dds;
+pub mod diffpir;
 pub mod enkg;
 pub mod error;
 pub mod problem;
@@ -47,7 +51,11 @@ pub mod runner;
 pub mod solver;
 pub mod unconditional;
 
+pub use cg::{conjugate_gradient, CgError, CgOptions, CgSolution, LinearGaussianData};
 pub use cps::{Cps, CpsConfig};
+pub use daps::{Daps, DapsConfig};
+pub use dds::{Dds, DdsConfig};
+pub use diffpir::{DiffPir, DiffPirConfig};
 pub use enkg::{Enkg, EnkgConfig};
 pub use error::{Result, SolverError};
 pub use problem::{CostSummary, Evaluator, Problem};
