@@ -322,6 +322,12 @@ impl LinearGaussianData {
         let mean = nll.iter().map(|v| f64::from(*v)).sum::<f64>() / nll.len().max(1) as f64;
         Ok((eval.adjoint(g.view(), step)?, mean))
     }
+    /// The mean over the rows of `L(A x)`.
+    pub fn misfit(&self, eval: &Evaluator<'_>, x: ArrayView2<'_, f32>, step: usize) -> Result<f64> {
+        let u = eval.forward(x, step)?;
+        let nll = eval.nll(u.view(), step)?;
+        Ok(nll.iter().map(|v| f64::from(*v)).sum::<f64>() / nll.len().max(1) as f64)
+    }
     /// The proximal point of `f` with weight `rho` about every row `z_i`:
     ///
     /// `argmin_x L(A x) + rho ||x - z_i||^2 / 2`, i.e. `(A^T W A + rho I) x = A^T W y + rho z_i`,

@@ -40,6 +40,7 @@
 //! ```
 
 pub mod cg;
+pub mod classical;
 pub mod cps;
 pub mod daps;
 pub mod dds;
@@ -51,6 +52,9 @@ pub mod runner;
 pub mod solver;
 pub mod unconditional;
 
+pub use classical::{
+    PnpAdmm, PnpAdmmConfig, Red, RedConfig, Tikhonov, TikhonovConfig, TotalVariation, TvConfig,
+};
 pub use cg::{conjugate_gradient, CgError, CgOptions, CgSolution, LinearGaussianData};
 pub use cps::{Cps, CpsConfig};
 pub use daps::{Daps, DapsConfig};
