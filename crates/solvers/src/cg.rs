@@ -124,7 +124,9 @@ impl CgError {
 /// so that after `k` iterations `x_i` minimises `x^T M x / 2 - b_i^T x` over
 /// `x0_i + span{r0, M r0, ..., M^{k-1} r0}`. Rows stop independently when
 /// `||r_i|| <= tol ||b_i||` (their direction is then zero, so the batched operator call is not
-/// split); scalars are accumulated in `f64`. `max_iters` reached without meeting the tolerance
+/// split); scalars are accumulated in `f64`. A row whose curvature `p^T M p` is within f32
+/// round-off of zero (`1e-5 |p|^2 ||M||`) stops (breakdown of a semi-definite `M`); a clearly negative curvature is
+/// [`CgError::Indefinite`]. `max_iters` reached without meeting the tolerance
 /// is not an error: see [`CgSolution::converged`]. The operator is called once for the initial
 /// residual (skipped when `x0` is zero) and once per iteration.
 pub fn conjugate_gradient<F>(
@@ -195,6 +197,7 @@ where
     let mut converged: Vec<bool> = active.iter().map(|a| !a).collect();
     let mut iterations = vec![0usize; n];
     let mut p = r.clone();
+    let mut mnorm = vec![0.0f64; n];
     for it in 1..=opts.max_iters {
         if !active.iter().any(|a| *a) {
             break;
@@ -217,15 +220,23 @@ where
                     iteration: it,
                 });
             }
-            if curv < 0.0 {
+            // Curvatures within the round-off of an f32 operator, |p^T M p| <= 1e-5 |p|^2 ||M||
+            // (||M|| estimated by the largest ||M p|| / ||p|| seen on this row), are a breakdown
+            // (the direction lies numerically in the null space of a semi-definite M, e.g. once
+            // the Krylov space of A^T A is exhausted), not indefiniteness: the row stops there.
+            let pn2 = p.row(i).dot(&p.row(i));
+            if pn2 > 0.0 {
+                mnorm[i] = mnorm[i].max((mp.row(i).dot(&mp.row(i)) / pn2).sqrt());
+            }
+            let round_off = 1e-5 * pn2 * mnorm[i];
+            if curv < -round_off {
                 return Err(CgError::Indefinite {
                     row: i,
                     iteration: it,
                     curvature: curv,
                 });
             }
-            if curv == 0.0 {
-                // Breakdown: the direction lies in the null space of M (b outside its range).
+            if curv <= round_off {
                 active[i] = false;
                 continue;
             }
@@ -368,6 +379,7 @@ impl LinearGaussianData {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use approx::assert_abs_diff_eq;
@@ -574,6 +586,28 @@ mod tests {
         assert_abs_diff_eq!(sol.x[[0, 0]], 2.0, epsilon = 1e-6);
         assert_abs_diff_eq!(sol.x[[0, 1]], 5.0, epsilon = 1e-6);
         assert!(sol.converged[0]);
+    }
+
+    /// Rank-one normal equations `A^T A x = A^T y` with `A` `1 x 5`, run for a fixed 5
+    /// iterations with no tolerance (DDS's setting): the Krylov space is exhausted after one
+    /// step, and the round-off curvatures after it are a breakdown, not an error.
+    #[test]
+    fn fixed_iterations_past_an_exhausted_krylov_space_stop_cleanly() {
+        let a = array![[0.3f32, -1.2, 0.7, 0.05, 2.0]];
+        let ata = a.t().dot(&a);
+        let b = a.clone() * 1.7f32; // A^T y with y = 1.7
+        let sol = conjugate_gradient(
+            |v| Ok(v.dot(&ata)),
+            b.view(),
+            Array2::zeros((1, 5)).view(),
+            &CgOptions {
+                max_iters: 5,
+                tol: 0.0,
+            },
+        )
+        .unwrap();
+        let ax: f32 = a.row(0).dot(&sol.x.row(0));
+        assert_abs_diff_eq!(ax, 1.7, epsilon = 1e-5);
     }
 }
 

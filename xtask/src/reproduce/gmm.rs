@@ -15,6 +15,7 @@ use diffinv_operators::{ForwardModel, GaussianLikelihood, MatrixOperator};
 use diffinv_priors::rng::stream;
 use diffinv_priors::GaussianMixture;
 use diffinv_solvers::{Cps, CpsConfig, Enkg, EnkgConfig, Problem, Runner, Solver, Unconditional, UnconditionalConfig};
+use diffinv_solvers::{Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
 use rand::Rng;
@@ -45,6 +46,12 @@ pub struct GmmPreset {
     pub cps: CpsConfig,
     /// Unconditional sampler settings (`num_samples` is set to `samples`).
     pub unconditional: UnconditionalConfig,
+    /// DDS settings (`num_samples` is set to `samples`).
+    pub dds: DdsConfig,
+    /// DAPS settings (`num_samples` is set to `samples`).
+    pub daps: DapsConfig,
+    /// DiffPIR settings (`num_samples` is set to `samples`).
+    pub diffpir: DiffPirConfig,
 }
 
 /// The quick (CI) and full presets.
@@ -64,6 +71,12 @@ pub fn preset(full: bool) -> GmmPreset {
         enkg,
         cps,
         unconditional,
+        // DDS: the paper's 50 steps, M = 5, eta = 0.15. DiffPIR: 100 steps (full) as the
+        // paper, 50 (quick). DAPS: the paper's DAPS-1K (200 levels, 100 Langevin steps) in full,
+        // 50 levels and 50 Langevin steps in quick.
+        dds: DdsConfig::default(),
+        daps: if full { DapsConfig::default() } else { DapsConfig { annealing_steps: 50, langevin_steps: 50, ..Default::default() } },
+        diffpir: DiffPirConfig { num_steps: if full { 100 } else { 50 }, ..Default::default() },
     }
 }
 
@@ -175,6 +188,7 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
     let mut methods: Vec<String> = vec!["posterior (exact)".into(), "unconditional".into()];
     methods.extend(ENKG_GUIDANCE.iter().map(|g| format!("EnKG (gs={g})")));
     methods.push("CPS".into());
+    methods.extend(["DDS", "DAPS", "DiffPIR"].map(String::from));
     let total = (pre.dims.len() * pre.dys.len() * methods.len()) as u64;
     let bar = ProgressBar::new(total);
     if let Ok(style) = ProgressStyle::with_template("gmm [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})") {
@@ -193,7 +207,7 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                 continue;
             }
             let p = make_problem(d, dy, pre.reference_samples, seed).with_context(|| format!("building d={d} d_y={dy}"))?;
-            let problem = Problem::new(&p.prior, &p.op, &p.lik)?;
+            let problem = Problem::linear(&p.prior, &p.op, &p.lik)?;
             for (m, key) in methods.iter().zip(&keys) {
                 bar.set_message(format!("{m} d={d} d_y={dy}"));
                 if let Some(r) = cache.get::<Row>(key) {
@@ -212,6 +226,9 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                         let solver: Box<dyn Solver> = match name {
                             "unconditional" => Box::new(Unconditional::new(UnconditionalConfig { num_samples: pre.samples, ..pre.unconditional.clone() })?),
                             "CPS" => Box::new(Cps::new(CpsConfig { num_samples: pre.samples, ..pre.cps.clone() })?),
+                            "DDS" => Box::new(Dds::new(DdsConfig { num_samples: pre.samples, ..pre.dds.clone() })?),
+                            "DAPS" => Box::new(Daps::new(DapsConfig { num_samples: pre.samples, ..pre.daps.clone() })?),
+                            "DiffPIR" => Box::new(DiffPir::new(DiffPirConfig { num_samples: pre.samples, ..pre.diffpir.clone() })?),
                             enkg => {
                                 let gs = ENKG_GUIDANCE
                                     .iter()
