@@ -22,7 +22,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "diffinv tasks: reproduce tables, test, bench, data, train")]
+#[command(
+    name = "cargo xtask",
+    about = "diffinv tasks: reproduce tables, test, bench, data, train"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -70,7 +73,10 @@ fn run_tests(extra: &[String]) -> Result<()> {
     // Tests that compare against PyTorch skip themselves when DIFFINV_PYTHON is unset (a plain
     // `cargo test`); under xtask they must run.
     c.env("DIFFINV_REQUIRE_PYTHON", "1");
-    eprintln!("xtask: cargo test --workspace --all-targets {}", extra.join(" "));
+    eprintln!(
+        "xtask: cargo test --workspace --all-targets {}",
+        extra.join(" ")
+    );
     let st = c.status().context("running cargo test")?;
     if !st.success() {
         bail!("cargo test failed");

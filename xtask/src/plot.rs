@@ -23,8 +23,15 @@ pub struct Panel {
 /// Draw panels side by side, all with the same axis limits (computed from every point),
 /// each `size x size` pixels, and write a PNG.
 pub fn scatter_panels(path: &Path, panels: &[Panel], size: u32) -> Result<()> {
-    let all = panels.iter().flat_map(|p| p.points.iter().chain(p.reference.iter()));
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let all = panels
+        .iter()
+        .flat_map(|p| p.points.iter().chain(p.reference.iter()));
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for &(x, y) in all {
         if x.is_finite() && y.is_finite() {
             x0 = x0.min(x);
@@ -74,14 +81,29 @@ pub fn scatter_panels(path: &Path, panels: &[Panel], size: u32) -> Result<()> {
             }
         }
     }
-    img.save(path).with_context(|| format!("writing {}", path.display()))
+    img.save(path)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// A line plot of several series `(x_i, y_i)` on shared axes (log scale on y if `log_y`).
-pub fn line_plot(path: &Path, series: &[(Vec<(f64, f64)>, [u8; 3])], log_y: bool, width: u32, height: u32) -> Result<()> {
+pub fn line_plot(
+    path: &Path,
+    series: &[(Vec<(f64, f64)>, [u8; 3])],
+    log_y: bool,
+    width: u32,
+    height: u32,
+) -> Result<()> {
     let ty = |y: f64| if log_y { y.max(1e-300).log10() } else { y };
-    let pts = series.iter().flat_map(|(s, _)| s.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let pts = series
+        .iter()
+        .flat_map(|(s, _)| s.iter())
+        .filter(|(x, y)| x.is_finite() && y.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for &(x, y) in pts {
         x0 = x0.min(x);
         x1 = x1.max(x);
@@ -115,11 +137,16 @@ pub fn line_plot(path: &Path, series: &[(Vec<(f64, f64)>, [u8; 3])], log_y: bool
                 for t in 0..=steps {
                     let a = t as f64 / steps as f64;
                     let (qu, qv) = (pu + a * (u - pu), pv + a * (v - pv));
-                    img.put_pixel((qu as u32).min(width - 1), (qv as u32).min(height - 1), Rgb(*color));
+                    img.put_pixel(
+                        (qu as u32).min(width - 1),
+                        (qv as u32).min(height - 1),
+                        Rgb(*color),
+                    );
                 }
             }
             prev = Some((u, v));
         }
     }
-    img.save(path).with_context(|| format!("writing {}", path.display()))
+    img.save(path)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -36,12 +36,25 @@ pub struct BenchCase {
 
 impl BenchCase {
     /// Build a case and compute its ratio.
-    pub fn new(case: impl Into<String>, ours: f64, baseline: f64, unit: impl Into<String>, better: Better) -> Self {
+    pub fn new(
+        case: impl Into<String>,
+        ours: f64,
+        baseline: f64,
+        unit: impl Into<String>,
+        better: Better,
+    ) -> Self {
         let ratio = match better {
             Better::Lower => baseline / ours,
             Better::Higher => ours / baseline,
         };
-        Self { case: case.into(), ours, baseline, unit: unit.into(), better, ratio }
+        Self {
+            case: case.into(),
+            ours,
+            baseline,
+            unit: unit.into(),
+            better,
+            ratio,
+        }
     }
 }
 
@@ -63,10 +76,17 @@ pub fn print_bench(name: &str, cases: &[BenchCase]) -> Result<()> {
             c.baseline,
             c.unit,
             c.ratio,
-            if c.better == Better::Lower { "lower" } else { "higher" }
+            if c.better == Better::Lower {
+                "lower"
+            } else {
+                "higher"
+            }
         );
     }
-    println!("{}", serde_json::to_string(&BenchLine { bench: name, cases })?);
+    println!(
+        "{}",
+        serde_json::to_string(&BenchLine { bench: name, cases })?
+    );
     Ok(())
 }
 
@@ -82,7 +102,10 @@ pub struct Table {
 impl Table {
     /// New table with the given header.
     pub fn new(header: &[&str]) -> Self {
-        Self { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
+        Self {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// CSV text (RFC 4180 quoting where needed).
@@ -95,9 +118,21 @@ impl Table {
             }
         }
         let mut out = String::new();
-        let _ = writeln!(out, "{}", self.header.iter().map(|s| cell(s)).collect::<Vec<_>>().join(","));
+        let _ = writeln!(
+            out,
+            "{}",
+            self.header
+                .iter()
+                .map(|s| cell(s))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         for r in &self.rows {
-            let _ = writeln!(out, "{}", r.iter().map(|s| cell(s)).collect::<Vec<_>>().join(","));
+            let _ = writeln!(
+                out,
+                "{}",
+                r.iter().map(|s| cell(s)).collect::<Vec<_>>().join(",")
+            );
         }
         out
     }
@@ -117,7 +152,8 @@ impl Table {
     pub fn write(&self, dir: &Path, name: &str, title: &str, notes: &str) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let csv = dir.join(format!("{name}.csv"));
-        std::fs::write(&csv, self.to_csv()).with_context(|| format!("writing {}", csv.display()))?;
+        std::fs::write(&csv, self.to_csv())
+            .with_context(|| format!("writing {}", csv.display()))?;
         let md = dir.join(format!("{name}.md"));
         let text = format!("# {title}\n\n{notes}\n\n{}", self.to_markdown());
         std::fs::write(&md, text).with_context(|| format!("writing {}", md.display()))?;
@@ -142,20 +178,28 @@ impl RowCache {
             for line in text.lines() {
                 // A line cut short by a kill is skipped.
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if let (Some(k), Some(val)) = (v.get("key").and_then(|k| k.as_str()), v.get("value")) {
+                    if let (Some(k), Some(val)) =
+                        (v.get("key").and_then(|k| k.as_str()), v.get("value"))
+                    {
                         rows.insert(k.to_string(), val.clone());
                     }
                 }
             }
         }
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
-        Ok(Self { path: path.to_path_buf(), rows })
+        Ok(Self {
+            path: path.to_path_buf(),
+            rows,
+        })
     }
     /// A finished row, if any.
     pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
-        self.rows.get(key).and_then(|v| serde_json::from_value(v.clone()).ok())
+        self.rows
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
     }
     /// Record a finished row (appended and flushed at once).
     pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {

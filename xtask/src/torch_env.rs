@@ -45,7 +45,8 @@ fn cache_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
         return Ok(PathBuf::from(d).join("diffinv"));
     }
-    let home = std::env::var_os("HOME").context("neither DIFFINV_CACHE, XDG_CACHE_HOME nor HOME is set")?;
+    let home = std::env::var_os("HOME")
+        .context("neither DIFFINV_CACHE, XDG_CACHE_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".cache").join("diffinv"))
 }
 
@@ -56,7 +57,10 @@ fn venv_python(venv: &Path) -> PathBuf {
 /// Ask `python` where torch lives and which version it is: `(torch_dir, version)`.
 fn probe_torch(python: &Path) -> Option<(PathBuf, String)> {
     let out = Command::new(python)
-        .args(["-c", "import torch,os;print(os.path.dirname(torch.__file__));print(torch.__version__)"])
+        .args([
+            "-c",
+            "import torch,os;print(os.path.dirname(torch.__file__));print(torch.__version__)",
+        ])
         .output()
         .ok()?;
     if !out.status.success() {
@@ -83,16 +87,28 @@ pub fn ensure() -> Result<TorchEnv> {
     if let Ok(lt) = std::env::var("LIBTORCH") {
         let lib = PathBuf::from(&lt).join("lib");
         eprintln!("xtask: using LIBTORCH={lt}");
-        vars.insert("LD_LIBRARY_PATH".into(), prepend_path("LD_LIBRARY_PATH", &lib));
+        vars.insert(
+            "LD_LIBRARY_PATH".into(),
+            prepend_path("LD_LIBRARY_PATH", &lib),
+        );
         // A python for the benchmark baselines: whatever python3 is on PATH.
-        return Ok(TorchEnv { vars, python: PathBuf::from("python3") });
+        return Ok(TorchEnv {
+            vars,
+            python: PathBuf::from("python3"),
+        });
     }
     if std::env::var("LIBTORCH_USE_PYTORCH").as_deref() == Ok("1") {
         let python = PathBuf::from("python3");
         let (dir, version) = probe_torch(&python)
             .context("LIBTORCH_USE_PYTORCH=1 but `python3 -c 'import torch'` fails")?;
-        eprintln!("xtask: using the python3 on PATH (torch {version} in {})", dir.display());
-        vars.insert("LD_LIBRARY_PATH".into(), prepend_path("LD_LIBRARY_PATH", &dir.join("lib")));
+        eprintln!(
+            "xtask: using the python3 on PATH (torch {version} in {})",
+            dir.display()
+        );
+        vars.insert(
+            "LD_LIBRARY_PATH".into(),
+            prepend_path("LD_LIBRARY_PATH", &dir.join("lib")),
+        );
         return Ok(TorchEnv { vars, python });
     }
 
@@ -117,7 +133,10 @@ pub fn ensure() -> Result<TorchEnv> {
     let (dir, version) = probe_torch(&python)
         .with_context(|| format!("torch is not importable from {}", python.display()))?;
     if version.split('+').next() != Some(TORCH_VERSION) {
-        bail!("{} has torch {version}, expected {TORCH_VERSION}", python.display());
+        bail!(
+            "{} has torch {version}, expected {TORCH_VERSION}",
+            python.display()
+        );
     }
     eprintln!("xtask: libtorch {version} from {}", dir.display());
     // Best effort: without the stamp the next run just probes again.
@@ -143,7 +162,10 @@ fn venv_env(venv: &Path, dir: &Path, python: PathBuf) -> TorchEnv {
     let mut vars = BTreeMap::new();
     vars.insert("LIBTORCH_USE_PYTORCH".into(), "1".into());
     vars.insert("PATH".into(), prepend_path("PATH", &venv.join("bin")));
-    vars.insert("LD_LIBRARY_PATH".into(), prepend_path("LD_LIBRARY_PATH", &dir.join("lib")));
+    vars.insert(
+        "LD_LIBRARY_PATH".into(),
+        prepend_path("LD_LIBRARY_PATH", &dir.join("lib")),
+    );
     vars.insert("DIFFINV_PYTHON".into(), python.display().to_string());
     TorchEnv { vars, python }
 }
@@ -155,7 +177,8 @@ fn install(venv: &Path) -> Result<()> {
         venv.display()
     );
     if let Some(parent) = venv.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     if !venv_python(venv).exists() {
         let st = Command::new("python3")
@@ -168,13 +191,23 @@ fn install(venv: &Path) -> Result<()> {
         }
     }
     let st = Command::new(venv_python(venv))
-        .args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+        ])
         .arg(format!("torch=={TORCH_VERSION}"))
         .status()
         .context("running pip")?;
     if !st.success() {
         bail!("pip install torch=={TORCH_VERSION} failed; set LIBTORCH or LIBTORCH_USE_PYTORCH=1 to use an existing installation");
     }
-    eprintln!("xtask: torch installed in {:.0} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: torch installed in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }

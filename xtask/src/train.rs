@@ -28,11 +28,24 @@ pub struct TrainArgs {
 
 /// Run the trainer and plot its loss.
 pub fn run(args: TrainArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    let value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
-    let out = value.get("out").and_then(|v| v.as_str()).context("the config has no `out` folder")?;
-    let base = args.config.parent().map(Path::to_path_buf).unwrap_or_default();
-    let out = if Path::new(out).is_absolute() { PathBuf::from(out) } else { base.join(out) };
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
+    let out = value
+        .get("out")
+        .and_then(|v| v.as_str())
+        .context("the config has no `out` folder")?;
+    let base = args
+        .config
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let out = if Path::new(out).is_absolute() {
+        PathBuf::from(out)
+    } else {
+        base.join(out)
+    };
 
     let env = crate::torch_env::ensure()?;
     let mut c = crate::cargo();
@@ -40,7 +53,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !args.dev {
         c.arg("--release");
     }
-    c.arg("--").arg(std::fs::canonicalize(&args.config).unwrap_or(args.config.clone()));
+    c.arg("--")
+        .arg(std::fs::canonicalize(&args.config).unwrap_or(args.config.clone()));
     if let Some(n) = args.max_steps {
         c.args(["--max-steps", &n.to_string()]);
     }
@@ -60,7 +74,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 /// Draw `loss.png` from `loss.csv` (`step,loss,...`).
 pub fn plot_loss(csv: &Path, png: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(csv).with_context(|| format!("reading {}", csv.display()))?;
+    let text =
+        std::fs::read_to_string(csv).with_context(|| format!("reading {}", csv.display()))?;
     let pts: Vec<(f64, f64)> = text
         .lines()
         .skip(1)
@@ -77,7 +92,13 @@ pub fn plot_loss(csv: &Path, png: &Path) -> Result<()> {
             (pts[i].0, mean)
         })
         .collect();
-    line_plot(png, &[(pts, [190, 190, 190]), (smooth, [0, 90, 200])], true, 640, 360)?;
+    line_plot(
+        png,
+        &[(pts, [190, 190, 190]), (smooth, [0, 90, 200])],
+        true,
+        640,
+        360,
+    )?;
     eprintln!("xtask: loss curve in {}", png.display());
     Ok(())
 }

@@ -9,6 +9,9 @@
 //! All inputs are `f32` batches with one sample per row; accumulation is in `f64`.
 
 pub mod spectrum;
+pub mod ssim;
+
+pub use ssim::{ssim, ssim_batch};
 
 use ndarray::{Array1, ArrayView1, ArrayView2, Axis};
 use rand::SeedableRng;

@@ -47,7 +47,12 @@
 //! println!("{} forward evaluations", out.cost.fwd_total);
 //! ```
 
+pub mod cg;
+pub mod classical;
 pub mod cps;
+pub mod daps;
+pub mod dds;
+pub mod diffpir;
 pub mod dpg;
 pub mod eki;
 pub mod enkg;
@@ -62,7 +67,14 @@ mod stochastic;
 mod tests_common;
 pub mod unconditional;
 
+pub use cg::{conjugate_gradient, CgError, CgOptions, CgSolution, LinearGaussianData};
+pub use classical::{
+    PnpAdmm, PnpAdmmConfig, Red, RedConfig, Tikhonov, TikhonovConfig, TotalVariation, TvConfig,
+};
 pub use cps::{Cps, CpsConfig};
+pub use daps::{Daps, DapsConfig};
+pub use dds::{Dds, DdsConfig};
+pub use diffpir::{DiffPir, DiffPirConfig};
 pub use dpg::{Dpg, DpgConfig};
 pub use eki::{Eki, EkiConfig, EkiUpdate};
 pub use enkg::{Enkg, EnkgConfig};

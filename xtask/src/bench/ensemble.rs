@@ -37,7 +37,10 @@ struct Torch {
 
 impl Torch {
     fn start(python: &PathBuf, threads: usize) -> Result<Self> {
-        let script = crate::workspace_root().join("xtask").join("python").join("bench_ensemble.py");
+        let script = crate::workspace_root()
+            .join("xtask")
+            .join("python")
+            .join("bench_ensemble.py");
         let mut child = Command::new(python)
             .arg("-W")
             .arg("ignore")
@@ -49,7 +52,11 @@ impl Torch {
             .with_context(|| format!("starting {} {}", python.display(), script.display()))?;
         let stdin = child.stdin.take().context("python stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("python stdout")?);
-        let mut t = Self { child, stdin, stdout };
+        let mut t = Self {
+            child,
+            stdin,
+            stdout,
+        };
         let ready = t.read()?;
         println!(
             "pytorch {} with {} threads ({})",
@@ -65,7 +72,8 @@ impl Torch {
         if self.stdout.read_line(&mut line)? == 0 {
             bail!("the PyTorch benchmark process exited early");
         }
-        let v: serde_json::Value = serde_json::from_str(line.trim()).with_context(|| format!("parsing {line:?}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line.trim()).with_context(|| format!("parsing {line:?}"))?;
         if let Some(e) = v.get("error") {
             bail!("PyTorch benchmark: {e}");
         }
@@ -81,7 +89,9 @@ impl Torch {
     /// Run a timing command and return its GFLOP/s.
     fn rate(&mut self, c: &str) -> Result<f64> {
         let v = self.cmd(c)?;
-        v["gflops"].as_f64().with_context(|| format!("no rate in {v}"))
+        v["gflops"]
+            .as_f64()
+            .with_context(|| format!("no rate in {v}"))
     }
 
     fn quit(mut self) -> Result<()> {
@@ -125,8 +135,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if cfg!(debug_assertions) && std::env::var_os("DIFFINV_BENCH_ANY_PROFILE").is_none() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut c = Command::new(cargo);
-        c.current_dir(crate::workspace_root())
-            .args(["run", "--quiet", "--release", "-p", "xtask", "--", "bench", "ensemble"]);
+        c.current_dir(crate::workspace_root()).args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "xtask",
+            "--",
+            "bench",
+            "ensemble",
+        ]);
         if args.quick {
             c.arg("--quick");
         }
@@ -149,7 +167,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (sizes, reps): (&[(usize, usize, usize)], usize) = if args.quick {
         (&[(256, 2048, 512), (512, 4096, 1024)], 2)
     } else {
-        (&[(512, 4096, 1024), (1024, 8192, 2048), (2048, 16384, 4096)], 5)
+        (
+            &[(512, 4096, 1024), (1024, 8192, 2048), (2048, 16384, 4096)],
+            5,
+        )
     };
     println!("ensemble bench: EnKG update dX = C (X - 1 xbar^T), C = R (Y - 1 ybar^T)^T / N");
     println!("rayon threads {threads}, {reps} interleaved repetitions per size, medians reported");
@@ -179,7 +200,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let load = load_avg();
             let (o, s, u) = if rep % 2 == 0 {
                 let o = ours_once()?;
-                (o, torch.rate(&format!("sgemm {k}"))?, torch.rate(&format!("update {k}"))?)
+                (
+                    o,
+                    torch.rate(&format!("sgemm {k}"))?,
+                    torch.rate(&format!("update {k}"))?,
+                )
             } else {
                 let s = torch.rate(&format!("sgemm {k}"))?;
                 let u = torch.rate(&format!("update {k}"))?;
@@ -199,7 +224,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             100.0 * o / u,
             load_avg()
         );
-        cases.push(BenchCase::new(format!("N{n}_d{d}_m{m}"), o, s, "GFLOP/s", Better::Higher));
+        cases.push(BenchCase::new(
+            format!("N{n}_d{d}_m{m}"),
+            o,
+            s,
+            "GFLOP/s",
+            Better::Higher,
+        ));
     }
     torch.quit()?;
     print_bench("ensemble", &cases)

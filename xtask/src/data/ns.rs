@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use diffinv_operators::navier_stokes::dataset::{read_npy, sample_rng, sample_stream, write_npy_f32, Split};
+use diffinv_operators::navier_stokes::dataset::{
+    read_npy, sample_rng, sample_stream, write_npy_f32, Split,
+};
 use diffinv_operators::navier_stokes::{GaussianRandomField, NsConfig, NsSolver};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -29,7 +31,10 @@ use serde_json::json;
 use super::DataArgs;
 
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask data ns", about = "Navier-Stokes vorticity data (GRF evolved to t = 5, Re 200)")]
+#[command(
+    name = "cargo xtask data ns",
+    about = "Navier-Stokes vorticity data (GRF evolved to t = 5, Re 200)"
+)]
 struct NsDataArgs {
     /// Grid size (64 or 128; InverseBench uses 128).
     #[arg(long, default_value_t = 64)]
@@ -62,7 +67,9 @@ struct NsDataArgs {
 
 /// Generate the data set.
 pub fn run(args: &DataArgs) -> Result<()> {
-    let mut a = NsDataArgs::try_parse_from(std::iter::once("ns".to_string()).chain(args.rest.iter().cloned()))?;
+    let mut a = NsDataArgs::try_parse_from(
+        std::iter::once("ns".to_string()).chain(args.rest.iter().cloned()),
+    )?;
     if a.full {
         a.res = 128;
         a.train = 20_480;
@@ -76,7 +83,11 @@ pub fn run(args: &DataArgs) -> Result<()> {
     }
     let dir = a.out.join(format!("ns-{}-re{}-t{}", a.res, a.re, a.t));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let cfg = NsConfig { re: a.re, t_final: a.t, ..NsConfig::default() };
+    let cfg = NsConfig {
+        re: a.re,
+        t_final: a.t,
+        ..NsConfig::default()
+    };
     let solver = NsSolver::<f64>::new(a.res, a.res, cfg)?;
     let grf = GaussianRandomField::fno(a.res, a.res)?;
     eprintln!(
@@ -105,7 +116,14 @@ fn chunk_done(path: &Path, rows: usize, res: usize) -> bool {
     matches!(read_npy(path), Ok(a) if a.shape == vec![rows, res, res])
 }
 
-fn generate_split(a: &NsDataArgs, dir: &Path, split: Split, count: usize, solver: &NsSolver<f64>, grf: &GaussianRandomField) -> Result<()> {
+fn generate_split(
+    a: &NsDataArgs,
+    dir: &Path,
+    split: Split,
+    count: usize,
+    solver: &NsSolver<f64>,
+    grf: &GaussianRandomField,
+) -> Result<()> {
     let res = a.res;
     let n = res * res;
     std::fs::create_dir_all(dir.join(split.name()))?;
@@ -117,14 +135,24 @@ fn generate_split(a: &NsDataArgs, dir: &Path, split: Split, count: usize, solver
         })
         .collect();
     let skipped = chunks - todo.len();
-    let pb = ProgressBar::new((todo.iter().map(|&k| a.chunk.min(count - k * a.chunk)).sum::<usize>()) as u64);
+    let pb = ProgressBar::new(
+        (todo
+            .iter()
+            .map(|&k| a.chunk.min(count - k * a.chunk))
+            .sum::<usize>()) as u64,
+    );
     pb.set_style(
-        ProgressStyle::with_template("{prefix:>5} [{elapsed_precise}] {bar:40} {pos}/{len} samples (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{prefix:>5} [{elapsed_precise}] {bar:40} {pos}/{len} samples (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb.set_prefix(split.name());
     if skipped > 0 {
-        eprintln!("{}: {skipped} of {chunks} chunks already done, skipping them", split.name());
+        eprintln!(
+            "{}: {skipped} of {chunks} chunks already done, skipping them",
+            split.name()
+        );
     }
     let mut steps_total = 0usize;
     for &k in &todo {
@@ -158,9 +186,18 @@ fn generate_split(a: &NsDataArgs, dir: &Path, split: Split, count: usize, solver
         all.extend(arr.to_f32());
     }
     if all.len() != count * n {
-        bail!("{}: assembled {} values, expected {}", split.name(), all.len(), count * n);
+        bail!(
+            "{}: assembled {} values, expected {}",
+            split.name(),
+            all.len(),
+            count * n
+        );
     }
-    write_npy_f32(&dir.join(format!("{}.npy", split.name())), &[count, res, res], &all)?;
+    write_npy_f32(
+        &dir.join(format!("{}.npy", split.name())),
+        &[count, res, res],
+        &all,
+    )?;
     let (mut sum, mut sq, mut lo, mut hi) = (0.0f64, 0.0f64, f64::INFINITY, f64::NEG_INFINITY);
     for &v in &all {
         let v = v as f64;

@@ -14,7 +14,10 @@ use diffinv_metrics::{mean_error, sliced_wasserstein, SlicedWassersteinConfig};
 use diffinv_operators::{ForwardModel, GaussianLikelihood, MatrixOperator};
 use diffinv_priors::rng::stream;
 use diffinv_priors::GaussianMixture;
-use diffinv_solvers::{Cps, CpsConfig, Enkg, EnkgConfig, Problem, Runner, Solver, Unconditional, UnconditionalConfig};
+use diffinv_solvers::{
+    Cps, CpsConfig, Enkg, EnkgConfig, Problem, Runner, Solver, Unconditional, UnconditionalConfig,
+};
+use diffinv_solvers::{Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig};
 use diffinv_solvers::{Dpg, DpgConfig, Eki, EkiConfig, Gsg, GsgConfig, GsgScheme, Scg, ScgConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
@@ -54,25 +57,61 @@ pub struct GmmPreset {
     pub dpg: DpgConfig,
     /// SCG settings (`num_samples` is set to `samples`).
     pub scg: ScgConfig,
+    /// DDS settings (`num_samples` is set to `samples`).
+    pub dds: DdsConfig,
+    /// DAPS settings (`num_samples` is set to `samples`).
+    pub daps: DapsConfig,
+    /// DiffPIR settings (`num_samples` is set to `samples`).
+    pub diffpir: DiffPirConfig,
 }
 
 /// The quick (CI) and full presets.
 pub fn preset(full: bool) -> GmmPreset {
     let steps = if full { 100 } else { 30 };
-    let enkg = EnkgConfig { num_steps: steps, num_updates: 2, ..Default::default() };
+    let enkg = EnkgConfig {
+        num_steps: steps,
+        num_updates: 2,
+        ..Default::default()
+    };
     // CPS needs more levels than the ODE-based methods (its default is 200): 60 quick, 100 full.
-    let cps = CpsConfig { num_steps: if full { 100 } else { 60 }, num_candidates: if full { 32 } else { 16 }, ..Default::default() };
-    let unconditional = UnconditionalConfig { num_steps: steps, ..Default::default() };
+    let cps = CpsConfig {
+        num_steps: if full { 100 } else { 60 },
+        num_candidates: if full { 32 } else { 16 },
+        ..Default::default()
+    };
+    let unconditional = UnconditionalConfig {
+        num_steps: steps,
+        ..Default::default()
+    };
     // EnKG's black-box baselines at a GMM-sized budget: EKI from prior draws with 10 Kalman steps
     // of h = 0.1 (tempering to the full likelihood, exact for a Gaussian prior); the reverse-SDE
     // baselines on CPS's number of levels, with budgets cut from the reference's image settings
     // (1024 queries, 5000 MC samples, 512 candidates) and the scales that did best on the 2-D
     // tests of diffinv-solvers (GSG 0.05, DPG 2; the reference's 0.01 and 200 are image settings).
-    let eki = EkiConfig { num_iterations: 10, step_size: 0.1, prior_steps: steps, ..Default::default() };
+    let eki = EkiConfig {
+        num_iterations: 10,
+        step_size: 0.1,
+        prior_steps: steps,
+        ..Default::default()
+    };
     let sde_steps = if full { 100 } else { 60 };
-    let gsg = GsgConfig { num_steps: sde_steps, num_queries: 32, guidance_scale: 0.05, ..Default::default() };
-    let dpg = DpgConfig { num_steps: sde_steps, num_mc_samples: 32, guidance_scale: 2.0, ..Default::default() };
-    let scg = ScgConfig { num_steps: sde_steps, num_candidates: if full { 32 } else { 16 }, ..Default::default() };
+    let gsg = GsgConfig {
+        num_steps: sde_steps,
+        num_queries: 32,
+        guidance_scale: 0.05,
+        ..Default::default()
+    };
+    let dpg = DpgConfig {
+        num_steps: sde_steps,
+        num_mc_samples: 32,
+        guidance_scale: 2.0,
+        ..Default::default()
+    };
+    let scg = ScgConfig {
+        num_steps: sde_steps,
+        num_candidates: if full { 32 } else { 16 },
+        ..Default::default()
+    };
     GmmPreset {
         name: if full { "full" } else { "quick" },
         dims: vec![8, 80, 800],
@@ -87,6 +126,29 @@ pub fn preset(full: bool) -> GmmPreset {
         gsg,
         dpg,
         scg,
+        // DDS: the paper's 50 steps, M = 5, eta = 0.15. DiffPIR: 100 steps (full) as the
+        // paper, 50 (quick). DAPS: the paper's DAPS-1K (200 levels, 100 Langevin steps) in full,
+        // 50 levels and 50 Langevin steps in quick; its Langevin step 1e-4 is tuned for images
+        // with tau = 0.01 (data precision 1e4), against which this benchmark's data precision
+        // 1 / sigma_y^2 (about 4 to 500) barely moves a chain, so the step is 1e-2 here (DAPS
+        // caps it at 1 / curvature, which keeps the chains stable).
+        dds: DdsConfig::default(),
+        daps: DapsConfig {
+            lr: 1e-2,
+            ..if full {
+                DapsConfig::default()
+            } else {
+                DapsConfig {
+                    annealing_steps: 50,
+                    langevin_steps: 50,
+                    ..Default::default()
+                }
+            }
+        },
+        diffpir: DiffPirConfig {
+            num_steps: if full { 100 } else { 50 },
+            ..Default::default()
+        },
     }
 }
 
@@ -129,7 +191,12 @@ fn orthonormal_rows(m: &mut Array2<f64>) {
 /// `V (d x d_y)`, singular values `s` sorted i.i.d. `U(0, 1)`, and noise level
 /// `sigma_y = u max(s)`, `u ~ U(0, 1)`; mixture weights `z_c^2 / sum z^2`, `z_c ~ N(0, 1)`.
 /// `x*` is a prior draw and `y = A x* + sigma_y n`.
-pub fn make_problem(d: usize, dy: usize, reference_samples: usize, seed: u64) -> Result<GmmProblem> {
+pub fn make_problem(
+    d: usize,
+    dy: usize,
+    reference_samples: usize,
+    seed: u64,
+) -> Result<GmmProblem> {
     let mut rng = stream(seed, 0x6d6d, d as u64, dy as u64);
     let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
     let weights: Vec<f64> = (0..25).map(|_| normal().powi(2)).collect();
@@ -178,14 +245,25 @@ struct Row {
     xy: Vec<(f32, f32)>,
 }
 
-fn score(p: &GmmProblem, samples: &Array2<f32>, cfg: SlicedWassersteinConfig) -> Result<(f64, f64, f64)> {
+fn score(
+    p: &GmmProblem,
+    samples: &Array2<f32>,
+    cfg: SlicedWassersteinConfig,
+) -> Result<(f64, f64, f64)> {
     let sw = sliced_wasserstein(samples.view(), p.reference.view(), cfg)?;
     let me = mean_error(samples.view(), p.post_mean.view())?;
     let y = p.op.forward(samples.view())?;
     let obs = p.lik.observation();
     let misfit = y
         .outer_iter()
-        .map(|r| (r.iter().zip(obs.iter()).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / obs.len() as f64).sqrt())
+        .map(|r| {
+            (r.iter()
+                .zip(obs.iter())
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>()
+                / obs.len() as f64)
+                .sqrt()
+        })
         .sum::<f64>()
         / y.nrows() as f64;
     Ok((sw, me, misfit))
@@ -194,17 +272,26 @@ fn score(p: &GmmProblem, samples: &Array2<f32>, cfg: SlicedWassersteinConfig) ->
 /// Run the table.
 pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
     let pre = preset(full);
-    let mut cache = RowCache::open(&out.join(".cache").join(format!("gmm-{}-seed{seed}.jsonl", pre.name)))?;
+    let mut cache = RowCache::open(
+        &out.join(".cache")
+            .join(format!("gmm-{}-seed{seed}.jsonl", pre.name)),
+    )?;
     let mut methods: Vec<String> = vec!["posterior (exact)".into(), "unconditional".into()];
     methods.extend(ENKG_GUIDANCE.iter().map(|g| format!("EnKG (gs={g})")));
     methods.push("CPS".into());
     methods.extend(["EKI", "Forward-GSG", "Central-GSG", "DPG", "SCG"].map(String::from));
+    methods.extend(["DDS", "DAPS", "DiffPIR"].map(String::from));
     let total = (pre.dims.len() * pre.dys.len() * methods.len()) as u64;
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("gmm [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("gmm [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
-    let sw_cfg = SlicedWassersteinConfig { projections: pre.projections, seed };
+    let sw_cfg = SlicedWassersteinConfig {
+        projections: pre.projections,
+        seed,
+    };
     let mut rows: Vec<Row> = Vec::new();
     for &d in &pre.dims {
         for &dy in &pre.dys {
@@ -216,8 +303,9 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                 bar.inc(methods.len() as u64);
                 continue;
             }
-            let p = make_problem(d, dy, pre.reference_samples, seed).with_context(|| format!("building d={d} d_y={dy}"))?;
-            let problem = Problem::new(&p.prior, &p.op, &p.lik)?;
+            let p = make_problem(d, dy, pre.reference_samples, seed)
+                .with_context(|| format!("building d={d} d_y={dy}"))?;
+            let problem = Problem::linear(&p.prior, &p.op, &p.lik)?;
             for (m, key) in methods.iter().zip(&keys) {
                 bar.set_message(format!("{m} d={d} d_y={dy}"));
                 if let Some(r) = cache.get::<Row>(key) {
@@ -228,54 +316,140 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                 let (samples, fwd, den, secs) = match m.as_str() {
                     "posterior (exact)" => {
                         let t = std::time::Instant::now();
-                        let post = p.prior.posterior(p.op.matrix().mapv(|v| v as f64).view(), p.lik.observation().mapv(|v| v as f64).view(), p.sigma_y)?;
+                        let post = p.prior.posterior(
+                            p.op.matrix().mapv(|v| v as f64).view(),
+                            p.lik.observation().mapv(|v| v as f64).view(),
+                            p.sigma_y,
+                        )?;
                         let s = post.sample(pre.samples, seed ^ 0xf00d);
                         (s, 0, 0, t.elapsed().as_secs_f64())
                     }
                     name => {
                         let solver: Box<dyn Solver> = match name {
-                            "unconditional" => Box::new(Unconditional::new(UnconditionalConfig { num_samples: pre.samples, ..pre.unconditional.clone() })?),
-                            "CPS" => Box::new(Cps::new(CpsConfig { num_samples: pre.samples, ..pre.cps.clone() })?),
-                            "EKI" => Box::new(Eki::new(EkiConfig { num_particles: pre.samples, ..pre.eki.clone() })?),
-                            "Forward-GSG" => Box::new(Gsg::new(GsgConfig { num_samples: pre.samples, scheme: GsgScheme::Forward, ..pre.gsg.clone() })?),
-                            "Central-GSG" => Box::new(Gsg::new(GsgConfig { num_samples: pre.samples, scheme: GsgScheme::Central, ..pre.gsg.clone() })?),
-                            "DPG" => Box::new(Dpg::new(DpgConfig { num_samples: pre.samples, ..pre.dpg.clone() })?),
-                            "SCG" => Box::new(Scg::new(ScgConfig { num_samples: pre.samples, ..pre.scg.clone() })?),
+                            "unconditional" => Box::new(Unconditional::new(UnconditionalConfig {
+                                num_samples: pre.samples,
+                                ..pre.unconditional.clone()
+                            })?),
+                            "CPS" => Box::new(Cps::new(CpsConfig {
+                                num_samples: pre.samples,
+                                ..pre.cps.clone()
+                            })?),
+                            "EKI" => Box::new(Eki::new(EkiConfig {
+                                num_particles: pre.samples,
+                                ..pre.eki.clone()
+                            })?),
+                            "Forward-GSG" => Box::new(Gsg::new(GsgConfig {
+                                num_samples: pre.samples,
+                                scheme: GsgScheme::Forward,
+                                ..pre.gsg.clone()
+                            })?),
+                            "Central-GSG" => Box::new(Gsg::new(GsgConfig {
+                                num_samples: pre.samples,
+                                scheme: GsgScheme::Central,
+                                ..pre.gsg.clone()
+                            })?),
+                            "DPG" => Box::new(Dpg::new(DpgConfig {
+                                num_samples: pre.samples,
+                                ..pre.dpg.clone()
+                            })?),
+                            "SCG" => Box::new(Scg::new(ScgConfig {
+                                num_samples: pre.samples,
+                                ..pre.scg.clone()
+                            })?),
+                            "DDS" => Box::new(Dds::new(DdsConfig {
+                                num_samples: pre.samples,
+                                ..pre.dds.clone()
+                            })?),
+                            "DAPS" => Box::new(Daps::new(DapsConfig {
+                                num_samples: pre.samples,
+                                ..pre.daps.clone()
+                            })?),
+                            "DiffPIR" => Box::new(DiffPir::new(DiffPirConfig {
+                                num_samples: pre.samples,
+                                ..pre.diffpir.clone()
+                            })?),
                             enkg => {
                                 let gs = ENKG_GUIDANCE
                                     .iter()
                                     .copied()
                                     .find(|g| enkg == format!("EnKG (gs={g})"))
                                     .context("unknown method")?;
-                                Box::new(Enkg::new(EnkgConfig { num_particles: pre.samples, guidance_scale: gs, ..pre.enkg.clone() })?)
+                                Box::new(Enkg::new(EnkgConfig {
+                                    num_particles: pre.samples,
+                                    guidance_scale: gs,
+                                    ..pre.enkg.clone()
+                                })?)
                             }
                         };
                         let o = Runner::new(problem).run(solver.as_ref(), seed)?;
-                        (o.samples, o.cost.fwd_total, o.cost.den_total, o.cost.seconds)
+                        (
+                            o.samples,
+                            o.cost.fwd_total,
+                            o.cost.den_total,
+                            o.cost.seconds,
+                        )
                     }
                 };
                 let (sw, mean_err, misfit) = score(&p, &samples, sw_cfg)?;
                 let xy = samples.outer_iter().map(|r| (r[0], r[1])).collect();
-                let row = Row { method: m.clone(), d, dy, sigma_y: p.sigma_y, sw, mean_err, misfit, fwd_evals: fwd, den_evals: den, seconds: secs, xy };
+                let row = Row {
+                    method: m.clone(),
+                    d,
+                    dy,
+                    sigma_y: p.sigma_y,
+                    sw,
+                    mean_err,
+                    misfit,
+                    fwd_evals: fwd,
+                    den_evals: den,
+                    seconds: secs,
+                    xy,
+                };
                 cache.put(key, &row)?;
                 rows.push(row);
                 bar.inc(1);
             }
             if dy == pre.dys[0] {
-                let reference: Vec<(f64, f64)> = p.reference.outer_iter().take(2000).map(|r| (r[0] as f64, r[1] as f64)).collect();
-                let colors = [[40, 40, 40], [200, 120, 0], [0, 90, 200], [0, 140, 140], [0, 160, 60], [200, 0, 60]];
+                let reference: Vec<(f64, f64)> = p
+                    .reference
+                    .outer_iter()
+                    .take(2000)
+                    .map(|r| (r[0] as f64, r[1] as f64))
+                    .collect();
+                let colors = [
+                    [40, 40, 40],
+                    [200, 120, 0],
+                    [0, 90, 200],
+                    [0, 140, 140],
+                    [0, 160, 60],
+                    [200, 0, 60],
+                ];
                 let panels: Vec<Panel> = rows
                     .iter()
                     .filter(|r| r.d == d && r.dy == dy)
                     .zip(colors)
-                    .map(|(r, color)| Panel { points: r.xy.iter().map(|&(a, b)| (a as f64, b as f64)).collect(), reference: reference.clone(), color })
+                    .map(|(r, color)| Panel {
+                        points: r.xy.iter().map(|&(a, b)| (a as f64, b as f64)).collect(),
+                        reference: reference.clone(),
+                        color,
+                    })
                     .collect();
                 scatter_panels(&out.join(format!("gmm_d{d}_dy{dy}.png")), &panels, 220)?;
             }
         }
     }
     bar.finish_and_clear();
-    let mut table = Table::new(&["method", "d", "d_y", "sw", "mean_err", "misfit", "fwd_evals", "den_evals", "seconds"]);
+    let mut table = Table::new(&[
+        "method",
+        "d",
+        "d_y",
+        "sw",
+        "mean_err",
+        "misfit",
+        "fwd_evals",
+        "den_evals",
+        "seconds",
+    ]);
     for r in &rows {
         table.rows.push(vec![
             r.method.clone(),
@@ -336,10 +510,21 @@ mod tests {
     #[test]
     fn exact_posterior_draws_fit_the_data_at_the_noise_level() -> Result<()> {
         let p = make_problem(8, 4, 4096, 1)?;
-        let (sw, _, misfit) = score(&p, &p.reference, SlicedWassersteinConfig { projections: 50, seed: 0 })?;
+        let (sw, _, misfit) = score(
+            &p,
+            &p.reference,
+            SlicedWassersteinConfig {
+                projections: 50,
+                seed: 0,
+            },
+        )?;
         assert!(sw < 1e-9, "a sample set is at distance 0 from itself: {sw}");
         // RMS residual of exact posterior draws is of the order of sigma_y (slightly below).
-        assert!(misfit < 2.0 * p.sigma_y && misfit > 0.2 * p.sigma_y, "misfit {misfit} sigma_y {}", p.sigma_y);
+        assert!(
+            misfit < 2.0 * p.sigma_y && misfit > 0.2 * p.sigma_y,
+            "misfit {misfit} sigma_y {}",
+            p.sigma_y
+        );
         Ok(())
     }
 }

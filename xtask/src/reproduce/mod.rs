@@ -31,8 +31,11 @@ pub const TABLES: &[&str] = &["gmm"];
 
 /// Run the requested tables.
 pub fn run(args: ReproduceArgs) -> Result<()> {
-    let tables: Vec<String> =
-        if args.tables.is_empty() { TABLES.iter().map(|s| s.to_string()).collect() } else { args.tables.clone() };
+    let tables: Vec<String> = if args.tables.is_empty() {
+        TABLES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.tables.clone()
+    };
     for t in &tables {
         if !TABLES.contains(&t.as_str()) {
             bail!("unknown table {t:?}; known: {}", TABLES.join(", "));
@@ -50,14 +53,26 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         }
     }
     for t in &tables {
-        eprintln!("xtask: reproducing {t} ({preset} preset, seed {}) into {}", args.seed, args.out.display());
+        eprintln!(
+            "xtask: reproducing {t} ({preset} preset, seed {}) into {}",
+            args.seed,
+            args.out.display()
+        );
         let t0 = std::time::Instant::now();
         let table = match t.as_str() {
             "gmm" => gmm::run(args.full, &args.out, args.seed)?,
             other => bail!("unknown table {other:?}; known: {}", TABLES.join(", ")),
         };
-        println!("\n## {t} ({preset}, {:.0} s)\n\n{}", t0.elapsed().as_secs_f64(), table.to_markdown());
-        println!("written: {}/{t}.csv, {}/{t}.md", args.out.display(), args.out.display());
+        println!(
+            "\n## {t} ({preset}, {:.0} s)\n\n{}",
+            t0.elapsed().as_secs_f64(),
+            table.to_markdown()
+        );
+        println!(
+            "written: {}/{t}.csv, {}/{t}.md",
+            args.out.display(),
+            args.out.display()
+        );
     }
     Ok(())
 }
