@@ -326,6 +326,7 @@ impl GmmPosterior {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use ndarray::{array, Array1};

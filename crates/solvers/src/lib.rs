@@ -40,17 +40,30 @@
 //! ```
 
 pub mod cps;
+pub mod dps;
 pub mod enkg;
 pub mod error;
+pub mod guidance;
+pub mod mcg;
+pub mod mo;
+pub mod pigdm;
 pub mod problem;
+pub mod reddiff;
 pub mod runner;
+pub mod smc;
 pub mod solver;
 pub mod unconditional;
 
 pub use cps::{Cps, CpsConfig};
+pub use dps::{Dps, DpsConfig};
 pub use enkg::{Enkg, EnkgConfig};
 pub use error::{Result, SolverError};
+pub use mcg::{Mcg, McgConfig};
+pub use mo::MoConfig;
+pub use pigdm::{Pigdm, PigdmConfig};
 pub use problem::{CostSummary, Evaluator, Problem};
+pub use reddiff::{RedDiff, RedDiffConfig};
 pub use runner::{Observer, ProgressObserver, RunOutput, Runner};
+pub use smc::{Smc, SmcConfig};
 pub use solver::{Solver, State, StepInfo};
 pub use unconditional::{Unconditional, UnconditionalConfig, UnconditionalMethod};
