@@ -15,6 +15,7 @@ use diffinv_operators::{ForwardModel, GaussianLikelihood, MatrixOperator};
 use diffinv_priors::rng::stream;
 use diffinv_priors::GaussianMixture;
 use diffinv_solvers::{Cps, CpsConfig, Enkg, EnkgConfig, Problem, Runner, Solver, Unconditional, UnconditionalConfig};
+use diffinv_solvers::{Dps, DpsConfig, Mcg, McgConfig, MoConfig, Pigdm, PigdmConfig, RedDiff, RedDiffConfig, Smc, SmcConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
 use rand::Rng;
@@ -45,6 +46,20 @@ pub struct GmmPreset {
     pub cps: CpsConfig,
     /// Unconditional sampler settings (`num_samples` is set to `samples`).
     pub unconditional: UnconditionalConfig,
+    /// DPS settings (`num_samples` is set to `samples`).
+    pub dps: DpsConfig,
+    /// MCG settings (`num_samples` is set to `samples`).
+    pub mcg: McgConfig,
+    /// PiGDM settings (`num_samples` is set to `samples`).
+    pub pigdm: PigdmConfig,
+    /// RED-diff settings (`num_samples` is set to `samples`).
+    pub reddiff: RedDiffConfig,
+    /// DPS-MO settings (`num_samples` is set to `samples`).
+    pub dps_mo: DpsConfig,
+    /// RED-diff-MO settings (`num_samples` is set to `samples`).
+    pub reddiff_mo: RedDiffConfig,
+    /// SMC (TDS) settings; `num_particles` is each of [`SMC_PARTICLES`] (one row each).
+    pub smc: SmcConfig,
 }
 
 /// The quick (CI) and full presets.
@@ -54,6 +69,19 @@ pub fn preset(full: bool) -> GmmPreset {
     // CPS needs more levels than the ODE-based methods (its default is 200): 60 quick, 100 full.
     let cps = CpsConfig { num_steps: if full { 100 } else { 60 }, num_candidates: if full { 32 } else { 16 }, ..Default::default() };
     let unconditional = UnconditionalConfig { num_steps: steps, ..Default::default() };
+    // Gradient-based rows: the papers' defaults except the step counts (DPS/MCG/PiGDM 100 quick,
+    // 200 full; RED-diff 200 / 1000; the MO variants their 50-step, 100-NFE default) and
+    // zeta = 0.2 for DPS, MCG and DPS-MO (the images' zeta = 1 moves a chain by about
+    // zeta w_i per step whatever d, too far for d = 8; 0.2 was the best of {0.01, 0.05, 0.2}
+    // on seed 0, d = 8 and 80).
+    let guided_steps = if full { 200 } else { 100 };
+    let dps = DpsConfig { num_steps: guided_steps, zeta: 0.2, ..Default::default() };
+    let mcg = McgConfig { num_steps: guided_steps, zeta: 0.2, ..Default::default() };
+    let pigdm = PigdmConfig { num_steps: guided_steps, ..Default::default() };
+    let reddiff = RedDiffConfig { num_steps: if full { 1000 } else { 200 }, ..Default::default() };
+    let dps_mo = DpsConfig { zeta: 0.2, mo: Some(MoConfig::default()), ..DpsConfig::mo_default() };
+    let reddiff_mo = RedDiffConfig::mo_default();
+    let smc = SmcConfig { num_steps: guided_steps, ..Default::default() };
     GmmPreset {
         name: if full { "full" } else { "quick" },
         dims: vec![8, 80, 800],
@@ -64,8 +92,18 @@ pub fn preset(full: bool) -> GmmPreset {
         enkg,
         cps,
         unconditional,
+        dps,
+        mcg,
+        pigdm,
+        reddiff,
+        dps_mo,
+        reddiff_mo,
+        smc,
     }
 }
+
+/// Particle counts of the SMC (TDS) rows, so that the table shows the distance falling with N.
+pub const SMC_PARTICLES: [usize; 3] = [64, 256, 1024];
 
 /// Guidance scales of the EnKG rows: the reference default (2) and two smaller ones, because
 /// EnKG's normalised step moves each particle by about `gs` ensemble spreads per update and so
@@ -175,6 +213,8 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
     let mut methods: Vec<String> = vec!["posterior (exact)".into(), "unconditional".into()];
     methods.extend(ENKG_GUIDANCE.iter().map(|g| format!("EnKG (gs={g})")));
     methods.push("CPS".into());
+    methods.extend(["DPS", "MCG", "PiGDM", "RED-diff", "DPS-MO", "RED-diff-MO"].map(String::from));
+    methods.extend(SMC_PARTICLES.iter().map(|n| format!("SMC (N={n})")));
     let total = (pre.dims.len() * pre.dys.len() * methods.len()) as u64;
     let bar = ProgressBar::new(total);
     if let Ok(style) = ProgressStyle::with_template("gmm [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})") {
@@ -193,7 +233,7 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                 continue;
             }
             let p = make_problem(d, dy, pre.reference_samples, seed).with_context(|| format!("building d={d} d_y={dy}"))?;
-            let problem = Problem::new(&p.prior, &p.op, &p.lik)?;
+            let problem = Problem::linear(&p.prior, &p.op, &p.lik)?;
             for (m, key) in methods.iter().zip(&keys) {
                 bar.set_message(format!("{m} d={d} d_y={dy}"));
                 if let Some(r) = cache.get::<Row>(key) {
@@ -212,6 +252,16 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                         let solver: Box<dyn Solver> = match name {
                             "unconditional" => Box::new(Unconditional::new(UnconditionalConfig { num_samples: pre.samples, ..pre.unconditional.clone() })?),
                             "CPS" => Box::new(Cps::new(CpsConfig { num_samples: pre.samples, ..pre.cps.clone() })?),
+                            "DPS" => Box::new(Dps::new(DpsConfig { num_samples: pre.samples, ..pre.dps.clone() })?),
+                            "MCG" => Box::new(Mcg::new(McgConfig { num_samples: pre.samples, ..pre.mcg.clone() })?),
+                            "PiGDM" => Box::new(Pigdm::new(PigdmConfig { num_samples: pre.samples, ..pre.pigdm.clone() })?),
+                            "RED-diff" => Box::new(RedDiff::new(RedDiffConfig { num_samples: pre.samples, ..pre.reddiff.clone() })?),
+                            "DPS-MO" => Box::new(Dps::new(DpsConfig { num_samples: pre.samples, ..pre.dps_mo.clone() })?),
+                            "RED-diff-MO" => Box::new(RedDiff::new(RedDiffConfig { num_samples: pre.samples, ..pre.reddiff_mo.clone() })?),
+                            smc if smc.starts_with("SMC (N=") => {
+                                let n = SMC_PARTICLES.iter().copied().find(|n| smc == format!("SMC (N={n})")).context("unknown SMC row")?;
+                                Box::new(Smc::new(SmcConfig { num_particles: n, ..pre.smc.clone() })?)
+                            }
                             enkg => {
                                 let gs = ENKG_GUIDANCE
                                     .iter()
