@@ -232,8 +232,8 @@ mod tests {
         }
     }
 
-    /// The fallback for a differentiable, non-linear problem runs (here the same linear map
-    /// given as a closure, which has no vjp: refused), and a bad configuration is refused.
+    /// A black-box problem (a closure without vjp) is refused before any compute, and so is
+    /// a bad configuration.
     #[test]
     fn configuration_and_capabilities_are_checked() {
         let lg = linear_gaussian();
