@@ -19,6 +19,7 @@ use diffinv_solvers::{
 };
 use diffinv_solvers::{Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig};
 use diffinv_solvers::{Dpg, DpgConfig, Eki, EkiConfig, Gsg, GsgConfig, GsgScheme, Scg, ScgConfig};
+use diffinv_solvers::{Dps, DpsConfig, Mcg, McgConfig, MoConfig, Pigdm, PigdmConfig, RedDiff, RedDiffConfig, Smc, SmcConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
 use rand::Rng;
@@ -63,6 +64,20 @@ pub struct GmmPreset {
     pub daps: DapsConfig,
     /// DiffPIR settings (`num_samples` is set to `samples`).
     pub diffpir: DiffPirConfig,
+    /// DPS settings (`num_samples` is set to `samples`).
+    pub dps: DpsConfig,
+    /// MCG settings (`num_samples` is set to `samples`).
+    pub mcg: McgConfig,
+    /// PiGDM settings (`num_samples` is set to `samples`).
+    pub pigdm: PigdmConfig,
+    /// RED-diff settings (`num_samples` is set to `samples`).
+    pub reddiff: RedDiffConfig,
+    /// DPS-MO settings (`num_samples` is set to `samples`).
+    pub dps_mo: DpsConfig,
+    /// RED-diff-MO settings (`num_samples` is set to `samples`).
+    pub reddiff_mo: RedDiffConfig,
+    /// SMC (TDS) settings; `num_particles` is each of [`SMC_PARTICLES`] (one row each).
+    pub smc: SmcConfig,
 }
 
 /// The quick (CI) and full presets.
@@ -112,6 +127,19 @@ pub fn preset(full: bool) -> GmmPreset {
         num_candidates: if full { 32 } else { 16 },
         ..Default::default()
     };
+    // Gradient-based rows: the papers' defaults except the step counts (DPS/MCG/PiGDM 100 quick,
+    // 200 full; RED-diff 200 / 1000; the MO variants their 50-step, 100-NFE default) and
+    // zeta = 0.2 for DPS, MCG and DPS-MO (the images' zeta = 1 moves a chain by about
+    // zeta w_i per step whatever d, too far for d = 8; 0.2 was the best of {0.01, 0.05, 0.2}
+    // on seed 0, d = 8 and 80).
+    let guided_steps = if full { 200 } else { 100 };
+    let dps = DpsConfig { num_steps: guided_steps, zeta: 0.2, ..Default::default() };
+    let mcg = McgConfig { num_steps: guided_steps, zeta: 0.2, ..Default::default() };
+    let pigdm = PigdmConfig { num_steps: guided_steps, ..Default::default() };
+    let reddiff = RedDiffConfig { num_steps: if full { 1000 } else { 200 }, ..Default::default() };
+    let dps_mo = DpsConfig { zeta: 0.2, mo: Some(MoConfig::default()), ..DpsConfig::mo_default() };
+    let reddiff_mo = RedDiffConfig::mo_default();
+    let smc = SmcConfig { num_steps: guided_steps, ..Default::default() };
     GmmPreset {
         name: if full { "full" } else { "quick" },
         dims: vec![8, 80, 800],
@@ -149,8 +177,18 @@ pub fn preset(full: bool) -> GmmPreset {
             num_steps: if full { 100 } else { 50 },
             ..Default::default()
         },
+        dps,
+        mcg,
+        pigdm,
+        reddiff,
+        dps_mo,
+        reddiff_mo,
+        smc,
     }
 }
+
+/// Particle counts of the SMC (TDS) rows, so that the table shows the distance falling with N.
+pub const SMC_PARTICLES: [usize; 3] = [64, 256, 1024];
 
 /// Guidance scales of the EnKG rows: the reference default (2) and two smaller ones, because
 /// EnKG's normalised step moves each particle by about `gs` ensemble spreads per update and so
@@ -281,6 +319,8 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
     methods.push("CPS".into());
     methods.extend(["EKI", "Forward-GSG", "Central-GSG", "DPG", "SCG"].map(String::from));
     methods.extend(["DDS", "DAPS", "DiffPIR"].map(String::from));
+    methods.extend(["DPS", "MCG", "PiGDM", "RED-diff", "DPS-MO", "RED-diff-MO"].map(String::from));
+    methods.extend(SMC_PARTICLES.iter().map(|n| format!("SMC (N={n})")));
     let total = (pre.dims.len() * pre.dys.len() * methods.len()) as u64;
     let bar = ProgressBar::new(total);
     if let Ok(style) =
@@ -368,6 +408,16 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                                 num_samples: pre.samples,
                                 ..pre.diffpir.clone()
                             })?),
+                            "DPS" => Box::new(Dps::new(DpsConfig { num_samples: pre.samples, ..pre.dps.clone() })?),
+                            "MCG" => Box::new(Mcg::new(McgConfig { num_samples: pre.samples, ..pre.mcg.clone() })?),
+                            "PiGDM" => Box::new(Pigdm::new(PigdmConfig { num_samples: pre.samples, ..pre.pigdm.clone() })?),
+                            "RED-diff" => Box::new(RedDiff::new(RedDiffConfig { num_samples: pre.samples, ..pre.reddiff.clone() })?),
+                            "DPS-MO" => Box::new(Dps::new(DpsConfig { num_samples: pre.samples, ..pre.dps_mo.clone() })?),
+                            "RED-diff-MO" => Box::new(RedDiff::new(RedDiffConfig { num_samples: pre.samples, ..pre.reddiff_mo.clone() })?),
+                            smc if smc.starts_with("SMC (N=") => {
+                                let n = SMC_PARTICLES.iter().copied().find(|n| smc == format!("SMC (N={n})")).context("unknown SMC row")?;
+                                Box::new(Smc::new(SmcConfig { num_particles: n, ..pre.smc.clone() })?)
+                            }
                             enkg => {
                                 let gs = ENKG_GUIDANCE
                                     .iter()
@@ -427,14 +477,15 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                 let panels: Vec<Panel> = rows
                     .iter()
                     .filter(|r| r.d == d && r.dy == dy)
-                    .zip(colors)
+                    .zip(colors.iter().cycle())
                     .map(|(r, color)| Panel {
                         points: r.xy.iter().map(|&(a, b)| (a as f64, b as f64)).collect(),
                         reference: reference.clone(),
-                        color,
+                        color: *color,
                     })
                     .collect();
-                scatter_panels(&out.join(format!("gmm_d{d}_dy{dy}.png")), &panels, 220)?;
+                // One panel per row of the table, in its order.
+                scatter_panels(&out.join(format!("gmm_d{d}_dy{dy}.png")), &panels, 160)?;
             }
         }
     }

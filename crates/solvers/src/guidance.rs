@@ -1,0 +1,360 @@
+//! Building blocks shared by the gradient-based solvers (DPS, MCG, PiGDM, RED-diff, MO, TDS):
+//! seeded noise, the gradient of the data term through the denoiser, the observation of an
+//! isotropic Gaussian likelihood, and batched conjugate gradients on `r^2 A A^T + s^2 I`.
+
+use diffinv_priors::rng::{fill_normal, stream};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
+use rayon::prelude::*;
+
+use crate::problem::Evaluator;
+use crate::{Result, SolverError};
+
+/// Purpose tags of the draws made by the gradient-based solvers (disjoint from
+/// `diffinv_priors::rng::tags`, which end at 8).
+pub mod tags {
+    /// Noise of the SGLD inner loop of MO.
+    pub const SGLD: u64 = 0x6d6f_0001;
+    /// Re-noising of the MO projection.
+    pub const MO_RENOISE: u64 = 0x6d6f_0002;
+    /// The `eps` of a RED-diff iteration.
+    pub const REDDIFF: u64 = 0x7264_0001;
+    /// The noisy measurement `y_t` of MCG.
+    pub const MCG_MEASUREMENT: u64 = 0x6d63_0001;
+    /// Resampling uniforms of the SMC sampler.
+    pub const RESAMPLE: u64 = 0x736d_0001;
+}
+
+/// Standard normal draws `(n, d)`, row `r` from stream `(seed, tag, step, r)`.
+pub fn normal_rows(n: usize, d: usize, seed: u64, tag: u64, step: u64) -> Array2<f32> {
+    let mut z = Array2::<f32>::zeros((n, d));
+    z.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(r, mut row)| {
+            let mut rng = stream(seed, tag, step, r as u64);
+            let mut buf = vec![0.0f32; d];
+            fill_normal(&mut rng, &mut buf);
+            row.assign(&ndarray::ArrayView1::from(&buf[..]));
+        });
+    z
+}
+
+/// Euclidean norm of every row (f64 accumulation).
+pub fn row_norms(x: ArrayView2<'_, f32>) -> Array1<f64> {
+    x.map_axis(Axis(1), |r| {
+        r.iter()
+            .map(|v| (*v as f64) * (*v as f64))
+            .sum::<f64>()
+            .sqrt()
+    })
+}
+
+/// Row-wise dot products (f64 accumulation).
+pub fn row_dots(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array1<f64> {
+    Zip::from(a.rows()).and(b.rows()).map_collect(|ra, rb| {
+        ra.iter()
+            .zip(rb.iter())
+            .map(|(x, y)| (*x as f64) * (*y as f64))
+            .sum::<f64>()
+    })
+}
+
+/// `x <- x + f (d - x) / sigma^2`: the drift of one Euler-Maruyama step of the reverse VE SDE
+/// from `sigma` with `f = sigma^2 - sigma_next^2` and `d = D(x; sigma)`.
+pub fn sde_drift(x: &mut Array2<f32>, den: ArrayView2<'_, f32>, sigma: f64, sigma_next: f64) {
+    let g = ((sigma * sigma - sigma_next * sigma_next) / (sigma * sigma)) as f32;
+    Zip::from(x).and(den).for_each(|a, &d| *a += g * (d - *a));
+}
+
+/// Error if a row of `x` is non-finite.
+pub fn check_finite(x: ArrayView2<'_, f32>, step: usize) -> Result<()> {
+    match crate::problem::first_non_finite_row(x) {
+        Some(particle) => Err(SolverError::NonFiniteState { particle, step }),
+        None => Ok(()),
+    }
+}
+
+/// The data term through the denoiser at every row of `x`:
+/// `x0 = D(x; sigma)`, `r = dL/dy (G(x0))`, and, if asked, the chain
+/// `grad_x L(G(D(x))) = (dD/dx)^T (dG/dx0)^T r` (one forward-model vjp and one denoiser vjp),
+/// or, with `normalise`, the same chain applied to `r / ||r||` per row.
+///
+/// For the Gaussian likelihood `r = (G(x0) - y) / sigma_y^2`, so the normalised chain is
+/// `grad_x ||y - G(D(x))||` exactly, whatever `sigma_y` (the DPS direction).
+#[derive(Debug, Clone)]
+pub struct DataGradient {
+    /// `D(x; sigma)`.
+    pub x0: Array2<f32>,
+    /// Negative log-likelihood of `G(x0)`, per row.
+    pub nll: Array1<f32>,
+    /// The chain rule gradient (or the normalised direction), `(N, d)`.
+    pub grad: Array2<f32>,
+}
+
+impl DataGradient {
+    /// Mean negative log-likelihood.
+    pub fn misfit(&self) -> f64 {
+        self.nll.iter().map(|v| *v as f64).sum::<f64>() / self.nll.len().max(1) as f64
+    }
+}
+
+/// Compute [`DataGradient`] at `x` and `sigma` (see there).
+pub fn data_gradient(
+    eval: &Evaluator<'_>,
+    x: ArrayView2<'_, f32>,
+    sigma: f64,
+    normalise: bool,
+    step: usize,
+) -> Result<DataGradient> {
+    let x0 = eval.denoise(x, sigma, step)?;
+    let y = eval.forward(x0.view(), step)?;
+    let mut r = eval.likelihood_grad(y.view(), step)?;
+    let nll = eval.nll(y.view(), step)?;
+    if normalise {
+        let norms = row_norms(r.view());
+        Zip::from(r.rows_mut()).and(&norms).for_each(|mut row, &n| {
+            let s = if n > 0.0 && n.is_finite() {
+                (1.0 / n) as f32
+            } else {
+                0.0
+            };
+            row.mapv_inplace(|v| v * s);
+        });
+    }
+    let u = eval.forward_vjp(x0.view(), r.view(), step)?;
+    let grad = eval.denoise_vjp(x, sigma, u.view(), step)?;
+    check_finite(grad.view(), step)?;
+    Ok(DataGradient { x0, nll, grad })
+}
+
+/// The observation `y` and inverse variance `1/s^2` of an isotropic Gaussian likelihood
+/// `L(u) = ||u - y||^2 / (2 s^2)`, read off the likelihood through its gradient only:
+/// `dL/du (0) = -y / s^2` and `dL/du (1) - dL/du (0) = 1 / s^2` in every coordinate. A
+/// likelihood whose gradient is not of this form (checked on a third point and against
+/// `L(0)`) is refused with a [`SolverError::Problem`] naming `method`.
+///
+/// `diffinv_operators::GaussianLikelihood` with `sigma_y = 0` reads as `s = 1` (its own
+/// convention for noiseless data).
+#[derive(Debug, Clone)]
+pub struct GaussianData {
+    /// The observation `y`.
+    pub y: Array1<f32>,
+    /// `1 / s^2`.
+    pub inv_var: f64,
+}
+
+impl GaussianData {
+    /// Probe the problem's likelihood.
+    pub fn probe(eval: &Evaluator<'_>, method: &str) -> Result<Self> {
+        let m = eval.problem().measurement_dim();
+        let lik = eval.problem().likelihood;
+        let refuse = |why: &str| {
+            SolverError::Problem(format!(
+                "{method} needs an isotropic Gaussian likelihood ||G(x) - y||^2 / (2 sigma_y^2): {why}"
+            ))
+        };
+        let mut pts = Array2::<f32>::zeros((3, m));
+        pts.row_mut(1).fill(1.0);
+        pts.row_mut(2)
+            .iter_mut()
+            .enumerate()
+            .for_each(|(j, v)| *v = (j % 3) as f32 - 1.0);
+        let g = lik
+            .grad(pts.view())
+            .map_err(|e| refuse(&format!("its gradient failed ({e})")))?;
+        let nll = lik
+            .nll(pts.view())
+            .map_err(|e| refuse(&format!("it failed ({e})")))?;
+        let w = (g[[1, 0]] - g[[0, 0]]) as f64;
+        if !(w > 0.0 && w.is_finite()) {
+            return Err(refuse("its curvature is not positive"));
+        }
+        let y = g.row(0).mapv(|v| (-(v as f64) / w) as f32);
+        let scale = y.iter().fold(1.0f64, |a, v| a.max(v.abs() as f64));
+        for j in 0..m {
+            let wj = (g[[1, j]] - g[[0, j]]) as f64;
+            let pred = w * (pts[[2, j]] as f64 - y[j] as f64);
+            if (wj - w).abs() > 1e-3 * w || (g[[2, j]] as f64 - pred).abs() > 1e-3 * w * scale {
+                return Err(refuse("its gradient is not affine and isotropic"));
+            }
+        }
+        let l0 = 0.5 * w * y.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        if (l0 - nll[0] as f64).abs() > 1e-3 * l0.max(1.0) {
+            return Err(refuse("its value does not match its gradient"));
+        }
+        Ok(Self { y, inv_var: w })
+    }
+    /// The noise standard deviation `s`.
+    pub fn sigma_y(&self) -> f64 {
+        (1.0 / self.inv_var).sqrt()
+    }
+}
+
+/// Settings of [`cg_solve`].
+#[derive(Debug, Clone, Copy)]
+pub struct CgSettings {
+    /// Stop when `||b - M z|| <= tol ||b||` in every row.
+    pub tol: f64,
+    /// Iteration cap; the last iterate is returned when reached (CG decreases the error in
+    /// the `M`-norm monotonically, so it is the best estimate so far).
+    pub max_iter: usize,
+}
+
+/// Solve `(r2 A A^T + s2 I) z = b` for every row of `b` `(N, m)` by conjugate gradients, with
+/// `A` applied only through the counted `forward` and `adjoint` of a linear problem (each
+/// iteration costs one of each per row). Returns `z` and the number of iterations run.
+pub fn cg_solve(
+    eval: &Evaluator<'_>,
+    b: ArrayView2<'_, f32>,
+    r2: f64,
+    s2: f64,
+    settings: CgSettings,
+    step: usize,
+) -> Result<(Array2<f32>, usize)> {
+    let apply = |v: ArrayView2<'_, f32>| -> Result<Array2<f32>> {
+        let at = eval.adjoint(v, step)?;
+        let aat = eval.forward(at.view(), step)?;
+        let mut out = aat * (r2 as f32);
+        out.scaled_add(s2 as f32, &v);
+        Ok(out)
+    };
+    let n = b.nrows();
+    let mut z = Array2::<f32>::zeros(b.raw_dim());
+    let mut res = b.to_owned();
+    let mut p = res.clone();
+    let bnorm = row_norms(b);
+    let mut rr = row_dots(res.view(), res.view());
+    let mut active: Vec<bool> = (0..n)
+        .map(|i| rr[i].sqrt() > settings.tol * bnorm[i])
+        .collect();
+    let mut it = 0;
+    while it < settings.max_iter && active.iter().any(|a| *a) {
+        let mp = apply(p.view())?;
+        let pmp = row_dots(p.view(), mp.view());
+        for i in 0..n {
+            if !active[i] || pmp[i].partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                active[i] = false;
+                continue;
+            }
+            let alpha = rr[i] / pmp[i];
+            z.row_mut(i).scaled_add(alpha as f32, &p.row(i));
+            res.row_mut(i).scaled_add(-alpha as f32, &mp.row(i));
+            let rr_new = res.row(i).iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+            let beta = rr_new / rr[i];
+            rr[i] = rr_new;
+            let ri = res.row(i).to_owned();
+            let mut pi = p.row_mut(i);
+            pi.mapv_inplace(|v| v * beta as f32);
+            pi += &ri;
+            if rr_new.sqrt() <= settings.tol * bnorm[i] {
+                active[i] = false;
+            }
+        }
+        it += 1;
+    }
+    check_finite(z.view(), step)?;
+    Ok((z, it))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::Problem;
+    use approx::assert_abs_diff_eq;
+    use diffinv_operators::{GaussianLikelihood, MatrixOperator};
+    use diffinv_priors::{Gaussian, GaussianPrior};
+    use ndarray::array;
+
+    #[test]
+    fn probe_reads_the_gaussian_likelihood_and_cg_solves() {
+        let prior = GaussianPrior::new(Gaussian::isotropic(array![0.0, 0.0, 0.0], 1.0).unwrap());
+        let a = array![[1.0f32, 0.5, 0.0], [0.0, 1.0, -1.0]];
+        let op = MatrixOperator::new(a.clone()).unwrap();
+        let lik = GaussianLikelihood::new(array![0.7f32, -1.2], 0.25).unwrap();
+        let problem = Problem::linear(&prior, &op, &lik).unwrap();
+        let eval = Evaluator::new(problem);
+        let data = GaussianData::probe(&eval, "test").unwrap();
+        assert_abs_diff_eq!(data.sigma_y(), 0.25, epsilon = 1e-5);
+        assert_abs_diff_eq!(data.y[1], -1.2, epsilon = 1e-5);
+        // (r2 A A^T + s2 I) z = b against a dense solve.
+        let b = array![[1.0f32, 2.0], [-0.5, 0.25]];
+        let (z, _) = cg_solve(
+            &eval,
+            b.view(),
+            0.7,
+            0.1,
+            CgSettings {
+                tol: 1e-7,
+                max_iter: 10,
+            },
+            0,
+        )
+        .unwrap();
+        let aat = a.dot(&a.t()) * 0.7 + Array2::<f32>::eye(2) * 0.1;
+        let back = z.dot(&aat.t());
+        for (u, v) in back.iter().zip(b.iter()) {
+            assert_abs_diff_eq!(u, v, epsilon = 1e-5);
+        }
+    }
+}
+
+/// Shared fixtures of the solver tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod testing {
+    use diffinv_operators::{GaussianLikelihood, MatrixOperator};
+    use diffinv_priors::{Gaussian, GaussianPosterior, GaussianPrior};
+    use ndarray::{array, Array1, Array2, Axis};
+
+    use crate::Problem;
+
+    /// Prior `N(0, I_3)`, `y = A x + 0.3 n` with two measurements, and the exact posterior.
+    pub(crate) struct LinearGaussian {
+        pub prior: GaussianPrior,
+        pub op: MatrixOperator,
+        pub lik: GaussianLikelihood,
+        pub post_mean: Array1<f64>,
+        pub post_cov: Array2<f64>,
+    }
+
+    pub(crate) fn linear_gaussian() -> LinearGaussian {
+        let g = Gaussian::isotropic(array![0.0, 0.0, 0.0], 1.0).unwrap();
+        let a = array![[1.0, 0.5, 0.0], [0.0, 1.0, -1.0]];
+        let y = array![1.2, -0.8];
+        let post = GaussianPosterior::new(&g, a.view(), y.view(), 0.3).unwrap();
+        LinearGaussian {
+            prior: GaussianPrior::new(g),
+            op: MatrixOperator::new(a.mapv(|v| v as f32)).unwrap(),
+            lik: GaussianLikelihood::new(y.mapv(|v| v as f32), 0.3).unwrap(),
+            post_mean: post.mean().to_owned(),
+            post_cov: post.covariance(),
+        }
+    }
+
+    impl LinearGaussian {
+        pub(crate) fn problem(&self) -> Problem<'_> {
+            Problem::linear(&self.prior, &self.op, &self.lik).unwrap()
+        }
+        /// RMS error of `mean` against the exact posterior mean.
+        pub(crate) fn mean_error(&self, mean: &Array1<f64>) -> f64 {
+            ((mean - &self.post_mean).mapv(|v| v * v).sum() / mean.len() as f64).sqrt()
+        }
+        /// The same error for the prior mean (zero).
+        pub(crate) fn prior_mean_error(&self) -> f64 {
+            self.mean_error(&Array1::zeros(self.post_mean.len()))
+        }
+        /// Exact posterior marginal variances.
+        pub(crate) fn post_var(&self) -> Array1<f64> {
+            self.post_cov.diag().to_owned()
+        }
+    }
+
+    /// Sample mean and per-coordinate variance (f64).
+    pub(crate) fn moments(x: &Array2<f32>) -> (Array1<f64>, Array1<f64>) {
+        let x = x.mapv(|v| v as f64);
+        let mean = x.mean_axis(Axis(0)).unwrap();
+        let var = x.var_axis(Axis(0), 1.0);
+        (mean, var)
+    }
+}
