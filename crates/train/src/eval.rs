@@ -5,11 +5,19 @@
 //!    denoiser of the training set's mean `m` and covariance `S`:
 //!    `D_W(y) = m + U diag(l / (l + sigma^2)) U^T (y - m)` with `S = U diag(l) U^T`
 //!    (eigendecomposition by libtorch). This is the MMSE denoiser among all *linear* ones, so a
-//!    network that has learnt anything beyond second-order statistics beats it.
+//!    network that has learnt anything beyond second-order statistics beats it. For periodic
+//!    fields (Navier-Stokes) the baseline is diagonal in the Fourier basis instead
+//!    ([`WienerBasis::Fourier`]): `D_W(y) = m + F^-1[ P(k) / (P(k) + sigma^2) F(y - m) ]` with the
+//!    unitary 2-D DFT `F` and the per-mode power `P(k) = E|F(x - m)(k)|^2` of the training set
+//!    (the covariance of a translation-invariant field is diagonal there; every mode's variance
+//!    is estimated from all training images, where the full covariance has `d^2 / 2` entries).
 //! 2. Samples: EDM Heun sampler (Karras et al. 2022, Algorithm 1) with `sample_steps` levels from
 //!    `sigma_max = 80`, mapped back to data units; for black holes, the ring diameter and
 //!    asymmetry distributions of samples and held-out data compared by the two-sample
-//!    Kolmogorov-Smirnov statistic; a PNG grid with samples (top) and data (bottom).
+//!    Kolmogorov-Smirnov statistic; for periodic fields, the radially averaged energy spectrum
+//!    of samples and held-out data (`diffinv_metrics::spectrum`) and its largest relative
+//!    deviation over the resolved band (shells `1..=H/3`, the 2/3-dealiased band of the solver);
+//!    a PNG grid with samples (top) and data (bottom).
 //! Writes `quality.json` and `samples.png` into the run folder and prints a Markdown table.
 
 use std::path::Path;
@@ -35,6 +43,17 @@ pub struct DenoiseRow {
     pub network: f64,
     /// Wiener MSE.
     pub wiener: f64,
+}
+
+/// Basis of the Gaussian (Wiener) baseline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WienerBasis {
+    /// Full covariance, diagonalised by `eigh`.
+    #[default]
+    Full,
+    /// Diagonal in the 2-D Fourier basis (periodic, translation-invariant fields).
+    Fourier,
 }
 
 /// The Wiener denoiser of a Gaussian fitted to `train (N, d)`.
@@ -65,10 +84,46 @@ impl Wiener {
     }
 }
 
-/// Denoising MSE of `net` and of the Wiener filter of `train` on `test` (normalised units,
-/// `(N, C, H, W)`), with seeded noise.
-pub fn denoising_table(net: &EdmNetwork, train: &Tensor, test: &Tensor, seed: u64) -> Result<Vec<DenoiseRow>> {
-    let wiener = Wiener::fit(train)?;
+/// The Wiener denoiser of a Gaussian that is diagonal in the unitary 2-D Fourier basis,
+/// fitted to `train (N, C, H, W)`: mean image `m` and per-mode power `P(k)` (unbiased).
+pub struct FourierWiener {
+    mean: Tensor,
+    power: Tensor,
+}
+
+impl FourierWiener {
+    /// Fit the mean image and the per-mode power.
+    pub fn fit(train: &Tensor) -> Result<Self> {
+        let size = train.size();
+        anyhow::ensure!(size.len() == 4, "the Fourier Wiener baseline needs (N, C, H, W) images, got {size:?}");
+        let x = train.to_kind(Kind::Double);
+        let n = size[0];
+        let mean = x.mean_dim(0, true, Kind::Double);
+        let xh = (&x - &mean).fft_fft2(None::<&[i64]>, [-2, -1], "ortho");
+        let power = xh.abs().square().sum_dim_intlist(0, true, Kind::Double) / ((n - 1).max(1) as f64);
+        Ok(Self { mean, power })
+    }
+
+    /// `D_W(y; sigma)` for `y (B, C, H, W)`.
+    pub fn denoise(&self, y: &Tensor, sigma: f64) -> Tensor {
+        let yc = y.to_kind(Kind::Double) - &self.mean;
+        let gain = &self.power / (&self.power + sigma * sigma);
+        let yh = yc.fft_fft2(None::<&[i64]>, [-2, -1], "ortho") * gain;
+        (yh.fft_ifft2(None::<&[i64]>, [-2, -1], "ortho").real() + &self.mean).to_kind(Kind::Float)
+    }
+}
+
+/// Denoising MSE of `net` and of the Wiener filter of `train` (in `basis`) on `test`
+/// (normalised units, `(N, C, H, W)`), with seeded noise.
+pub fn denoising_table(net: &EdmNetwork, train: &Tensor, test: &Tensor, seed: u64, basis: WienerBasis) -> Result<Vec<DenoiseRow>> {
+    enum Fitted {
+        Full(Wiener),
+        Fourier(FourierWiener),
+    }
+    let wiener = match basis {
+        WienerBasis::Full => Fitted::Full(Wiener::fit(train)?),
+        WienerBasis::Fourier => Fitted::Fourier(FourierWiener::fit(train)?),
+    };
     let size = test.size();
     let n = size[0];
     let d: i64 = size[1..].iter().product();
@@ -87,12 +142,28 @@ pub fn denoising_table(net: &EdmNetwork, train: &Tensor, test: &Tensor, seed: u6
             let dn = tch::no_grad(|| net.precond(&yb.to_device(net.vs.device()), &s.to_device(net.vs.device()), false)).to_device(Device::Cpu);
             net_se += (dn - x.narrow(0, start, len)).square().sum(Kind::Double).double_value(&[]);
         }
-        let dw = wiener.denoise(&y.flatten(1, -1), sigma);
-        let w_se = (dw - x.flatten(1, -1)).square().sum(Kind::Double).double_value(&[]);
+        let w_se = match &wiener {
+            Fitted::Full(w) => (w.denoise(&y.flatten(1, -1), sigma) - x.flatten(1, -1)).square().sum(Kind::Double).double_value(&[]),
+            Fitted::Fourier(w) => (w.denoise(&y, sigma) - &x).square().sum(Kind::Double).double_value(&[]),
+        };
         let count = (n * d) as f64;
         rows.push(DenoiseRow { sigma, network: net_se / count, wiener: w_se / count });
     }
     Ok(rows)
+}
+
+/// Radially averaged energy spectra of `samples` and `data` (rows are `side x side` fields in
+/// data units) and the largest relative deviation over the resolved band `1..=side/3`.
+pub fn spectrum_comparison(samples: &Array2<f32>, data: &Array2<f32>, side: usize) -> Result<serde_json::Value> {
+    use diffinv_metrics::spectrum::{max_relative_deviation, mean_energy_spectrum};
+    let es = mean_energy_spectrum(samples.view(), side, side)?;
+    let ed = mean_energy_spectrum(data.view(), side, side)?;
+    let hi = side / 3;
+    let dev = max_relative_deviation(&es, &ed, 1, hi)?;
+    Ok(serde_json::json!({
+        "band": [1, hi], "max_relative_deviation": dev, "spectrum_samples": es, "spectrum_data": ed,
+        "samples": samples.nrows(), "data": data.nrows(),
+    }))
 }
 
 /// `n` samples of the prior in normalised units, `(n, d)`, by the EDM Heun sampler.
@@ -142,8 +213,10 @@ pub fn ring_comparison(cfg: &blackhole::MringConfig, samples: &Array2<f32>, data
 }
 
 /// A grey-scale PNG grid: `top` rows above `bottom` rows, `cols` images per row, each image
-/// `side x side` with values clamped to `[0, 1]`.
-pub fn write_grid(path: &Path, top: &Array2<f32>, bottom: &Array2<f32>, side: usize, cols: usize) -> Result<()> {
+/// `side x side`, values mapped linearly from `range = (lo, hi)` to black..white and clamped.
+pub fn write_grid(path: &Path, top: &Array2<f32>, bottom: &Array2<f32>, side: usize, cols: usize, range: (f32, f32)) -> Result<()> {
+    let (lo, hi) = range;
+    let span = if hi > lo { hi - lo } else { 1.0 };
     let rows_of = |a: &Array2<f32>| a.nrows().min(cols).max(1);
     let (w, h) = (cols * (side + 2) + 2, 2 * (side + 2) + 6);
     let mut img = image::GrayImage::from_pixel(w as u32, h as u32, image::Luma([255]));
@@ -151,7 +224,7 @@ pub fn write_grid(path: &Path, top: &Array2<f32>, bottom: &Array2<f32>, side: us
         for k in 0..rows_of(a).min(a.nrows()) {
             for i in 0..side {
                 for j in 0..side {
-                    let v = a[[k, i * side + j]].clamp(0.0, 1.0);
+                    let v = ((a[[k, i * side + j]] - lo) / span).clamp(0.0, 1.0);
                     let (x, y) = (2 + k * (side + 2) + j, 2 + band * (side + 6) + i);
                     img.put_pixel(x as u32, y as u32, image::Luma([(v * 255.0) as u8]));
                 }

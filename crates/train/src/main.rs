@@ -86,6 +86,18 @@ struct RunConfig {
     data: DataSource,
     #[serde(default)]
     train: TrainConfig,
+    #[serde(default)]
+    eval: EvalConfig,
+}
+
+/// `[eval]`: how `--evaluate` measures the prior.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct EvalConfig {
+    /// Basis of the Gaussian (Wiener) baseline: `full` covariance or `fourier` (periodic fields).
+    wiener: eval::WienerBasis,
+    /// Compare radially averaged energy spectra of samples and held-out data (periodic fields).
+    spectrum: bool,
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -254,7 +266,7 @@ fn evaluate(cli: &Cli, run: &RunConfig, base: &Path, out: &Path, train: &Tensor,
     let t0 = Instant::now();
     // The Wiener fit uses at most 4000 training images.
     let fit = train.narrow(0, 0, train.size()[0].min(4000));
-    let rows = eval::denoising_table(&net, &fit, &test, cfg.seed)?;
+    let rows = eval::denoising_table(&net, &fit, &test, cfg.seed, run.eval.wiener)?;
     println!("| sigma | network MSE | Wiener MSE | network / Wiener |\n| --- | --- | --- | --- |");
     for r in &rows {
         println!("| {} | {:.5} | {:.5} | {:.3} |", r.sigma, r.network, r.wiener, r.network / r.wiener);
@@ -272,14 +284,26 @@ fn evaluate(cli: &Cli, run: &RunConfig, base: &Path, out: &Path, train: &Tensor,
         None => None,
     };
     let side = (d as f64).sqrt() as usize;
-    eval::write_grid(&out.join("samples.png"), &samples, &data_rows, side, 8)?;
+    let spectrum = if run.eval.spectrum { Some(eval::spectrum_comparison(&samples, &data_rows, side)?) } else { None };
+    // Grey levels: [0, 1] for images in unit range, else symmetric about 0 over the data's range.
+    let range = match run.normalization {
+        Normalization::Unit => (0.0, 1.0),
+        Normalization::Standard => {
+            let m = data_rows.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            (-m, m)
+        }
+    };
+    eval::write_grid(&out.join("samples.png"), &samples, &data_rows, side, 8, range)?;
     let report = serde_json::json!({
-        "denoising": rows, "rings": rings, "seconds": t0.elapsed().as_secs_f64(),
+        "denoising": rows, "rings": rings, "spectrum": spectrum, "wiener_basis": run.eval.wiener, "seconds": t0.elapsed().as_secs_f64(),
         "weights": weights.display().to_string(), "test_images": cli.test_images, "samples": cli.samples,
     });
     std::fs::write(out.join("quality.json"), serde_json::to_string_pretty(&report)?)?;
     if let Some(r) = rings {
         println!("\nring statistics (samples vs held-out data): {r}");
+    }
+    if let Some(s) = report.get("spectrum").filter(|s| !s.is_null()) {
+        println!("\nenergy spectrum: largest relative deviation over shells {} = {}", s["band"], s["max_relative_deviation"]);
     }
     eprintln!("diffinv-train: quality.json and samples.png in {}", out.display());
     Ok(())

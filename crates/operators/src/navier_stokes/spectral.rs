@@ -110,16 +110,17 @@ impl<T: NsFloat> Fft2<T> {
         }
         self.row_fwd
             .process_with_scratch(&mut s.pairs, &mut s.scratch);
+        // Column k of the half spectrum takes A[k], B[k] of every row pair (k = 0 uses Z[0]).
         let half = T::lit(0.5);
-        for (p, z) in s.pairs.chunks_exact(w).enumerate() {
-            let (i0, i1) = (2 * p, 2 * p + 1);
-            for k in 0..wc {
+        for (k, col) in spec.chunks_exact_mut(h).enumerate().take(wc) {
+            let kc = if k == 0 { 0 } else { w - k };
+            for (ab, z) in col.chunks_exact_mut(2).zip(s.pairs.chunks_exact(w)) {
                 let zk = z[k];
-                let zc = if k == 0 { z[0].conj() } else { z[w - k].conj() };
+                let zc = z[kc].conj();
                 let a = (zk + zc) * half;
                 let d = (zk - zc) * half; // = i B
-                spec[k * h + i0] = a;
-                spec[k * h + i1] = Complex::new(d.im, -d.re);
+                ab[0] = a;
+                ab[1] = Complex::new(d.im, -d.re);
             }
         }
         self.fwd.process_with_scratch(spec, &mut s.scratch);
@@ -153,19 +154,16 @@ impl<T: NsFloat> Fft2<T> {
         debug_assert_eq!(field.len(), h * w);
         debug_assert_eq!(spec.len(), h * wc);
         self.inv.process_with_scratch(spec, &mut s.scratch);
-        let zero = T::zero();
-        for (p, z) in s.pairs.chunks_exact_mut(w).enumerate() {
-            let (i0, i1) = (2 * p, 2 * p + 1);
-            for k in 0..wc {
-                let mut a = spec[k * h + i0];
-                let mut b = spec[k * h + i1];
-                if k == 0 || 2 * k == w {
-                    a.im = zero;
-                    b.im = zero;
-                }
-                // z[k] = A + i B; z[w - k] = conj(A) + i conj(B).
-                z[k] = Complex::new(a.re - b.im, a.im + b.re);
-                if k > 0 && 2 * k < w {
+        // Row pair p: z[k] = A[k] + i B[k], z[w - k] = conj(A[k]) + i conj(B[k]); the imaginary
+        // parts of the k = 0 and k = w/2 columns are dropped (real-field convention).
+        for (k, col) in spec.chunks_exact(h).enumerate().take(wc) {
+            let edge = k == 0 || 2 * k == w;
+            for (ab, z) in col.chunks_exact(2).zip(s.pairs.chunks_exact_mut(w)) {
+                let (a, b) = (ab[0], ab[1]);
+                if edge {
+                    z[k] = Complex::new(a.re, b.re);
+                } else {
+                    z[k] = Complex::new(a.re - b.im, a.im + b.re);
                     z[w - k] = Complex::new(a.re + b.im, b.re - a.im);
                 }
             }
