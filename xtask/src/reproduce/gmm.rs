@@ -17,6 +17,7 @@ use diffinv_priors::GaussianMixture;
 use diffinv_solvers::{
     Cps, CpsConfig, Enkg, EnkgConfig, Problem, Runner, Solver, Unconditional, UnconditionalConfig,
 };
+use diffinv_solvers::{LatentConfig, LatentOptimization};
 use diffinv_solvers::{Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig};
 use diffinv_solvers::{Dpg, DpgConfig, Eki, EkiConfig, Gsg, GsgConfig, GsgScheme, Scg, ScgConfig};
 use diffinv_solvers::{Dps, DpsConfig, Mcg, McgConfig, MoConfig, Pigdm, PigdmConfig, RedDiff, RedDiffConfig, Smc, SmcConfig};
@@ -64,6 +65,8 @@ pub struct GmmPreset {
     pub daps: DapsConfig,
     /// DiffPIR settings (`num_samples` is set to `samples`).
     pub diffpir: DiffPirConfig,
+    /// DMPlug (latent optimisation through a 3-step sampler; `num_samples` is set to `samples`).
+    pub dmplug: LatentConfig,
     /// DPS settings (`num_samples` is set to `samples`).
     pub dps: DpsConfig,
     /// MCG settings (`num_samples` is set to `samples`).
@@ -173,6 +176,8 @@ pub fn preset(full: bool) -> GmmPreset {
                 }
             }
         },
+        // DMPlug: 3 Euler steps, Adam lr 0.05 on the unit seed, 300 (quick) / 1000 (full) iterations.
+        dmplug: LatentConfig { num_steps: if full { 1000 } else { 300 }, lr: 0.05, ..Default::default() },
         diffpir: DiffPirConfig {
             num_steps: if full { 100 } else { 50 },
             ..Default::default()
@@ -318,7 +323,7 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
     methods.extend(ENKG_GUIDANCE.iter().map(|g| format!("EnKG (gs={g})")));
     methods.push("CPS".into());
     methods.extend(["EKI", "Forward-GSG", "Central-GSG", "DPG", "SCG"].map(String::from));
-    methods.extend(["DDS", "DAPS", "DiffPIR"].map(String::from));
+    methods.extend(["DDS", "DAPS", "DiffPIR", "DMPlug"].map(String::from));
     methods.extend(["DPS", "MCG", "PiGDM", "RED-diff", "DPS-MO", "RED-diff-MO"].map(String::from));
     methods.extend(SMC_PARTICLES.iter().map(|n| format!("SMC (N={n})")));
     let total = (pre.dims.len() * pre.dys.len() * methods.len()) as u64;
@@ -404,6 +409,7 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                                 num_samples: pre.samples,
                                 ..pre.daps.clone()
                             })?),
+                            "DMPlug" => Box::new(LatentOptimization::new(LatentConfig { num_samples: pre.samples, ..pre.dmplug.clone() })?),
                             "DiffPIR" => Box::new(DiffPir::new(DiffPirConfig {
                                 num_samples: pre.samples,
                                 ..pre.diffpir.clone()
