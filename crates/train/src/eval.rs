@@ -104,6 +104,21 @@ impl FourierWiener {
         Ok(Self { mean, power })
     }
 
+    /// Save the fitted mean `(1, C, H, W)` and power `(1, C, H, W)` as safetensors.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        Tensor::write_safetensors(&[("mean", &self.mean), ("power", &self.power)], path)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Load what [`save`](Self::save) wrote.
+    pub fn load(path: &Path) -> Result<Self> {
+        let named = Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?;
+        let get = |name: &str| {
+            named.iter().find(|(n, _)| n == name).map(|(_, t)| t.to_kind(Kind::Double)).with_context(|| format!("{} has no `{name}`", path.display()))
+        };
+        Ok(Self { mean: get("mean")?, power: get("power")? })
+    }
+
     /// `D_W(y; sigma)` for `y (B, C, H, W)`.
     pub fn denoise(&self, y: &Tensor, sigma: f64) -> Tensor {
         let yc = y.to_kind(Kind::Double) - &self.mean;
@@ -113,17 +128,40 @@ impl FourierWiener {
     }
 }
 
+/// A fitted Gaussian baseline in either basis.
+pub enum WienerBaseline {
+    /// Full covariance.
+    Full(Wiener),
+    /// Diagonal in the Fourier basis.
+    Fourier(FourierWiener),
+}
+
+impl WienerBaseline {
+    /// Fit to `train (N, C, H, W)` in `basis`.
+    pub fn fit(basis: WienerBasis, train: &Tensor) -> Result<Self> {
+        Ok(match basis {
+            WienerBasis::Full => Self::Full(Wiener::fit(train)?),
+            WienerBasis::Fourier => Self::Fourier(FourierWiener::fit(train)?),
+        })
+    }
+
+    /// Squared error summed over `y (N, C, H, W)` against `x`.
+    fn squared_error(&self, y: &Tensor, x: &Tensor, sigma: f64) -> f64 {
+        match self {
+            Self::Full(w) => (w.denoise(&y.flatten(1, -1), sigma) - x.flatten(1, -1)).square().sum(Kind::Double).double_value(&[]),
+            Self::Fourier(w) => (w.denoise(y, sigma) - x).square().sum(Kind::Double).double_value(&[]),
+        }
+    }
+}
+
 /// Denoising MSE of `net` and of the Wiener filter of `train` (in `basis`) on `test`
 /// (normalised units, `(N, C, H, W)`), with seeded noise.
 pub fn denoising_table(net: &EdmNetwork, train: &Tensor, test: &Tensor, seed: u64, basis: WienerBasis) -> Result<Vec<DenoiseRow>> {
-    enum Fitted {
-        Full(Wiener),
-        Fourier(FourierWiener),
-    }
-    let wiener = match basis {
-        WienerBasis::Full => Fitted::Full(Wiener::fit(train)?),
-        WienerBasis::Fourier => Fitted::Fourier(FourierWiener::fit(train)?),
-    };
+    denoising_table_with(net, &WienerBaseline::fit(basis, train)?, test, seed)
+}
+
+/// [`denoising_table`] against an already fitted baseline.
+pub fn denoising_table_with(net: &EdmNetwork, wiener: &WienerBaseline, test: &Tensor, seed: u64) -> Result<Vec<DenoiseRow>> {
     let size = test.size();
     let n = size[0];
     let d: i64 = size[1..].iter().product();
@@ -142,10 +180,7 @@ pub fn denoising_table(net: &EdmNetwork, train: &Tensor, test: &Tensor, seed: u6
             let dn = tch::no_grad(|| net.precond(&yb.to_device(net.vs.device()), &s.to_device(net.vs.device()), false)).to_device(Device::Cpu);
             net_se += (dn - x.narrow(0, start, len)).square().sum(Kind::Double).double_value(&[]);
         }
-        let w_se = match &wiener {
-            Fitted::Full(w) => (w.denoise(&y.flatten(1, -1), sigma) - x.flatten(1, -1)).square().sum(Kind::Double).double_value(&[]),
-            Fitted::Fourier(w) => (w.denoise(&y, sigma) - &x).square().sum(Kind::Double).double_value(&[]),
-        };
+        let w_se = wiener.squared_error(&y, &x, sigma);
         let count = (n * d) as f64;
         rows.push(DenoiseRow { sigma, network: net_se / count, wiener: w_se / count });
     }

@@ -266,7 +266,20 @@ fn evaluate(cli: &Cli, run: &RunConfig, base: &Path, out: &Path, train: &Tensor,
     let t0 = Instant::now();
     // The Wiener fit uses at most 4000 training images.
     let fit = train.narrow(0, 0, train.size()[0].min(4000));
-    let rows = eval::denoising_table(&net, &fit, &test, cfg.seed, run.eval.wiener)?;
+    let baseline = eval::WienerBaseline::fit(run.eval.wiener, &fit)?;
+    // What a shipped prior's test needs without the data set: the fitted Fourier baseline and the
+    // first 32 held-out images (data units).
+    if let eval::WienerBaseline::Fourier(w) = &baseline {
+        w.save(&out.join("wiener_fourier.safetensors"))?;
+    }
+    if matches!(run.data, DataSource::Npy { .. }) {
+        let k = test_raw.size()[0].min(32);
+        let head = test_raw.narrow(0, 0, k).to_kind(Kind::Float).contiguous();
+        let skip = if head.size()[1] == 1 { 2 } else { 1 }; // (N, H, W) for one channel
+        let dims: Vec<usize> = std::iter::once(k as usize).chain(head.size()[skip..].iter().map(|&v| v as usize)).collect();
+        npy::write_f32(&out.join("test32.npy"), &dims, &Vec::<f32>::try_from(&head.flatten(0, -1))?)?;
+    }
+    let rows = eval::denoising_table_with(&net, &baseline, &test, cfg.seed)?;
     println!("| sigma | network MSE | Wiener MSE | network / Wiener |\n| --- | --- | --- | --- |");
     for r in &rows {
         println!("| {} | {:.5} | {:.5} | {:.3} |", r.sigma, r.network, r.wiener, r.network / r.wiener);

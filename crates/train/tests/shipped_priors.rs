@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use diffinv_datasets::blackhole::{generate, MringConfig};
 use diffinv_priors::neural::{EdmNetwork, TrainConfig};
+use diffinv_train::eval::{denoising_table_with, FourierWiener, WienerBaseline, WienerBasis};
 use tch::{Device, Tensor};
 
 fn fixtures() -> PathBuf {
@@ -33,7 +34,30 @@ fn blackhole64_beats_the_wiener_denoiser_on_held_out_images() {
     };
     let train = to_tensor(0..4000);
     let test = to_tensor(4000..4048);
-    let rows = diffinv_train::eval::denoising_table(&net, &train, &test, 1).expect("table");
+    let rows = diffinv_train::eval::denoising_table(&net, &train, &test, 1, WienerBasis::Full).expect("table");
+    for r in rows.iter().filter(|r| r.sigma <= 1.0) {
+        assert!(r.network < r.wiener, "sigma {}: network MSE {} vs Wiener {}", r.sigma, r.network, r.wiener);
+    }
+}
+
+/// The Navier-Stokes prior against the Fourier-basis Wiener denoiser (fitted to the 4000 training
+/// fields; shipped as `wiener_fourier.safetensors`) on the 32 held-out fields shipped with it
+/// (`test32.npy`: test-split fields 0..32 of `cargo xtask data ns --train 4000 --test 256`).
+#[test]
+fn ns64_beats_the_fourier_wiener_denoiser_on_held_out_fields() {
+    let dir = fixtures().join("ns64");
+    let text = std::fs::read_to_string(dir.join("config.toml")).expect("shipped config");
+    let value: toml::Value = toml::from_str(&text).expect("toml");
+    let shipped: Shipped = value.try_into().expect("config");
+    let net = EdmNetwork::load(&shipped.train.unet, shipped.train.sigma_data, Device::Cpu, &dir.join("ema.safetensors")).expect("weights");
+    let norm: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("normalization.json")).expect("normalization")).expect("json");
+    let (shift, scale) = (norm["shift"].as_f64().expect("shift"), norm["scale"].as_f64().expect("scale"));
+    let (shape, data) = diffinv_datasets::npy::read_f32(&dir.join("test32.npy")).expect("test fields");
+    assert_eq!(shape, vec![32, 64, 64]);
+    let test = (Tensor::from_slice(&data).reshape([32, 1, 64, 64]) - shift) / scale;
+    let wiener = WienerBaseline::Fourier(FourierWiener::load(&dir.join("wiener_fourier.safetensors")).expect("baseline"));
+    let rows = denoising_table_with(&net, &wiener, &test, 1).expect("table");
     for r in rows.iter().filter(|r| r.sigma <= 1.0) {
         assert!(r.network < r.wiener, "sigma {}: network MSE {} vs Wiener {}", r.sigma, r.network, r.wiener);
     }
