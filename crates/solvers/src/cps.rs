@@ -213,7 +213,10 @@ impl Solver for Cps {
                     block += &mu.row(c);
                 }
                 let x0 = eval.denoise(cand.view(), sigma_next, i)?;
-                let y = eval.forward(x0.view(), i)?;
+                // Failure policy: a failed candidate is replaced by a surviving one of its chain.
+                let fr = eval.forward_robust(x0.view(), i, m)?;
+                fr.apply_to(&mut eps);
+                let y = fr.y;
                 let rgrad = eval.likelihood_grad(y.view(), i)?;
                 let nll = eval.nll(y.view(), i)?;
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);

@@ -183,7 +183,10 @@ impl Solver for Enkg {
                     self.cfg.schedule.rho,
                 )
                 .map_err(|e| prior_error(e, i))?;
-                let y = eval.forward(x0.view(), i)?;
+                // Failure policy: a failed particle is replaced by a surviving one.
+                let fr = eval.forward_robust(x0.view(), i, x0.nrows())?;
+                fr.apply_to(&mut state.x);
+                let y = fr.y;
                 let r = eval.likelihood_grad(y.view(), i)?;
                 let nll = eval.nll(y.view(), i)?;
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);

@@ -145,6 +145,10 @@ pub struct CostSummary {
     pub fwd_grad_seq: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Forward evaluations that failed (an error or a non-finite output for that row) and were
+    /// handled by the failure policy of [`Evaluator::forward_robust`] instead of aborting.
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// The solvers' only door to the problem: every call is counted, and failures are turned into
@@ -159,6 +163,7 @@ pub struct Evaluator<'a> {
     grad_seq: AtomicU64,
     fwd_grad_total: AtomicU64,
     fwd_grad_seq: AtomicU64,
+    failed: AtomicU64,
     start: Instant,
     offset: CostSummary,
 }
@@ -188,6 +193,7 @@ impl<'a> Evaluator<'a> {
             grad_seq: AtomicU64::new(0),
             fwd_grad_total: AtomicU64::new(0),
             fwd_grad_seq: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             start: Instant::now(),
             offset,
         }
@@ -209,6 +215,7 @@ impl<'a> Evaluator<'a> {
             fwd_grad_total: o.fwd_grad_total + self.fwd_grad_total.load(Ordering::Relaxed),
             fwd_grad_seq: o.fwd_grad_seq + self.fwd_grad_seq.load(Ordering::Relaxed),
             seconds: o.seconds + self.start.elapsed().as_secs_f64(),
+            failed: o.failed + self.failed.load(Ordering::Relaxed),
         }
     }
 
@@ -246,6 +253,75 @@ impl<'a> Evaluator<'a> {
             });
         }
         Ok(y)
+    }
+
+    /// `G(x)` under the failure policy of long runs: a row whose forward solve fails (a
+    /// `SampleFailed` of [`ForwardModel::forward_partial`]) or returns a non-finite value never
+    /// aborts the step. Such a row is **excluded from
+    /// the step's statistics by replacement**: rows are grouped in consecutive blocks of
+    /// `group` rows (a solver's ensemble, or one chain's candidates), and a failed row `j`
+    /// receives the output of its donor, the next surviving row of its block in cyclic order
+    /// (`j+1, j+2, ...`). The solver applies the same replacement to the inputs it keeps
+    /// (particles, candidate noises) with [`RobustForward::apply_to`], so that inputs and outputs
+    /// stay consistent: the step's ensemble statistics are those of the survivors, a survivor
+    /// counted twice. Every failed row is counted in [`CostSummary::failed`]. Only a block in
+    /// which every row fails is an error ([`SolverError::ParticleFailed`] naming its first row).
+    pub fn forward_robust(
+        &self,
+        x: ArrayView2<'_, f32>,
+        step: usize,
+        group: usize,
+    ) -> Result<RobustForward> {
+        let n = x.nrows();
+        let group = group.clamp(1, n.max(1));
+        self.fwd_total.fetch_add(n as u64, Ordering::Relaxed);
+        self.fwd_seq.fetch_add(1, Ordering::Relaxed);
+        let mut ok = vec![true; n];
+        // Per-sample failures come from `ForwardModel::forward_partial` (a model that cannot
+        // isolate them cheaply retries row by row there); other errors (wrong shape, a
+        // non-finite input) are not a particle's simulation failing and stay errors.
+        let out = self
+            .problem
+            .forward
+            .forward_partial(x)
+            .map_err(|e| operator_error(e, step))?;
+        for f in &out.failures {
+            if let Some(o) = ok.get_mut(f.row) {
+                *o = false;
+            }
+        }
+        let mut y = out.y;
+        for (j, row) in y.outer_iter().enumerate() {
+            if row.iter().any(|v| !v.is_finite()) {
+                ok[j] = false;
+            }
+        }
+        let mut donors = Vec::new();
+        for start in (0..n).step_by(group) {
+            let end = (start + group).min(n);
+            for j in start..end {
+                if ok[j] {
+                    continue;
+                }
+                let len = end - start;
+                let donor = (1..len)
+                    .map(|o| start + (j - start + o) % len)
+                    .find(|&k| ok[k])
+                    .ok_or_else(|| SolverError::ParticleFailed {
+                        particle: start,
+                        step,
+                        reason: format!(
+                            "every row of the block {start}..{end} failed in the forward model"
+                        ),
+                    })?;
+                donors.push((j, donor));
+            }
+        }
+        self.failed
+            .fetch_add(donors.len() as u64, Ordering::Relaxed);
+        let out = RobustForward { y: Array2::zeros((0, 0)), donors };
+        out.apply_to(&mut y);
+        Ok(RobustForward { y, ..out })
     }
 
     /// `(dG/dx)^T v` at every row, counted as a forward-model gradient; a
@@ -322,6 +398,31 @@ impl<'a> Evaluator<'a> {
             .likelihood
             .nll(y)
             .map_err(|e| operator_error(e, step))
+    }
+}
+
+/// The output of [`Evaluator::forward_robust`]: `G(x)` with every failed row replaced by its
+/// donor's output, and the `(failed, donor)` pairs.
+#[derive(Debug, Clone)]
+pub struct RobustForward {
+    /// Forward outputs, `(N, m)`, all finite.
+    pub y: Array2<f32>,
+    /// `(failed row, donor row)` pairs, in row order.
+    pub donors: Vec<(usize, usize)>,
+}
+
+impl RobustForward {
+    /// Copy each donor row onto its failed row in `a` (`a` has the rows of the forward batch):
+    /// the solver's inputs (particles, candidate noises) follow the outputs.
+    pub fn apply_to(&self, a: &mut Array2<f32>) {
+        for &(j, k) in &self.donors {
+            let src = a.row(k).to_owned();
+            a.row_mut(j).assign(&src);
+        }
+    }
+    /// Whether row `j` failed.
+    pub fn failed(&self, j: usize) -> bool {
+        self.donors.iter().any(|&(f, _)| f == j)
     }
 }
 
