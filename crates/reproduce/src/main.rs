@@ -10,7 +10,10 @@ use diffinv_reproduce::tables::{black_hole, expected_wall_time, navier_stokes, R
 use diffinv_reproduce::Preset;
 
 #[derive(Parser, Debug)]
-#[command(name = "diffinv-reproduce", about = "EnKG's Navier-Stokes (ns) and black-hole (blackhole) tables")]
+#[command(
+    name = "diffinv-reproduce",
+    about = "EnKG's Navier-Stokes (ns) and black-hole (blackhole) tables"
+)]
 struct Cli {
     /// Tables: ns, blackhole.
     #[arg(required = true)]
@@ -77,9 +80,25 @@ fn run() -> Result<()> {
     // Validate every table's inputs before running any of them.
     let mut reqs = Vec::new();
     for t in &cli.tables {
-        let prior = cli.prior.clone().unwrap_or_else(|| root().join("fixtures/priors").join(if t == "ns" { "ns64" } else { "blackhole64" }));
-        let test_data = cli.test_data.clone().unwrap_or_else(|| root().join("data/ns-64-re200-t5/test.npy"));
-        let req = Request { preset, out: cli.out.clone(), seed: cli.seed, resume: cli.resume, methods: cli.methods.clone(), prior, test_data, cases: cli.cases };
+        let prior = cli.prior.clone().unwrap_or_else(|| {
+            root()
+                .join("fixtures/priors")
+                .join(if t == "ns" { "ns64" } else { "blackhole64" })
+        });
+        let test_data = cli
+            .test_data
+            .clone()
+            .unwrap_or_else(|| root().join("data/ns-64-re200-t5/test.npy"));
+        let req = Request {
+            preset,
+            out: cli.out.clone(),
+            seed: cli.seed,
+            resume: cli.resume,
+            methods: cli.methods.clone(),
+            prior,
+            test_data,
+            cases: cli.cases,
+        };
         diffinv_reproduce::setup::PriorSpec::read(&req.prior)?;
         if t == "ns" && !req.test_data.is_file() {
             bail!("missing test data {} (generate it with `cargo xtask data ns`, or pass --test-data)", req.test_data.display());
@@ -96,9 +115,21 @@ fn run() -> Result<()> {
             if req.resume { " (resuming: finished rows are reused)" } else { "" }
         );
         let t0 = std::time::Instant::now();
-        let table = if t == "ns" { navier_stokes(req)? } else { black_hole(req)? };
-        println!("\n## {t} ({}, {:.0} s)\n\n{}", preset.name(), t0.elapsed().as_secs_f64(), table.to_markdown());
-        println!("written: {0}/{t}.csv, {0}/{t}.md, {0}/{t}.png, {0}/{t}_misfit.png", req.out.display());
+        let table = if t == "ns" {
+            navier_stokes(req)?
+        } else {
+            black_hole(req)?
+        };
+        println!(
+            "\n## {t} ({}, {:.0} s)\n\n{}",
+            preset.name(),
+            t0.elapsed().as_secs_f64(),
+            table.to_markdown()
+        );
+        println!(
+            "written: {0}/{t}.csv, {0}/{t}.md, {0}/{t}.png, {0}/{t}_misfit.png",
+            req.out.display()
+        );
     }
     Ok(())
 }

@@ -2,13 +2,21 @@
 //! named here are the solvers' documented defaults (the papers' settings).
 
 use diffinv_solvers::{
-    Cps, CpsConfig, Dpg, DpgConfig, Eki, EkiConfig, Enkg, EnkgConfig, Gsg, GsgConfig, GsgScheme, Scg, ScgConfig,
-    Solver,
+    Cps, CpsConfig, Dpg, DpgConfig, Eki, EkiConfig, Enkg, EnkgConfig, Gsg, GsgConfig, GsgScheme,
+    Scg, ScgConfig, Solver,
 };
 use serde::{Deserialize, Serialize};
 
 /// Row order of both tables (EnKG Tables 2 and 3, with CPS added).
-pub const METHODS: [&str; 7] = ["EKI", "Forward-GSG", "Central-GSG", "DPG", "SCG", "EnKG", "CPS"];
+pub const METHODS: [&str; 7] = [
+    "EKI",
+    "Forward-GSG",
+    "Central-GSG",
+    "DPG",
+    "SCG",
+    "EnKG",
+    "CPS",
+];
 
 /// Which problem a method is configured for (EnKG's reference uses a different guidance
 /// schedule for the black hole).
@@ -51,7 +59,11 @@ impl Preset {
 }
 
 /// Build method `name` (one of [`METHODS`]) for `problem` at `preset`.
-pub fn build(name: &str, problem: Problem, preset: Preset) -> diffinv_solvers::Result<Box<dyn Solver>> {
+pub fn build(
+    name: &str,
+    problem: Problem,
+    preset: Preset,
+) -> diffinv_solvers::Result<Box<dyn Solver>> {
     let (n, m, k) = preset.size();
     let bh = problem == Problem::BlackHole;
     Ok(match name {
@@ -66,13 +78,29 @@ pub fn build(name: &str, problem: Problem, preset: Preset) -> diffinv_solvers::R
         "Forward-GSG" | "Central-GSG" => Box::new(Gsg::new(GsgConfig {
             num_samples: 1,
             num_steps: k,
-            scheme: if name == "Forward-GSG" { GsgScheme::Forward } else { GsgScheme::Central },
+            scheme: if name == "Forward-GSG" {
+                GsgScheme::Forward
+            } else {
+                GsgScheme::Central
+            },
             num_queries: m,
             batch_size: m,
             ..Default::default()
         })?),
-        "DPG" => Box::new(Dpg::new(DpgConfig { num_samples: 1, num_steps: k, num_mc_samples: m, batch_size: m, ..Default::default() })?),
-        "SCG" => Box::new(Scg::new(ScgConfig { num_samples: 1, num_steps: k, num_candidates: m, batch_size: m, ..Default::default() })?),
+        "DPG" => Box::new(Dpg::new(DpgConfig {
+            num_samples: 1,
+            num_steps: k,
+            num_mc_samples: m,
+            batch_size: m,
+            ..Default::default()
+        })?),
+        "SCG" => Box::new(Scg::new(ScgConfig {
+            num_samples: 1,
+            num_steps: k,
+            num_candidates: m,
+            batch_size: m,
+            ..Default::default()
+        })?),
         // EnKG: guidance 2.0 (Navier-Stokes) or 3.5 with lr_min_ratio 1e-3 (black hole), the
         // reference's settings; one update per step and at most k/4 ODE steps below `full`.
         "EnKG" => Box::new(Enkg::new(EnkgConfig {

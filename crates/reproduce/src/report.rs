@@ -16,7 +16,10 @@ pub struct Table {
 impl Table {
     /// An empty table with `header`.
     pub fn new(header: &[&str]) -> Self {
-        Self { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
+        Self {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
     /// Append a row.
     pub fn push(&mut self, row: Vec<String>) {
@@ -51,7 +54,10 @@ impl Table {
     pub fn write(&self, dir: &Path, name: &str, title: &str, notes: &str) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join(format!("{name}.csv")), self.to_csv())?;
-        std::fs::write(dir.join(format!("{name}.md")), format!("# {title}\n\n{}\n{notes}\n", self.to_markdown()))?;
+        std::fs::write(
+            dir.join(format!("{name}.md")),
+            format!("# {title}\n\n{}\n{notes}\n", self.to_markdown()),
+        )?;
         Ok(())
     }
 }
@@ -70,10 +76,21 @@ impl RowCache {
             std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
     }
     fn path(&self, key: &str) -> std::path::PathBuf {
-        let safe: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+        let safe: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         self.dir.join(format!("{safe}.json"))
     }
     /// A cached value.
@@ -102,6 +119,10 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     let m = v.iter().sum::<f64>() / n;
-    let s = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    let s = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
     (m, s)
 }

@@ -23,7 +23,9 @@ pub enum SetupError {
         known: String,
     },
     /// A prior file that does not exist.
-    #[error("missing prior file {0} (train it with `cargo xtask train CONFIG`, or pass --prior DIR)")]
+    #[error(
+        "missing prior file {0} (train it with `cargo xtask train CONFIG`, or pass --prior DIR)"
+    )]
     MissingPrior(PathBuf),
     /// A prior whose image shape differs from the operator's input.
     #[error("shape mismatch: the prior in {dir} makes {prior:?} images but the {operator} operator takes {input:?}")]
@@ -51,7 +53,10 @@ pub enum SetupError {
 pub fn validate_methods(names: &[String]) -> Result<(), SetupError> {
     for n in names {
         if !METHODS.contains(&n.as_str()) {
-            return Err(SetupError::UnknownMethod { name: n.clone(), known: METHODS.join(", ") });
+            return Err(SetupError::UnknownMethod {
+                name: n.clone(),
+                known: METHODS.join(", "),
+            });
         }
     }
     Ok(())
@@ -82,7 +87,11 @@ impl PriorSpec {
     /// `[C, H, W]` of the prior's images.
     pub fn shape(&self) -> Vec<usize> {
         let u = &self.train.unet;
-        vec![u.img_channels as usize, u.img_resolution as usize, u.img_resolution as usize]
+        vec![
+            u.img_channels as usize,
+            u.img_resolution as usize,
+            u.img_resolution as usize,
+        ]
     }
     /// Read and check `dir`: the three files exist, the config parses, and the normalisation
     /// is known. `normalization.json` (written by the trainer) gives shift and scale; without
@@ -95,24 +104,43 @@ impl PriorSpec {
                 return Err(SetupError::MissingPrior(p.clone()));
             }
         }
-        let bad = |path: &Path, reason: String| SetupError::InvalidPrior { path: path.to_path_buf(), reason };
+        let bad = |path: &Path, reason: String| SetupError::InvalidPrior {
+            path: path.to_path_buf(),
+            reason,
+        };
         let text = std::fs::read_to_string(&config).map_err(|e| bad(&config, e.to_string()))?;
         let shipped: Shipped = toml::from_str(&text).map_err(|e| bad(&config, e.to_string()))?;
         let norm = dir.join("normalization.json");
         let (shift, scale) = if norm.is_file() {
             let text = std::fs::read_to_string(&norm).map_err(|e| bad(&norm, e.to_string()))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&norm, e.to_string()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| bad(&norm, e.to_string()))?;
             match (v["shift"].as_f64(), v["scale"].as_f64()) {
                 (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => (a, b),
-                _ => return Err(bad(&norm, "needs finite `shift` and positive `scale`".into())),
+                _ => {
+                    return Err(bad(
+                        &norm,
+                        "needs finite `shift` and positive `scale`".into(),
+                    ))
+                }
             }
         } else {
             match shipped.normalization.as_deref() {
                 Some("unit") | None => (0.5, 0.5),
-                Some(other) => return Err(bad(&norm, format!("missing, and normalization = {other:?} needs it"))),
+                Some(other) => {
+                    return Err(bad(
+                        &norm,
+                        format!("missing, and normalization = {other:?} needs it"),
+                    ))
+                }
             }
         };
-        Ok(Self { dir: dir.to_path_buf(), train: shipped.train, shift, scale })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            train: shipped.train,
+            shift,
+            scale,
+        })
     }
     /// Check the prior's image shape against the operator's input shape.
     pub fn check_operator(&self, operator: &str, input: &[usize]) -> Result<(), SetupError> {
@@ -129,9 +157,20 @@ impl PriorSpec {
     /// Load the EMA weights on the CPU as a batched denoiser (`batch` images per call).
     pub fn load(&self, batch: usize) -> Result<NeuralDenoiser, SetupError> {
         let weights = self.dir.join("ema.safetensors");
-        let net = EdmNetwork::load(&self.train.unet, self.train.sigma_data, Device::Cpu, &weights)
-            .map_err(|e| SetupError::InvalidPrior { path: weights.clone(), reason: e.to_string() })?;
-        NeuralDenoiser::new(Box::new(net), batch).map_err(|e| SetupError::InvalidPrior { path: weights, reason: e.to_string() })
+        let net = EdmNetwork::load(
+            &self.train.unet,
+            self.train.sigma_data,
+            Device::Cpu,
+            &weights,
+        )
+        .map_err(|e| SetupError::InvalidPrior {
+            path: weights.clone(),
+            reason: e.to_string(),
+        })?;
+        NeuralDenoiser::new(Box::new(net), batch).map_err(|e| SetupError::InvalidPrior {
+            path: weights,
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -145,14 +184,21 @@ pub struct Normalized<'a> {
 
 impl std::fmt::Debug for Normalized<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Normalized").field("shift", &self.shift).field("scale", &self.scale).finish()
+        f.debug_struct("Normalized")
+            .field("shift", &self.shift)
+            .field("scale", &self.scale)
+            .finish()
     }
 }
 
 impl<'a> Normalized<'a> {
     /// Wrap `inner` with the prior's normalisation.
     pub fn new(inner: &'a dyn ForwardModel, shift: f64, scale: f64) -> Self {
-        Self { inner, shift: shift as f32, scale: scale as f32 }
+        Self {
+            inner,
+            shift: shift as f32,
+            scale: scale as f32,
+        }
     }
     /// `scale z + shift`.
     pub fn to_physical(&self, z: ArrayView2<'_, f32>) -> Array2<f32> {

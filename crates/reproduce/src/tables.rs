@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use diffinv_datasets::blackhole::{generate, MringConfig};
-use diffinv_operators::eht::{ClosureForward, ClosureLikelihood, ClosureWeights, EhtConfig, VisNoise};
+use diffinv_operators::eht::{
+    ClosureForward, ClosureLikelihood, ClosureWeights, EhtConfig, VisNoise,
+};
 use diffinv_operators::navier_stokes::dataset::read_npy;
 use diffinv_operators::navier_stokes::{NavierStokes2d, NavierStokesConfig};
 use diffinv_operators::{ForwardModel, GaussianLikelihood};
@@ -26,7 +28,7 @@ use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::methods::{build, Preset, Problem, METHODS};
-use crate::plot::{grid, log_lines, Colormap, Tile};
+use crate::plot::{grid, log_lines, Colormap, Series, Tile};
 use crate::report::{mean_std, RowCache, Table};
 use crate::setup::{validate_methods, Normalized, PriorSpec};
 
@@ -105,7 +107,9 @@ pub fn validate(table: &str, req: &Request, operator_input: &[usize]) -> Result<
 /// truncated at 4 sigma and renormalised; zero padding).
 pub fn gaussian_blur(img: &[f32], n: usize, sigma_px: f64) -> Vec<f32> {
     let r = (4.0 * sigma_px).ceil() as i64;
-    let k: Vec<f64> = (-r..=r).map(|i| (-(i * i) as f64 / (2.0 * sigma_px * sigma_px)).exp()).collect();
+    let k: Vec<f64> = (-r..=r)
+        .map(|i| (-(i * i) as f64 / (2.0 * sigma_px * sigma_px)).exp())
+        .collect();
     let s: f64 = k.iter().sum();
     let k: Vec<f64> = k.iter().map(|v| v / s).collect();
     let pass = |src: &[f64], horizontal: bool| -> Vec<f64> {
@@ -115,7 +119,11 @@ pub fn gaussian_blur(img: &[f32], n: usize, sigma_px: f64) -> Vec<f32> {
                 let mut acc = 0.0;
                 for (t, kv) in k.iter().enumerate() {
                     let o = t as i64 - r;
-                    let (ii, jj) = if horizontal { (i as i64, j as i64 + o) } else { (i as i64 + o, j as i64) };
+                    let (ii, jj) = if horizontal {
+                        (i as i64, j as i64 + o)
+                    } else {
+                        (i as i64 + o, j as i64)
+                    };
                     if ii >= 0 && jj >= 0 && (ii as usize) < n && (jj as usize) < n {
                         acc += kv * src[ii as usize * n + jj as usize];
                     }
@@ -126,7 +134,10 @@ pub fn gaussian_blur(img: &[f32], n: usize, sigma_px: f64) -> Vec<f32> {
         out
     };
     let src: Vec<f64> = img.iter().map(|v| *v as f64).collect();
-    pass(&pass(&src, true), false).iter().map(|v| *v as f32).collect()
+    pass(&pass(&src, true), false)
+        .iter()
+        .map(|v| *v as f32)
+        .collect()
 }
 
 /// FWHM of the black-hole evaluation blur: 20 micro-arcseconds, the nominal resolution of the
@@ -134,6 +145,10 @@ pub fn gaussian_blur(img: &[f32], n: usize, sigma_px: f64) -> Vec<f32> {
 /// a 20 uas beam), i.e. 8 pixels of 2.5 uas on the 64 x 64, 160 uas grid.
 pub const BLUR_FWHM_UAS: f64 = 20.0;
 
+/// Samples, cost and `(step, misfit)` of one run.
+type CaseRun = (Array2<f32>, CostSummary, Vec<(usize, f64)>);
+
+#[allow(clippy::too_many_arguments)]
 fn run_case(
     cache: &RowCache,
     key: &str,
@@ -143,7 +158,7 @@ fn run_case(
     preset: Preset,
     sp: SolverProblem<'_>,
     seed: u64,
-) -> Result<(Array2<f32>, CostSummary, Vec<(usize, f64)>)> {
+) -> Result<CaseRun> {
     let solver = build(method, problem, preset)?;
     let ckpt = cache.checkpoint(key);
     if !resume {
@@ -156,12 +171,18 @@ fn run_case(
     let _ = std::fs::remove_file(&ckpt);
     // The step log is what the runner's observers saw (and it survives a resume, which an
     // observer of the second process alone would not).
-    let misfit = out.log.iter().filter_map(|s| s.misfit.map(|m| (s.step, m))).collect();
+    let misfit = out
+        .log
+        .iter()
+        .filter_map(|s| s.misfit.map(|m| (s.step, m)))
+        .collect();
     Ok((out.samples, out.cost, misfit))
 }
 
 fn mean_row(samples: &Array2<f32>) -> Array1<f32> {
-    samples.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(samples.ncols()))
+    samples
+        .mean_axis(Axis(0))
+        .unwrap_or_else(|| Array1::zeros(samples.ncols()))
 }
 
 fn cost_cells(costs: &[CostSummary]) -> Vec<String> {
@@ -178,7 +199,15 @@ fn cost_cells(costs: &[CostSummary]) -> Vec<String> {
     ]
 }
 
-const COST_HEADER: [&str; 7] = ["fwd_total", "fwd_seq", "den_total", "den_seq", "den_grad_total", "seconds", "failed"];
+const COST_HEADER: [&str; 7] = [
+    "fwd_total",
+    "fwd_seq",
+    "den_total",
+    "den_seq",
+    "den_grad_total",
+    "seconds",
+    "failed",
+];
 
 fn methods_of(req: &Request) -> Vec<String> {
     if req.methods.is_empty() {
@@ -190,7 +219,7 @@ fn methods_of(req: &Request) -> Vec<String> {
 
 fn misfit_figure(path: &Path, curves: &[(String, Vec<(usize, f64)>)]) -> Result<()> {
     let colours = [[200u8, 40, 40], [0, 90, 200]];
-    let series: Vec<(Vec<(f64, f64)>, [u8; 3])> = curves
+    let series: Vec<Series> = curves
         .iter()
         .zip(colours.iter().cycle())
         .map(|((_, v), c)| (v.iter().map(|(s, m)| (*s as f64, *m)).collect(), *c))
@@ -205,17 +234,34 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
     let noises = ns_noise_levels(req.preset);
     let op0 = NavierStokes2d::new(NavierStokesConfig::enkg(res, 0.0))?;
     let spec = validate("ns", req, &op0.input_shape())?;
-    let npy = read_npy(&req.test_data).with_context(|| format!("reading test fields {}", req.test_data.display()))?;
+    let npy = read_npy(&req.test_data)
+        .with_context(|| format!("reading test fields {}", req.test_data.display()))?;
     let d = res * res;
     let data = npy.to_f32();
     if data.len() % d != 0 || data.is_empty() {
-        anyhow::bail!("shape mismatch: {} holds {:?}, not 64 x 64 fields", req.test_data.display(), npy.shape);
+        anyhow::bail!(
+            "shape mismatch: {} holds {:?}, not 64 x 64 fields",
+            req.test_data.display(),
+            npy.shape
+        );
     }
-    let n_fields = req.cases.unwrap_or(default_cases(req.preset)).min(data.len() / d);
+    let n_fields = req
+        .cases
+        .unwrap_or(default_cases(req.preset))
+        .min(data.len() / d);
     let prior = spec.load(64)?;
-    anyhow::ensure!(prior.dim() == d, "shape mismatch: prior dimension {} vs operator {d}", prior.dim());
+    anyhow::ensure!(
+        prior.dim() == d,
+        "shape mismatch: prior dimension {} vs operator {d}",
+        prior.dim()
+    );
     let methods = methods_of(req);
-    let cache = RowCache::open(&req.out.join(".cache").join(format!("ns-{}-seed{}", req.preset.name(), req.seed)), !req.resume)?;
+    let cache = RowCache::open(
+        &req.out
+            .join(".cache")
+            .join(format!("ns-{}-seed{}", req.preset.name(), req.seed)),
+        !req.resume,
+    )?;
     let mut header = vec!["method", "noise", "rel_l2_mean", "rel_l2_std"];
     header.extend(COST_HEADER);
     header.push("fields");
@@ -231,7 +277,10 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
         let mut cases = Vec::new();
         for f in 0..n_fields {
             let truth = Array2::from_shape_vec((1, d), data[f * d..(f + 1) * d].to_vec())?;
-            let y = op.observe(truth.view(), req.seed.wrapping_mul(1000).wrapping_add(f as u64))?;
+            let y = op.observe(
+                truth.view(),
+                req.seed.wrapping_mul(1000).wrapping_add(f as u64),
+            )?;
             let lik = GaussianLikelihood::new(y.row(0).to_owned(), noise as f32)?;
             if ni == 0 && f == 0 {
                 obs0 = y.row(0).to_vec();
@@ -248,16 +297,33 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
                     _ => {
                         let sp = SolverProblem::new(&prior, &fwd, lik)?;
                         let seed = req.seed.wrapping_add(17 * f as u64);
-                        let (samples, cost, misfit) = run_case(&cache, &key, req.resume, method, Problem::NavierStokes, req.preset, sp, seed)?;
+                        let (samples, cost, misfit) = run_case(
+                            &cache,
+                            &key,
+                            req.resume,
+                            method,
+                            Problem::NavierStokes,
+                            req.preset,
+                            sp,
+                            seed,
+                        )?;
                         let x = fwd.to_physical(samples.view());
                         let recon = mean_row(&x);
                         let e = diffinv_metrics::relative_l2(recon.view(), truth.row(0))?;
-                        let r = CaseResult { metrics: vec![("rel_l2".into(), e)], cost, recon: recon.to_vec(), misfit };
+                        let r = CaseResult {
+                            metrics: vec![("rel_l2".into(), e)],
+                            cost,
+                            recon: recon.to_vec(),
+                            misfit,
+                        };
                         cache.put(&key, &r)?;
                         r
                     }
                 };
-                eprintln!("ns {method} noise {noise} field {f}: rel L2 {:.3} ({:.1} s, {} failed)", r.metrics[0].1, r.cost.seconds, r.cost.failed);
+                eprintln!(
+                    "ns {method} noise {noise} field {f}: rel L2 {:.3} ({:.1} s, {} failed)",
+                    r.metrics[0].1, r.cost.seconds, r.cost.failed
+                );
                 errs.push(r.metrics[0].1);
                 costs.push(r.cost);
                 if ni == 0 && f == 0 {
@@ -268,7 +334,12 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
                 }
             }
             let (m, s) = mean_std(&errs);
-            let mut row = vec![method.clone(), format!("{noise}"), format!("{m:.3}"), format!("{s:.3}")];
+            let mut row = vec![
+                method.clone(),
+                format!("{noise}"),
+                format!("{m:.3}"),
+                format!("{s:.3}"),
+            ];
             row.extend(cost_cells(&costs));
             row.push(n_fields.to_string());
             table.push(row);
@@ -276,9 +347,21 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
     }
     // Figures: truth, observation (nearest-neighbour upsampled), reconstructions; error maps.
     let lim = truth0.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-    let tile = |v: &[f32], n: usize, cmap, lo, hi| Some(Tile { data: v.to_vec(), h: n, w: n, cmap, lo, hi });
+    let tile = |v: &[f32], n: usize, cmap, lo, hi| {
+        Some(Tile {
+            data: v.to_vec(),
+            h: n,
+            w: n,
+            cmap,
+            lo,
+            hi,
+        })
+    };
     let on = (obs0.len() as f64).sqrt() as usize;
-    let mut top = vec![tile(&truth0, res, Colormap::Diverging, -lim, lim), tile(&obs0, on, Colormap::Diverging, -lim, lim)];
+    let mut top = vec![
+        tile(&truth0, res, Colormap::Diverging, -lim, lim),
+        tile(&obs0, on, Colormap::Diverging, -lim, lim),
+    ];
     let mut bottom = vec![None, None];
     for (_, r) in &figure {
         top.push(tile(r, res, Colormap::Diverging, -lim, lim));
@@ -295,7 +378,12 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
          `ns_misfit.png` (data misfit against step, log scale: red EnKG, blue CPS).\n",
         req.preset.name(), req.seed, n_fields, noises, methods.join(", ")
     );
-    table.write(&req.out, "ns", "Navier-Stokes: relative L2 of the initial vorticity (EnKG Table 2)", &notes)?;
+    table.write(
+        &req.out,
+        "ns",
+        "Navier-Stokes: relative L2 of the initial vorticity (EnKG Table 2)",
+        &notes,
+    )?;
     Ok(table)
 }
 
@@ -312,18 +400,37 @@ pub fn black_hole(req: &Request) -> Result<Table> {
     let n_cases = req.cases.unwrap_or(default_cases(req.preset));
     let prior = spec.load(64)?;
     let methods = methods_of(req);
-    let cache = RowCache::open(&req.out.join(".cache").join(format!("blackhole-{}-seed{}", req.preset.name(), req.seed)), !req.resume)?;
+    let cache = RowCache::open(
+        &req.out
+            .join(".cache")
+            .join(format!("blackhole-{}-seed{}", req.preset.name(), req.seed)),
+        !req.resume,
+    )?;
     // Held-out m-ring images: indices >= 4000 (the prior's training images are 0..4000).
     let (imgs, _) = generate(&MringConfig::default(), 0, 4000..4000 + n_cases as u64)?;
-    anyhow::ensure!(imgs.ncols() == d, "shape mismatch: test images have {} pixels, the operator {d}", imgs.ncols());
+    anyhow::ensure!(
+        imgs.ncols() == d,
+        "shape mismatch: test images have {} pixels, the operator {d}",
+        imgs.ncols()
+    );
     let sigma_px = BLUR_FWHM_UAS / (fov / n as f64) / (8.0 * 2f64.ln()).sqrt();
-    let mut header = vec!["method", "psnr", "blurred_psnr", "chi2_cphase", "chi2_logcamp"];
+    let mut header = vec![
+        "method",
+        "psnr",
+        "blurred_psnr",
+        "chi2_cphase",
+        "chi2_logcamp",
+    ];
     header.extend(COST_HEADER);
     header.push("images");
     let mut table = Table::new(&header);
     let mut cases = Vec::new();
     for c in 0..n_cases {
-        let data = op.simulate(imgs.row(c), VisNoise::Thermal, req.seed.wrapping_mul(1000).wrapping_add(c as u64))?;
+        let data = op.simulate(
+            imgs.row(c),
+            VisNoise::Thermal,
+            req.seed.wrapping_mul(1000).wrapping_add(c as u64),
+        )?;
         cases.push(ClosureLikelihood::new(&data, ClosureWeights::default())?);
     }
     let mut figure = Vec::new();
@@ -338,18 +445,33 @@ pub fn black_hole(req: &Request) -> Result<Table> {
                 _ => {
                     let sp = SolverProblem::new(&prior, &fwd, lik)?;
                     let seed = req.seed.wrapping_add(17 * c as u64);
-                    let (samples, cost, misfit) = run_case(&cache, &key, req.resume, method, Problem::BlackHole, req.preset, sp, seed)?;
+                    let (samples, cost, misfit) = run_case(
+                        &cache,
+                        &key,
+                        req.resume,
+                        method,
+                        Problem::BlackHole,
+                        req.preset,
+                        sp,
+                        seed,
+                    )?;
                     let x = fwd.to_physical(samples.view());
                     let recon = mean_row(&x);
                     let truth = imgs.row(c);
                     let psnr = diffinv_metrics::psnr(recon.view(), truth, 1.0)?;
-                    let rb = Array1::from(gaussian_blur(recon.as_slice().unwrap_or(&[]), n, sigma_px));
+                    let rb =
+                        Array1::from(gaussian_blur(recon.as_slice().unwrap_or(&[]), n, sigma_px));
                     let tb = Array1::from(gaussian_blur(&truth.to_vec(), n, sigma_px));
                     let bpsnr = diffinv_metrics::psnr(rb.view(), tb.view(), 1.0)?;
                     let y = op.forward(recon.view().insert_axis(Axis(0)))?;
                     let (cp, ca) = lik.reduced_chi2(y.row(0).as_slice().unwrap_or(&[]))?;
                     let r = CaseResult {
-                        metrics: vec![("psnr".into(), psnr), ("blurred_psnr".into(), bpsnr), ("chi2_cphase".into(), cp), ("chi2_logcamp".into(), ca)],
+                        metrics: vec![
+                            ("psnr".into(), psnr),
+                            ("blurred_psnr".into(), bpsnr),
+                            ("chi2_cphase".into(), cp),
+                            ("chi2_logcamp".into(), ca),
+                        ],
                         cost,
                         recon: recon.to_vec(),
                         misfit,
@@ -373,7 +495,13 @@ pub fn black_hole(req: &Request) -> Result<Table> {
         let mut row = vec![method.clone()];
         for (k, v) in ms.iter().enumerate() {
             let (m, s) = mean_std(v);
-            row.push(if v.len() > 1 { format!("{m:.3} ({s:.3})") } else if k < 2 { format!("{m:.2}") } else { format!("{m:.3}") });
+            row.push(if v.len() > 1 {
+                format!("{m:.3} ({s:.3})")
+            } else if k < 2 {
+                format!("{m:.2}")
+            } else {
+                format!("{m:.3}")
+            });
         }
         row.extend(cost_cells(&costs));
         row.push(n_cases.to_string());
@@ -383,7 +511,12 @@ pub fn black_hole(req: &Request) -> Result<Table> {
     let truth0 = imgs.row(0).to_vec();
     let hi = truth0.iter().fold(0.0f32, |a, v| a.max(*v)).max(1e-6);
     let mut uv = vec![0.0f32; d];
-    let umax = op.coverage().points.iter().fold(0.0f64, |a, p| a.max(p.u.abs()).max(p.v.abs())).max(1.0);
+    let umax = op
+        .coverage()
+        .points
+        .iter()
+        .fold(0.0f64, |a, p| a.max(p.u.abs()).max(p.v.abs()))
+        .max(1.0);
     for p in &op.coverage().points {
         for (u, v) in [(p.u, p.v), (-p.u, -p.v)] {
             let j = ((u / umax * 0.48 + 0.5) * n as f64) as usize;
@@ -393,8 +526,20 @@ pub fn black_hole(req: &Request) -> Result<Table> {
             }
         }
     }
-    let tile = |v: &[f32], cmap, lo, hi| Some(Tile { data: v.to_vec(), h: n, w: n, cmap, lo, hi });
-    let mut top = vec![tile(&truth0, Colormap::Hot, 0.0, hi), tile(&uv, Colormap::Hot, 0.0, 1.0)];
+    let tile = |v: &[f32], cmap, lo, hi| {
+        Some(Tile {
+            data: v.to_vec(),
+            h: n,
+            w: n,
+            cmap,
+            lo,
+            hi,
+        })
+    };
+    let mut top = vec![
+        tile(&truth0, Colormap::Hot, 0.0, hi),
+        tile(&uv, Colormap::Hot, 0.0, 1.0),
+    ];
     let mut bottom = vec![None, None];
     for r in &figure {
         top.push(tile(r, Colormap::Hot, 0.0, hi));
@@ -412,7 +557,11 @@ pub fn black_hole(req: &Request) -> Result<Table> {
          Figures: `blackhole.png` (top: truth, (u, v) coverage, then {}; bottom: |error| maps), `blackhole_misfit.png` (misfit against step: red EnKG, blue CPS).\n",
         req.preset.name(), req.seed, n_cases, sigma_px, methods.join(", ")
     );
-    table.write(&req.out, "blackhole", "Black-hole imaging (EnKG Table 3)", &notes)?;
+    table.write(
+        &req.out,
+        "blackhole",
+        "Black-hole imaging (EnKG Table 3)",
+        &notes,
+    )?;
     Ok(table)
 }
-

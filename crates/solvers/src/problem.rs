@@ -319,7 +319,10 @@ impl<'a> Evaluator<'a> {
         }
         self.failed
             .fetch_add(donors.len() as u64, Ordering::Relaxed);
-        let out = RobustForward { y: Array2::zeros((0, 0)), donors };
+        let out = RobustForward {
+            y: Array2::zeros((0, 0)),
+            donors,
+        };
         out.apply_to(&mut y);
         Ok(RobustForward { y, ..out })
     }

@@ -87,9 +87,8 @@ impl Checkpoint {
         let text = std::fs::read_to_string(path).map_err(|e| {
             SolverError::Config(format!("reading checkpoint {}: {e}", path.display()))
         })?;
-        serde_json::from_str(&text).map_err(|e| {
-            SolverError::Config(format!("parsing checkpoint {}: {e}", path.display()))
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| SolverError::Config(format!("parsing checkpoint {}: {e}", path.display())))
     }
     /// Write atomically (a temporary file renamed over `path`), so a run killed while writing
     /// leaves the previous checkpoint intact.

@@ -1,6 +1,7 @@
 //! Robustness of long runs (issue 5, section 3): the failure policy of
 //! `Evaluator::forward_robust` (a failed particle never aborts a run and is counted), and
 //! checkpoint/resume through `Runner::with_checkpoint` (a killed run resumes bit-identically).
+#![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,7 +47,10 @@ impl ForwardModel for Flaky {
 #[test]
 fn forward_robust_replaces_failed_rows_by_the_next_survivor_of_their_block() {
     let p = prior(4);
-    let f = Flaky { threshold: 1.0, nan_rows: AtomicU64::new(0) };
+    let f = Flaky {
+        threshold: 1.0,
+        nan_rows: AtomicU64::new(0),
+    };
     let lik = GaussianLikelihood::new(array![0.0f32, 0.0], 1.0).unwrap();
     let problem = Problem::new(&p, &f, &lik).unwrap();
     let eval = Evaluator::new(problem);
@@ -69,7 +73,9 @@ fn forward_robust_replaces_failed_rows_by_the_next_survivor_of_their_block() {
     // A block in which every row fails is an error naming the block's first row and the step.
     x[[4, 0]] = 9.0;
     match eval.forward_robust(x.view(), 7, 3) {
-        Err(SolverError::ParticleFailed { particle, step, .. }) => assert_eq!((particle, step), (3, 7)),
+        Err(SolverError::ParticleFailed { particle, step, .. }) => {
+            assert_eq!((particle, step), (3, 7))
+        }
         other => panic!("expected ParticleFailed, got {other:?}"),
     }
 }
@@ -82,15 +88,49 @@ fn failing_particles_never_abort_a_run_and_are_counted() {
     let p = prior(4);
     let lik = GaussianLikelihood::new(array![0.5f32, -0.2], 0.2).unwrap();
     let solvers: Vec<Box<dyn Solver>> = vec![
-        Box::new(Enkg::new(EnkgConfig { num_particles: 32, num_steps: 20, ..Default::default() }).unwrap()),
-        Box::new(Cps::new(CpsConfig { num_samples: 2, num_candidates: 16, num_steps: 20, ..Default::default() }).unwrap()),
-        Box::new(Eki::new(EkiConfig { num_particles: 32, ..Default::default() }).unwrap()),
-        Box::new(Scg::new(ScgConfig { num_samples: 2, num_candidates: 8, num_steps: 20, ..Default::default() }).unwrap()),
+        Box::new(
+            Enkg::new(EnkgConfig {
+                num_particles: 32,
+                num_steps: 20,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        Box::new(
+            Cps::new(CpsConfig {
+                num_samples: 2,
+                num_candidates: 16,
+                num_steps: 20,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        Box::new(
+            Eki::new(EkiConfig {
+                num_particles: 32,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        Box::new(
+            Scg::new(ScgConfig {
+                num_samples: 2,
+                num_candidates: 8,
+                num_steps: 20,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
     ];
     for s in &solvers {
-        let f = Flaky { threshold: 0.8, nan_rows: AtomicU64::new(0) };
+        let f = Flaky {
+            threshold: 0.8,
+            nan_rows: AtomicU64::new(0),
+        };
         let problem = Problem::new(&p, &f, &lik).unwrap();
-        let out = Runner::new(problem).run(s.as_ref(), 3).unwrap_or_else(|e| panic!("{}: {e}", s.name()));
+        let out = Runner::new(problem)
+            .run(s.as_ref(), 3)
+            .unwrap_or_else(|e| panic!("{}: {e}", s.name()));
         let produced = f.nan_rows.load(Ordering::Relaxed);
         assert!(produced > 0, "{}: the test model never failed", s.name());
         assert_eq!(out.cost.failed, produced, "{}", s.name());
@@ -103,13 +143,36 @@ fn failing_particles_never_abort_a_run_and_are_counted() {
 #[test]
 fn a_killed_run_resumes_bit_identically() {
     let p = prior(4);
-    let f = FnForward::new(4, 2, |x: &[f32]| vec![x[0] + x[1], x[2] - x[3].powi(3) / 10.0]);
+    let f = FnForward::new(4, 2, |x: &[f32]| {
+        vec![x[0] + x[1], x[2] - x[3].powi(3) / 10.0]
+    });
     let lik = GaussianLikelihood::new(array![0.5f32, -0.2], 0.2).unwrap();
     let problem = Problem::new(&p, &f, &lik).unwrap();
     let solvers: Vec<Box<dyn Solver>> = vec![
-        Box::new(Enkg::new(EnkgConfig { num_particles: 16, num_steps: 12, ..Default::default() }).unwrap()),
-        Box::new(Cps::new(CpsConfig { num_samples: 2, num_candidates: 8, num_steps: 12, ..Default::default() }).unwrap()),
-        Box::new(Eki::new(EkiConfig { num_particles: 16, ..Default::default() }).unwrap()),
+        Box::new(
+            Enkg::new(EnkgConfig {
+                num_particles: 16,
+                num_steps: 12,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        Box::new(
+            Cps::new(CpsConfig {
+                num_samples: 2,
+                num_candidates: 8,
+                num_steps: 12,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        Box::new(
+            Eki::new(EkiConfig {
+                num_particles: 16,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
     ];
     let dir = std::env::temp_dir().join(format!("diffinv-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -118,18 +181,36 @@ fn a_killed_run_resumes_bit_identically() {
         for k in [1usize, 5] {
             let ckpt = dir.join(format!("{}-{k}.json", s.name()));
             let _ = std::fs::remove_file(&ckpt);
-            let stopped = Runner::new(problem).with_checkpoint(&ckpt).stop_after(k).run_partial(s.as_ref(), 11).unwrap();
+            let stopped = Runner::new(problem)
+                .with_checkpoint(&ckpt)
+                .stop_after(k)
+                .run_partial(s.as_ref(), 11)
+                .unwrap();
             assert!(stopped.is_none(), "{} stopped after {k} steps", s.name());
             let saved = Checkpoint::load(&ckpt).unwrap();
             assert_eq!(saved.state.step, k);
             // The "killed" runner is dropped; a fresh one resumes from the file.
-            let resumed = Runner::new(problem).with_checkpoint(&ckpt).run(s.as_ref(), 11).unwrap();
-            assert_eq!(resumed.samples, full.samples, "{} resumed after {k} steps", s.name());
+            let resumed = Runner::new(problem)
+                .with_checkpoint(&ckpt)
+                .run(s.as_ref(), 11)
+                .unwrap();
+            assert_eq!(
+                resumed.samples,
+                full.samples,
+                "{} resumed after {k} steps",
+                s.name()
+            );
             assert_eq!(resumed.log, full.log);
             let (a, b) = (resumed.cost, full.cost);
-            assert_eq!((a.fwd_total, a.fwd_seq, a.den_total, a.den_seq), (b.fwd_total, b.fwd_seq, b.den_total, b.den_seq));
+            assert_eq!(
+                (a.fwd_total, a.fwd_seq, a.den_total, a.den_seq),
+                (b.fwd_total, b.fwd_seq, b.den_total, b.den_seq)
+            );
             // A checkpoint of another seed is refused with a clear message.
-            let err = Runner::new(problem).with_checkpoint(&ckpt).run(s.as_ref(), 12).unwrap_err();
+            let err = Runner::new(problem)
+                .with_checkpoint(&ckpt)
+                .run(s.as_ref(), 12)
+                .unwrap_err();
             assert!(err.to_string().contains("seed"), "{err}");
         }
     }
