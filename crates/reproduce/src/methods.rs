@@ -53,7 +53,7 @@ impl Preset {
         match self {
             Preset::Tiny => (4, 4, 4),
             Preset::Quick => (12, 6, 10),
-            Preset::Full => (128, 64, 50),
+            Preset::Full => (32, 32, 30),
         }
     }
 }

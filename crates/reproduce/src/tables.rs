@@ -77,7 +77,7 @@ pub fn ns_noise_levels(p: Preset) -> Vec<f64> {
 
 fn default_cases(p: Preset) -> usize {
     match p {
-        Preset::Full => 3,
+        Preset::Full => 2,
         _ => 1,
     }
 }
@@ -87,10 +87,10 @@ fn default_cases(p: Preset) -> usize {
 pub fn expected_wall_time(table: &str, p: Preset) -> &'static str {
     match (table, p) {
         (_, Preset::Tiny) => "seconds",
-        ("ns", Preset::Quick) => "about 2 minutes",
-        ("blackhole", Preset::Quick) => "about 1 minute",
-        ("ns", Preset::Full) => "about 4 hours",
-        ("blackhole", Preset::Full) => "about 1.5 hours",
+        ("ns", Preset::Quick) => "about 5 minutes",
+        ("blackhole", Preset::Quick) => "about 3 minutes",
+        ("ns", Preset::Full) => "about 7 hours",
+        ("blackhole", Preset::Full) => "about 2 hours",
         _ => "unknown",
     }
 }

@@ -54,8 +54,8 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             // Measured (quick) and extrapolated (full) on a 2-core machine; see docs/reproduction.md.
             let expected = match t.as_str() {
                 "gmm" => "about an hour",
-                "ns" => "about 4 hours",
-                "blackhole" => "about 1.5 hours",
+                "ns" => "about 7 hours",
+                "blackhole" => "about 2 hours",
                 _ => "unknown",
             };
             eprintln!("xtask: the full preset of {t} takes {expected} on 2 cores; finished rows are kept, so it can be stopped and resumed");
