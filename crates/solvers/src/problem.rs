@@ -257,15 +257,16 @@ impl<'a> Evaluator<'a> {
 
     /// `G(x)` under the failure policy of long runs: a row whose forward solve fails (a
     /// `SampleFailed` of [`ForwardModel::forward_partial`]) or returns a non-finite value never
-    /// aborts the step. Such a row is **excluded from
-    /// the step's statistics by replacement**: rows are grouped in consecutive blocks of
-    /// `group` rows (a solver's ensemble, or one chain's candidates), and a failed row `j`
-    /// receives the output of its donor, the next surviving row of its block in cyclic order
-    /// (`j+1, j+2, ...`). The solver applies the same replacement to the inputs it keeps
-    /// (particles, candidate noises) with [`RobustForward::apply_to`], so that inputs and outputs
-    /// stay consistent: the step's ensemble statistics are those of the survivors, a survivor
-    /// counted twice. Every failed row is counted in [`CostSummary::failed`]. Only a block in
-    /// which every row fails is an error ([`SolverError::ParticleFailed`] naming its first row).
+    /// aborts the step. Such a row is **excluded from the step's statistics**: rows are grouped
+    /// in consecutive blocks of `group` rows (a solver's ensemble, or one chain's candidates),
+    /// and a failed row's output is set to the mean output of the surviving rows of its block,
+    /// so that its measurement anomaly `y_j - ybar` is zero; the solver also zeroes its
+    /// residual gradient ([`RobustForward::zero_failed`]). In the ensemble updates
+    /// (`C_jk = <r_j, y_k - ybar> / N`) the failed particle then neither moves the others nor
+    /// is moved by the guidance at this step; it keeps its state (no copies, so the ensemble
+    /// does not collapse) and is evaluated again at the next step. Every failed row is counted
+    /// in [`CostSummary::failed`]. Only a block in which every row fails is an error
+    /// ([`SolverError::ParticleFailed`] naming its first row).
     pub fn forward_robust(
         &self,
         x: ArrayView2<'_, f32>,
@@ -296,35 +297,35 @@ impl<'a> Evaluator<'a> {
                 ok[j] = false;
             }
         }
-        let mut donors = Vec::new();
+        let mut failed = Vec::new();
         for start in (0..n).step_by(group) {
             let end = (start + group).min(n);
-            for j in start..end {
-                if ok[j] {
-                    continue;
-                }
-                let len = end - start;
-                let donor = (1..len)
-                    .map(|o| start + (j - start + o) % len)
-                    .find(|&k| ok[k])
-                    .ok_or_else(|| SolverError::ParticleFailed {
-                        particle: start,
-                        step,
-                        reason: format!(
-                            "every row of the block {start}..{end} failed in the forward model"
-                        ),
-                    })?;
-                donors.push((j, donor));
+            let alive: Vec<usize> = (start..end).filter(|&k| ok[k]).collect();
+            if alive.len() == end - start {
+                continue;
+            }
+            if alive.is_empty() {
+                return Err(SolverError::ParticleFailed {
+                    particle: start,
+                    step,
+                    reason: format!(
+                        "every row of the block {start}..{end} failed in the forward model"
+                    ),
+                });
+            }
+            let mut mean = Array1::<f64>::zeros(y.ncols());
+            for &k in &alive {
+                mean.zip_mut_with(&y.row(k), |m, v| *m += *v as f64);
+            }
+            let mean = mean.mapv(|v| (v / alive.len() as f64) as f32);
+            for j in (start..end).filter(|&j| !ok[j]) {
+                y.row_mut(j).assign(&mean);
+                failed.push(j);
             }
         }
         self.failed
-            .fetch_add(donors.len() as u64, Ordering::Relaxed);
-        let out = RobustForward {
-            y: Array2::zeros((0, 0)),
-            donors,
-        };
-        out.apply_to(&mut y);
-        Ok(RobustForward { y, ..out })
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        Ok(RobustForward { y, failed })
     }
 
     /// `(dG/dx)^T v` at every row, counted as a forward-model gradient; a
@@ -404,28 +405,23 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// The output of [`Evaluator::forward_robust`]: `G(x)` with every failed row replaced by its
-/// donor's output, and the `(failed, donor)` pairs.
+/// The output of [`Evaluator::forward_robust`]: `G(x)` with every failed row replaced by the
+/// mean output of the survivors of its block, and the failed rows.
 #[derive(Debug, Clone)]
 pub struct RobustForward {
     /// Forward outputs, `(N, m)`, all finite.
     pub y: Array2<f32>,
-    /// `(failed row, donor row)` pairs, in row order.
-    pub donors: Vec<(usize, usize)>,
+    /// The failed rows, in increasing order.
+    pub failed: Vec<usize>,
 }
 
 impl RobustForward {
-    /// Copy each donor row onto its failed row in `a` (`a` has the rows of the forward batch):
-    /// the solver's inputs (particles, candidate noises) follow the outputs.
-    pub fn apply_to(&self, a: &mut Array2<f32>) {
-        for &(j, k) in &self.donors {
-            let src = a.row(k).to_owned();
-            a.row_mut(j).assign(&src);
+    /// Zero the failed rows of `a` (a residual gradient with the rows of the batch), which
+    /// removes them from the step's cross-covariances.
+    pub fn zero_failed(&self, a: &mut Array2<f32>) {
+        for &j in &self.failed {
+            a.row_mut(j).fill(0.0);
         }
-    }
-    /// Whether row `j` failed.
-    pub fn failed(&self, j: usize) -> bool {
-        self.donors.iter().any(|&(f, _)| f == j)
     }
 }
 

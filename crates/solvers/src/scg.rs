@@ -167,7 +167,7 @@ impl Solver for Scg {
                     // Failure policy: a failed candidate is excluded (infinite loss).
                     let fr = eval.forward_robust(x0.view(), i, len)?;
                     let mut l = eval.nll(fr.y.view(), i)?;
-                    for &(j, _) in &fr.donors {
+                    for &j in &fr.failed {
                         l[j] = f32::INFINITY;
                     }
                     losses[start..start + len].copy_from_slice(

@@ -45,7 +45,7 @@ impl ForwardModel for Flaky {
 }
 
 #[test]
-fn forward_robust_replaces_failed_rows_by_the_next_survivor_of_their_block() {
+fn forward_robust_gives_failed_rows_the_survivors_mean_and_counts_them() {
     let p = prior(4);
     let f = Flaky {
         threshold: 1.0,
@@ -61,13 +61,16 @@ fn forward_robust_replaces_failed_rows_by_the_next_survivor_of_their_block() {
         x[[r, 1]] = r as f32;
     }
     let out = eval.forward_robust(x.view(), 7, 3).unwrap();
-    assert_eq!(out.donors, vec![(1, 2), (3, 4), (5, 4)]);
+    assert_eq!(out.failed, vec![1, 3, 5]);
     assert!(out.y.iter().all(|v| v.is_finite()));
-    assert_eq!(out.y.row(1), out.y.row(2));
+    // A failed row carries the mean of its block's survivors (zero anomaly): G(row 0) =
+    // (0.1, 0), G(row 2) = (2.3, 0) -> (1.2, 0); block 3..6 has one survivor, row 4.
+    approx::assert_abs_diff_eq!(out.y[[1, 0]], 1.2, epsilon = 1e-6);
     assert_eq!(out.y.row(3), out.y.row(4));
-    let mut xs = x.clone();
-    out.apply_to(&mut xs);
-    assert_eq!(xs.row(5), x.row(4));
+    assert_eq!(out.y.row(5), out.y.row(4));
+    let mut r = Array2::<f32>::ones((6, 2));
+    out.zero_failed(&mut r);
+    assert_eq!(r.column(0).to_vec(), vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
     assert_eq!(eval.cost().failed, 3);
     assert_eq!(eval.cost().fwd_total, 6);
     // A block in which every row fails is an error naming the block's first row and the step.
@@ -80,7 +83,7 @@ fn forward_robust_replaces_failed_rows_by_the_next_survivor_of_their_block() {
     }
 }
 
-/// EnKG, CPS and EKI run to the end on a forward model that diverges for a sizeable part of
+/// EnKG, CPS, EKI and SCG run to the end on a forward model that diverges for a sizeable part of
 /// the prior (x0 > 0.8: about 21% of N(0, 1) draws), report exactly as many failures as the
 /// model produced NaN rows, and return finite samples.
 #[test]
