@@ -213,8 +213,11 @@ impl Solver for Cps {
                     block += &mu.row(c);
                 }
                 let x0 = eval.denoise(cand.view(), sigma_next, i)?;
-                let y = eval.forward(x0.view(), i)?;
-                let rgrad = eval.likelihood_grad(y.view(), i)?;
+                // Failure policy: a failed candidate is left out of its chain's combination.
+                let fr = eval.forward_robust(x0.view(), i, m)?;
+                let mut rgrad = eval.likelihood_grad(fr.y.view(), i)?;
+                fr.zero_failed(&mut rgrad);
+                let y = fr.y;
                 let nll = eval.nll(y.view(), i)?;
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
                 let mut next = mu;

@@ -333,7 +333,8 @@ impl Solver for Eki {
         if i < self.cfg.prior_steps {
             return self.prior.step(eval, state);
         }
-        let y = eval.forward(state.x.view(), i)?;
+        // Failure policy: a failed particle gets the survivors' mean prediction (no anomaly).
+        let y = eval.forward_robust(state.x.view(), i, state.x.nrows())?.y;
         let nll = eval.nll(y.view(), i)?;
         let misfit = nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len().max(1) as f64;
         let g = self.residuals(eval, state.x.view(), y.view(), i)?;

@@ -183,8 +183,11 @@ impl Solver for Enkg {
                     self.cfg.schedule.rho,
                 )
                 .map_err(|e| prior_error(e, i))?;
-                let y = eval.forward(x0.view(), i)?;
-                let r = eval.likelihood_grad(y.view(), i)?;
+                // Failure policy: a failed particle is left out of this update.
+                let fr = eval.forward_robust(x0.view(), i, x0.nrows())?;
+                let mut r = eval.likelihood_grad(fr.y.view(), i)?;
+                fr.zero_failed(&mut r);
+                let y = fr.y;
                 let nll = eval.nll(y.view(), i)?;
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
                 let kd = kalman_direction(state.x.view(), y.view(), r.view())

@@ -145,6 +145,10 @@ pub struct CostSummary {
     pub fwd_grad_seq: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Forward evaluations that failed (an error or a non-finite output for that row) and were
+    /// handled by the failure policy of [`Evaluator::forward_robust`] instead of aborting.
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// The solvers' only door to the problem: every call is counted, and failures are turned into
@@ -159,6 +163,7 @@ pub struct Evaluator<'a> {
     grad_seq: AtomicU64,
     fwd_grad_total: AtomicU64,
     fwd_grad_seq: AtomicU64,
+    failed: AtomicU64,
     start: Instant,
     offset: CostSummary,
 }
@@ -188,6 +193,7 @@ impl<'a> Evaluator<'a> {
             grad_seq: AtomicU64::new(0),
             fwd_grad_total: AtomicU64::new(0),
             fwd_grad_seq: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             start: Instant::now(),
             offset,
         }
@@ -209,6 +215,7 @@ impl<'a> Evaluator<'a> {
             fwd_grad_total: o.fwd_grad_total + self.fwd_grad_total.load(Ordering::Relaxed),
             fwd_grad_seq: o.fwd_grad_seq + self.fwd_grad_seq.load(Ordering::Relaxed),
             seconds: o.seconds + self.start.elapsed().as_secs_f64(),
+            failed: o.failed + self.failed.load(Ordering::Relaxed),
         }
     }
 
@@ -246,6 +253,79 @@ impl<'a> Evaluator<'a> {
             });
         }
         Ok(y)
+    }
+
+    /// `G(x)` under the failure policy of long runs: a row whose forward solve fails (a
+    /// `SampleFailed` of [`ForwardModel::forward_partial`]) or returns a non-finite value never
+    /// aborts the step. Such a row is **excluded from the step's statistics**: rows are grouped
+    /// in consecutive blocks of `group` rows (a solver's ensemble, or one chain's candidates),
+    /// and a failed row's output is set to the mean output of the surviving rows of its block,
+    /// so that its measurement anomaly `y_j - ybar` is zero; the solver also zeroes its
+    /// residual gradient ([`RobustForward::zero_failed`]). In the ensemble updates
+    /// (`C_jk = <r_j, y_k - ybar> / N`) the failed particle then neither moves the others nor
+    /// is moved by the guidance at this step; it keeps its state (no copies, so the ensemble
+    /// does not collapse) and is evaluated again at the next step. Every failed row is counted
+    /// in [`CostSummary::failed`]. Only a block in which every row fails is an error
+    /// ([`SolverError::ParticleFailed`] naming its first row).
+    pub fn forward_robust(
+        &self,
+        x: ArrayView2<'_, f32>,
+        step: usize,
+        group: usize,
+    ) -> Result<RobustForward> {
+        let n = x.nrows();
+        let group = group.clamp(1, n.max(1));
+        self.fwd_total.fetch_add(n as u64, Ordering::Relaxed);
+        self.fwd_seq.fetch_add(1, Ordering::Relaxed);
+        let mut ok = vec![true; n];
+        // Per-sample failures come from `ForwardModel::forward_partial` (a model that cannot
+        // isolate them cheaply retries row by row there); other errors (wrong shape, a
+        // non-finite input) are not a particle's simulation failing and stay errors.
+        let out = self
+            .problem
+            .forward
+            .forward_partial(x)
+            .map_err(|e| operator_error(e, step))?;
+        for f in &out.failures {
+            if let Some(o) = ok.get_mut(f.row) {
+                *o = false;
+            }
+        }
+        let mut y = out.y;
+        for (j, row) in y.outer_iter().enumerate() {
+            if row.iter().any(|v| !v.is_finite()) {
+                ok[j] = false;
+            }
+        }
+        let mut failed = Vec::new();
+        for start in (0..n).step_by(group) {
+            let end = (start + group).min(n);
+            let alive: Vec<usize> = (start..end).filter(|&k| ok[k]).collect();
+            if alive.len() == end - start {
+                continue;
+            }
+            if alive.is_empty() {
+                return Err(SolverError::ParticleFailed {
+                    particle: start,
+                    step,
+                    reason: format!(
+                        "every row of the block {start}..{end} failed in the forward model"
+                    ),
+                });
+            }
+            let mut mean = Array1::<f64>::zeros(y.ncols());
+            for &k in &alive {
+                mean.zip_mut_with(&y.row(k), |m, v| *m += *v as f64);
+            }
+            let mean = mean.mapv(|v| (v / alive.len() as f64) as f32);
+            for j in (start..end).filter(|&j| !ok[j]) {
+                y.row_mut(j).assign(&mean);
+                failed.push(j);
+            }
+        }
+        self.failed
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        Ok(RobustForward { y, failed })
     }
 
     /// `(dG/dx)^T v` at every row, counted as a forward-model gradient; a
@@ -322,6 +402,26 @@ impl<'a> Evaluator<'a> {
             .likelihood
             .nll(y)
             .map_err(|e| operator_error(e, step))
+    }
+}
+
+/// The output of [`Evaluator::forward_robust`]: `G(x)` with every failed row replaced by the
+/// mean output of the survivors of its block, and the failed rows.
+#[derive(Debug, Clone)]
+pub struct RobustForward {
+    /// Forward outputs, `(N, m)`, all finite.
+    pub y: Array2<f32>,
+    /// The failed rows, in increasing order.
+    pub failed: Vec<usize>,
+}
+
+impl RobustForward {
+    /// Zero the failed rows of `a` (a residual gradient with the rows of the batch), which
+    /// removes them from the step's cross-covariances.
+    pub fn zero_failed(&self, a: &mut Array2<f32>) {
+        for &j in &self.failed {
+            a.row_mut(j).fill(0.0);
+        }
     }
 }
 

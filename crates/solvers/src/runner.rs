@@ -1,11 +1,14 @@
 //! The [`Runner`]: drives a [`Solver`] step by step and owns the observers (progress bar,
 //! per-step log) and the cost ledger, like argmin's `Executor`.
 
+use std::path::{Path, PathBuf};
+
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 
 use crate::problem::{CostSummary, Evaluator, Problem};
-use crate::solver::{Solver, StepInfo};
+use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
 
 /// Watches a run.
@@ -63,10 +66,50 @@ pub struct RunOutput {
     pub log: Vec<StepInfo>,
 }
 
+/// What [`Runner::with_checkpoint`] writes after every step: everything needed to continue
+/// the run bit-identically (the solvers keep no generator state; every draw is keyed by
+/// `(seed, purpose, step, particle)`), plus the cost so far and the step log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The solver's name (a checkpoint of another solver is refused).
+    pub solver: String,
+    /// The solver's state after the last finished step (it holds the seed).
+    pub state: State,
+    /// The cost ledger at that point.
+    pub cost: CostSummary,
+    /// One entry per finished step.
+    pub log: Vec<StepInfo>,
+}
+
+impl Checkpoint {
+    /// Read a checkpoint written by [`Checkpoint::save`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SolverError::Config(format!("reading checkpoint {}: {e}", path.display()))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| SolverError::Config(format!("parsing checkpoint {}: {e}", path.display())))
+    }
+    /// Write atomically (a temporary file renamed over `path`), so a run killed while writing
+    /// leaves the previous checkpoint intact.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |e: std::io::Error| {
+            SolverError::Config(format!("writing checkpoint {}: {e}", path.display()))
+        };
+        let text = serde_json::to_string(self)
+            .map_err(|e| SolverError::Config(format!("serialising checkpoint: {e}")))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
 /// Runs a solver on a problem.
 pub struct Runner<'a> {
     problem: Problem<'a>,
     observers: Vec<Box<dyn Observer + 'a>>,
+    checkpoint: Option<PathBuf>,
+    max_steps: Option<usize>,
 }
 
 impl std::fmt::Debug for Runner<'_> {
@@ -84,7 +127,23 @@ impl<'a> Runner<'a> {
         Self {
             problem,
             observers: Vec::new(),
+            checkpoint: None,
+            max_steps: None,
         }
+    }
+    /// Checkpoint to `path` after every step, and resume from it when it exists: a run killed
+    /// at any point continues from its last finished step and ends with the same samples as an
+    /// uninterrupted run with the same seed (the wall time and the observers' view of the
+    /// skipped steps excepted).
+    pub fn with_checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(path.into());
+        self
+    }
+    /// Stop after at most `n` steps in this invocation (what a kill does, made
+    /// deterministic for tests): [`run`](Self::run) then [`run_partial`](Self::run_partial) returns `Ok(None)`.
+    pub fn stop_after(mut self, n: usize) -> Self {
+        self.max_steps = Some(n);
+        self
     }
     /// Add an observer.
     pub fn observe(mut self, o: impl Observer + 'a) -> Self {
@@ -98,16 +157,53 @@ impl<'a> Runner<'a> {
 
     /// Validate, initialise and run `solver` to the end with `seed`.
     pub fn run(&mut self, solver: &dyn Solver, seed: u64) -> Result<RunOutput> {
-        let eval = Evaluator::new(self.problem);
-        solver.validate(&eval)?;
-        let mut state = solver.init(&eval, seed)?;
-        let steps = solver.num_steps();
+        self.run_partial(solver, seed)?.ok_or_else(|| {
+            SolverError::Config("the run was stopped before its last step (stop_after)".into())
+        })
+    }
+
+    /// Like [`run`](Self::run), but `Ok(None)` when [`stop_after`](Self::stop_after) stopped
+    /// the run early (its checkpoint, if any, holds the last finished step).
+    pub fn run_partial(&mut self, solver: &dyn Solver, seed: u64) -> Result<Option<RunOutput>> {
         let name = solver.name();
+        let resumed = match &self.checkpoint {
+            Some(path) if path.exists() => {
+                let c = Checkpoint::load(path)?;
+                if c.solver != name || c.state.seed != seed {
+                    return Err(SolverError::Config(format!(
+                        "checkpoint {} is of {} with seed {}, not {name} with seed {seed}",
+                        path.display(),
+                        c.solver,
+                        c.state.seed
+                    )));
+                }
+                Some(c)
+            }
+            _ => None,
+        };
+        let (eval, mut state, mut log) = match resumed {
+            Some(c) => {
+                let eval = Evaluator::resuming(self.problem, c.cost);
+                solver.validate(&eval)?;
+                (eval, c.state, c.log)
+            }
+            None => {
+                let eval = Evaluator::new(self.problem);
+                solver.validate(&eval)?;
+                let state = solver.init(&eval, seed)?;
+                (eval, state, Vec::new())
+            }
+        };
+        let steps = solver.num_steps();
         for o in &mut self.observers {
             o.on_start(&name, steps);
         }
-        let mut log = Vec::with_capacity(steps);
+        let mut done_here = 0usize;
         while state.step < steps {
+            if self.max_steps.is_some_and(|m| done_here >= m) {
+                return Ok(None);
+            }
+            done_here += 1;
             let before = state.step;
             let info = solver.step(&eval, &mut state)?;
             if state.step != before + 1 {
@@ -120,12 +216,21 @@ impl<'a> Runner<'a> {
                 o.on_step(&info, &cost);
             }
             log.push(info);
+            if let Some(path) = &self.checkpoint {
+                Checkpoint {
+                    solver: name.clone(),
+                    state: state.clone(),
+                    cost,
+                    log: log.clone(),
+                }
+                .save(path)?;
+            }
         }
         let samples = solver.finish(&eval, state)?;
         let cost = eval.cost();
         for o in &mut self.observers {
             o.on_finish(&cost);
         }
-        Ok(RunOutput { samples, cost, log })
+        Ok(Some(RunOutput { samples, cost, log }))
     }
 }

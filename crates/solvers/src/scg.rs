@@ -164,8 +164,12 @@ impl Solver for Scg {
                         row += &mu.row((start + t) / m);
                     }
                     let x0 = eval.denoise(cand.view(), sigma_next, i)?;
-                    let y = eval.forward(x0.view(), i)?;
-                    let l = eval.nll(y.view(), i)?;
+                    // Failure policy: a failed candidate is excluded (infinite loss).
+                    let fr = eval.forward_robust(x0.view(), i, len)?;
+                    let mut l = eval.nll(fr.y.view(), i)?;
+                    for &j in &fr.failed {
+                        l[j] = f32::INFINITY;
+                    }
                     losses[start..start + len].copy_from_slice(
                         l.as_slice()
                             .ok_or(SolverError::Config("nll not contiguous".into()))?,

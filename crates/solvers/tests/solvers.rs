@@ -184,8 +184,10 @@ fn runs_are_bit_identical_across_thread_counts() {
     }
 }
 
-/// A forward model that returns NaN for one particle yields an error naming the particle and
-/// the step, not a panic and not a poisoned ensemble.
+/// A forward model that returns NaN for some particles: the strict `Evaluator::forward` names
+/// the particle and the step (no panic, no poisoned ensemble), and EnKG and CPS, under the
+/// failure policy of long runs (`Evaluator::forward_robust`, issue 5), finish with finite
+/// samples and count the failed evaluations.
 #[test]
 fn nan_from_the_forward_model_names_particle_and_step() {
     let p = linear_gaussian();
@@ -200,23 +202,15 @@ fn nan_from_the_forward_model_names_particle_and_step() {
         }
     });
     let problem = Problem::new(&p.prior, &bad, &p.lik).unwrap();
-    let enkg = Enkg::new(EnkgConfig {
-        num_particles: 64,
-        num_steps: 20,
-        ..Default::default()
-    })
-    .unwrap();
-    match Runner::new(problem).run(&enkg, 0) {
+    let mut x = Array2::<f32>::zeros((4, 16));
+    x[[2, 1]] = 2.0;
+    match Evaluator::new(problem).forward(x.view(), 5) {
         Err(SolverError::ParticleFailed {
             particle,
             step,
             reason,
         }) => {
-            assert!(particle < 64);
-            assert!(
-                enkg.is_guided(step),
-                "failure reported at guided step {step}"
-            );
+            assert_eq!((particle, step), (2, 5));
             assert!(reason.contains("non-finite"), "{reason}");
             let msg = SolverError::ParticleFailed {
                 particle,
@@ -225,13 +219,18 @@ fn nan_from_the_forward_model_names_particle_and_step() {
             }
             .to_string();
             assert!(
-                msg.contains(&format!("particle {particle}"))
-                    && msg.contains(&format!("step {step}")),
+                msg.contains("particle 2") && msg.contains("step 5"),
                 "{msg}"
             );
         }
         other => panic!("expected ParticleFailed, got {other:?}"),
     }
+    let enkg = Enkg::new(EnkgConfig {
+        num_particles: 64,
+        num_steps: 20,
+        ..Default::default()
+    })
+    .unwrap();
     let cps = Cps::new(CpsConfig {
         num_samples: 2,
         num_candidates: 8,
@@ -239,10 +238,22 @@ fn nan_from_the_forward_model_names_particle_and_step() {
         ..Default::default()
     })
     .unwrap();
-    assert!(matches!(
-        Runner::new(problem).run(&cps, 0),
-        Err(SolverError::ParticleFailed { .. })
-    ));
+    // About 20% of the evaluations fail, scattered pseudo-randomly over the ensemble (a
+    // failure region that the whole ensemble can enter is an error by the policy's design).
+    let a = p.op.matrix().clone();
+    let flaky = FnForward::new(16, 4, move |x: &[f32]| {
+        if (x[0] * 1000.0).fract().abs() < 0.2 {
+            vec![f32::NAN; 4]
+        } else {
+            a.dot(&ndarray::ArrayView1::from(x)).to_vec()
+        }
+    });
+    let problem = Problem::new(&p.prior, &flaky, &p.lik).unwrap();
+    for s in [&enkg as &dyn Solver, &cps] {
+        let out = Runner::new(problem).run(s, 0).unwrap();
+        assert!(out.cost.failed > 0, "{}: no particle failed", s.name());
+        assert!(out.samples.iter().all(|v| v.is_finite()), "{}", s.name());
+    }
 }
 
 #[test]

@@ -1,4 +1,8 @@
-//! `cargo xtask reproduce [TABLE ...] [--quick | --full] [--out DIR] [--seed S]`.
+//! `cargo xtask reproduce [TABLE ...] [--quick | --full] [--resume] [--out DIR] [--seed S]`.
+//!
+//! `gmm` runs here; `ns` and `blackhole` need the neural priors (libtorch) and run in the
+//! `diffinv-reproduce` binary (crates/reproduce), spawned with the bootstrapped libtorch
+//! environment as `cargo xtask train` spawns `diffinv-train`, so that xtask never links tch.
 
 pub mod gmm;
 
@@ -24,10 +28,13 @@ pub struct ReproduceArgs {
     /// Master seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// ns, blackhole: reuse finished rows and continue interrupted runs from their checkpoints.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Every table this command knows.
-pub const TABLES: &[&str] = &["gmm"];
+pub const TABLES: &[&str] = &["gmm", "ns", "blackhole"];
 
 /// Run the requested tables.
 pub fn run(args: ReproduceArgs) -> Result<()> {
@@ -47,6 +54,8 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             // Measured (quick) and extrapolated (full) on a 2-core machine; see docs/reproduction.md.
             let expected = match t.as_str() {
                 "gmm" => "about an hour",
+                "ns" => "about 7 hours",
+                "blackhole" => "about 2 hours",
                 _ => "unknown",
             };
             eprintln!("xtask: the full preset of {t} takes {expected} on 2 cores; finished rows are kept, so it can be stopped and resumed");
@@ -61,6 +70,10 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         let t0 = std::time::Instant::now();
         let table = match t.as_str() {
             "gmm" => gmm::run(args.full, &args.out, args.seed)?,
+            "ns" | "blackhole" => {
+                spawn_neural(t, &args)?;
+                continue;
+            }
             other => bail!("unknown table {other:?}; known: {}", TABLES.join(", ")),
         };
         println!(
@@ -73,6 +86,41 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             args.out.display(),
             args.out.display()
         );
+    }
+    Ok(())
+}
+
+/// Run `diffinv-reproduce TABLE` (release build) in the bootstrapped libtorch environment; it
+/// prints its own table and writes DIR/TABLE.{csv,md,png}.
+fn spawn_neural(table: &str, args: &ReproduceArgs) -> Result<()> {
+    use anyhow::Context;
+    let env = crate::torch_env::ensure()?;
+    let out = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        std::env::current_dir()?.join(&args.out)
+    };
+    let mut c = crate::cargo();
+    c.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "diffinv-reproduce",
+        "--",
+        table,
+    ]);
+    c.arg(if args.full { "--full" } else { "--quick" });
+    if args.resume {
+        c.arg("--resume");
+    }
+    c.arg("--out")
+        .arg(&out)
+        .args(["--seed", &args.seed.to_string()]);
+    env.apply(&mut c);
+    let st = c.status().context("running diffinv-reproduce")?;
+    if !st.success() {
+        bail!("reproducing {table} failed");
     }
     Ok(())
 }

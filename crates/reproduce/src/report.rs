@@ -1,0 +1,128 @@
+//! Result tables (CSV with a header row, method first; Markdown) and the row cache.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// A table of strings with a header.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Column names.
+    pub header: Vec<String>,
+    /// Rows, each as long as the header.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// An empty table with `header`.
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+    /// Append a row.
+    pub fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+    /// CSV (fields with commas or quotes are quoted).
+    pub fn to_csv(&self) -> String {
+        let esc = |s: &String| {
+            if s.contains(',') || s.contains('"') {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.clone()
+            }
+        };
+        let mut out = String::new();
+        for r in std::iter::once(&self.header).chain(&self.rows) {
+            out += &r.iter().map(esc).collect::<Vec<_>>().join(",");
+            out.push('\n');
+        }
+        out
+    }
+    /// A GitHub Markdown table.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!("| {} |\n", self.header.join(" | "));
+        out += &format!("|{}\n", "---|".repeat(self.header.len()));
+        for r in &self.rows {
+            out += &format!("| {} |\n", r.join(" | "));
+        }
+        out
+    }
+    /// Write `dir/name.csv` and `dir/name.md` (title, the table, notes).
+    pub fn write(&self, dir: &Path, name: &str, title: &str, notes: &str) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join(format!("{name}.csv")), self.to_csv())?;
+        std::fs::write(
+            dir.join(format!("{name}.md")),
+            format!("# {title}\n\n{}\n{notes}\n", self.to_markdown()),
+        )?;
+        Ok(())
+    }
+}
+
+/// Finished (method, case) results, one JSON file each under a folder: a rerun with
+/// `--resume` skips them.
+#[derive(Debug, Clone)]
+pub struct RowCache {
+    dir: std::path::PathBuf,
+}
+
+impl RowCache {
+    /// Open (create) the cache folder; `fresh` empties it first.
+    pub fn open(dir: &Path, fresh: bool) -> Result<Self> {
+        if fresh && dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+    fn path(&self, key: &str) -> std::path::PathBuf {
+        let safe: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{safe}.json"))
+    }
+    /// A cached value.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let text = std::fs::read_to_string(self.path(key)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+    /// Store a value (atomically).
+    pub fn put<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let p = self.path(key);
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_string(value)?)?;
+        std::fs::rename(&tmp, &p)?;
+        Ok(())
+    }
+    /// Path of the solver checkpoint of `key` (kept next to the cache).
+    pub fn checkpoint(&self, key: &str) -> std::path::PathBuf {
+        self.path(key).with_extension("ckpt.json")
+    }
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let m = v.iter().sum::<f64>() / n;
+    let s = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (m, s)
+}

@@ -1,0 +1,179 @@
+//! The tables end to end at the tiny preset on the shipped priors, the row cache under
+//! `--resume`, and the start-up validation (one clear line, before any compute).
+//!
+//! The smoke tests need the shipped black-hole prior (fixtures/priors/blackhole64) and skip
+//! with a message without it. The Navier-Stokes smoke test uses fixtures/priors/ns64 when it
+//! is there and otherwise the black-hole prior as a stand-in of the same shape (the pipeline,
+//! not the accuracy, is under test), on two Gaussian-random-field test fields written here.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use diffinv_operators::navier_stokes::dataset::write_npy_f32;
+use diffinv_operators::navier_stokes::grf::GaussianRandomField;
+use diffinv_reproduce::setup::{validate_methods, PriorSpec, SetupError};
+use diffinv_reproduce::tables::{black_hole, gaussian_blur, navier_stokes, Request};
+use diffinv_reproduce::Preset;
+use rand::SeedableRng;
+
+fn priors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/priors")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("diffinv-reproduce-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn shipped_blackhole() -> Option<PathBuf> {
+    let d = priors().join("blackhole64");
+    if d.join("ema.safetensors").is_file() {
+        Some(d)
+    } else {
+        eprintln!("skipped: {} has no ema.safetensors", d.display());
+        None
+    }
+}
+
+fn request(out: PathBuf, prior: PathBuf, methods: &[&str]) -> Request {
+    Request {
+        preset: Preset::Tiny,
+        out,
+        seed: 5,
+        resume: false,
+        methods: methods.iter().map(|s| s.to_string()).collect(),
+        prior,
+        test_data: PathBuf::new(),
+        cases: Some(1),
+    }
+}
+
+#[test]
+fn unknown_method_missing_prior_and_shape_mismatch_fail_with_one_line() {
+    let e = validate_methods(&["EnKG".into(), "EnKF".into()]).unwrap_err();
+    assert!(matches!(e, SetupError::UnknownMethod { ref name, .. } if name == "EnKF"));
+    let msg = e.to_string();
+    assert!(
+        !msg.contains('\n') && msg.contains("EnKF") && msg.contains("CPS"),
+        "{msg}"
+    );
+
+    let empty = temp("missing");
+    let e = PriorSpec::read(&empty).unwrap_err();
+    assert!(
+        matches!(e, SetupError::MissingPrior(ref p) if p.ends_with("config.toml")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains('\n'));
+
+    let Some(dir) = shipped_blackhole() else {
+        return;
+    };
+    let spec = PriorSpec::read(&dir).expect("shipped prior");
+    assert_eq!(spec.shape(), vec![1, 64, 64]);
+    assert_eq!((spec.shift, spec.scale), (0.5, 0.5));
+    spec.check_operator("blackhole", &[1, 64, 64])
+        .expect("matching shapes");
+    let e = spec.check_operator("ns", &[1, 128, 128]).unwrap_err();
+    assert!(matches!(e, SetupError::ShapeMismatch { .. }));
+    assert!(e.to_string().contains("[1, 128, 128]"), "{e}");
+
+    // The table entry point refuses an unknown method before loading anything.
+    let mut req = request(temp("unknown"), dir, &["EnKG", "nope"]);
+    req.preset = Preset::Tiny;
+    let e = black_hole(&req).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("unknown method \"nope\""),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn gaussian_blur_preserves_mass_and_matches_the_kernel_width() {
+    // A centred point spreads into a Gaussian of the requested width: the second moment of
+    // the blurred image along one axis is sigma^2 (within truncation and discretisation).
+    let n = 33;
+    let mut img = vec![0.0f32; n * n];
+    img[16 * n + 16] = 1.0;
+    let b = gaussian_blur(&img, n, 2.0);
+    let mass: f64 = b.iter().map(|v| *v as f64).sum();
+    approx::assert_abs_diff_eq!(mass, 1.0, epsilon = 1e-5);
+    let var: f64 = (0..n * n)
+        .map(|k| b[k] as f64 * ((k / n) as f64 - 16.0).powi(2))
+        .sum();
+    approx::assert_abs_diff_eq!(var, 4.0, epsilon = 3e-3);
+}
+
+#[test]
+fn blackhole_table_runs_end_to_end_and_resume_reuses_finished_rows() {
+    let Some(dir) = shipped_blackhole() else {
+        return;
+    };
+    let out = temp("bh");
+    let req = request(out.clone(), dir, &["EnKG", "CPS"]);
+    let t = black_hole(&req).expect("tiny black-hole table");
+    assert_eq!(t.rows.len(), 2);
+    assert_eq!(t.header[0], "method");
+    assert_eq!(t.rows[0][0], "EnKG");
+    for f in [
+        "blackhole.csv",
+        "blackhole.md",
+        "blackhole.png",
+        "blackhole_misfit.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    // Every metric is a finite number.
+    for r in &t.rows {
+        for cell in &r[1..5] {
+            assert!(cell.parse::<f64>().expect("number").is_finite(), "{cell}");
+        }
+    }
+    // With --resume, the cached rows come back unchanged (including the recorded wall time,
+    // which a recomputation would not reproduce).
+    let again = black_hole(&Request {
+        resume: true,
+        ..req
+    })
+    .expect("resumed table");
+    assert_eq!(again.rows, t.rows);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn ns_table_runs_end_to_end() {
+    let ns = priors().join("ns64");
+    let prior = if ns.join("ema.safetensors").is_file() {
+        ns
+    } else {
+        let Some(bh) = shipped_blackhole() else {
+            return;
+        };
+        eprintln!("fixtures/priors/ns64 is absent: the black-hole prior stands in (same shape)");
+        bh
+    };
+    let out = temp("ns");
+    let grf = GaussianRandomField::fno(64, 64).expect("grf");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let fields: Vec<f32> = (0..2)
+        .flat_map(|_| grf.sample(&mut rng))
+        .map(|v| v as f32)
+        .collect();
+    let data = out.join("test.npy");
+    write_npy_f32(&data, &[2, 64, 64], &fields).expect("npy");
+    let mut req = request(out.clone(), prior, &["EnKG"]);
+    req.test_data = data;
+    let t = navier_stokes(&req).expect("tiny ns table");
+    assert_eq!(t.rows.len(), 1);
+    let e: f64 = t.rows[0][2].parse().expect("rel L2");
+    assert!(e.is_finite() && e > 0.0);
+    // EnKG at N = 4: 3 PF-ODE steps of 4, (at most) 2 guided with 4 forward solves each.
+    let fwd: u64 = t.rows[0][4].parse().expect("fwd_total");
+    assert!(fwd > 0 && fwd.is_multiple_of(4), "{fwd}");
+    for f in ["ns.csv", "ns.md", "ns.png", "ns_misfit.png"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
