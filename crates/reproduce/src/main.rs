@@ -42,7 +42,8 @@ struct Cli {
     /// Prior folder (default fixtures/priors/ns64 or fixtures/priors/blackhole64).
     #[arg(long)]
     prior: Option<PathBuf>,
-    /// Navier-Stokes test fields (default data/ns-64-re200-t5/test.npy).
+    /// Navier-Stokes test fields (default data/ns-64-re200-t5/test.npy, else the 32 held-out fields
+    /// shipped in fixtures/priors/ns64/test32.npy).
     #[arg(long)]
     test_data: Option<PathBuf>,
     /// Number of test cases (default: the preset's).
@@ -85,10 +86,16 @@ fn run() -> Result<()> {
                 .join("fixtures/priors")
                 .join(if t == "ns" { "ns64" } else { "blackhole64" })
         });
-        let test_data = cli
-            .test_data
-            .clone()
-            .unwrap_or_else(|| root().join("data/ns-64-re200-t5/test.npy"));
+        // Default: the generated test split if `cargo xtask data ns` has run, else the 32 held-out
+        // fields shipped with the ns64 prior (test-split fields 0..32 of the same generator).
+        let test_data = cli.test_data.clone().unwrap_or_else(|| {
+            let generated = root().join("data/ns-64-re200-t5/test.npy");
+            if generated.is_file() {
+                generated
+            } else {
+                root().join("fixtures/priors/ns64/test32.npy")
+            }
+        });
         let req = Request {
             preset,
             out: cli.out.clone(),
