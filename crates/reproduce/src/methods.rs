@@ -52,7 +52,7 @@ impl Preset {
     fn size(self) -> (usize, usize, usize) {
         match self {
             Preset::Tiny => (4, 4, 4),
-            Preset::Quick => (12, 6, 10),
+            Preset::Quick => (24, 12, 30),
             Preset::Full => (32, 32, 30),
         }
     }
