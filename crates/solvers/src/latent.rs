@@ -34,7 +34,7 @@ use diffinv_priors::EdmSchedule;
 use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
-use crate::guidance::check_finite;
+use crate::guidance::{adam_step, check_finite};
 use crate::problem::Evaluator;
 use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
@@ -195,21 +195,7 @@ impl Solver for LatentOptimization {
         }
         let eps = state.x.slice(s![.., 0..d]).to_owned();
         let (j, grad) = self.objective_and_gradient(eval, eps.view(), i)?;
-        let (b1, b2) = self.cfg.betas;
-        let t = (i + 1) as i32;
-        let c1 = (1.0 - b1.powi(t)) as f32;
-        let c2 = (1.0 - b2.powi(t)) as f32;
-        let (lr, ae) = (self.cfg.lr as f32, self.cfg.adam_eps as f32);
-        let (b1, b2) = (b1 as f32, b2 as f32);
-        {
-            let (mut e_v, mut rest) = state.x.view_mut().split_at(Axis(1), d);
-            let (mut m_v, mut v_v) = rest.view_mut().split_at(Axis(1), d);
-            Zip::from(&mut e_v).and(&mut m_v).and(&mut v_v).and(&grad).for_each(|e, m, v, &g| {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *e -= lr * (*m / c1) / ((*v / c2).sqrt() + ae);
-            });
-        }
+        adam_step(&mut state.x, d, grad.view(), i, self.cfg.lr, self.cfg.betas, self.cfg.adam_eps);
         check_finite(state.x.view(), i)?;
         state.step += 1;
         Ok(StepInfo { step: i, sigma: 0.0, guided: true, misfit: Some(j.iter().sum::<f64>() / j.len().max(1) as f64) })

@@ -32,7 +32,7 @@ use ndarray::{concatenate, s, Array2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::dps::check_common;
-use crate::guidance::{check_finite, normal_rows, tags, GaussianData};
+use crate::guidance::{adam_step, check_finite, normal_rows, tags, GaussianData};
 use crate::mo::{refine, MoConfig};
 use crate::problem::Evaluator;
 use crate::solver::{Solver, State, StepInfo};
@@ -182,25 +182,7 @@ impl Solver for RedDiff {
             .and(&den)
             .for_each(|g, &m, &dn| *g += lam * (m - dn));
         // Adam with bias correction at t = i + 1.
-        let (b1, b2) = self.cfg.betas;
-        let t = (i + 1) as i32;
-        let c1 = (1.0 - b1.powi(t)) as f32;
-        let c2 = (1.0 - b2.powi(t)) as f32;
-        let (lr, ae) = (self.cfg.lr as f32, self.cfg.adam_eps as f32);
-        let (b1, b2) = (b1 as f32, b2 as f32);
-        {
-            let (mut mu_v, mut rest) = state.x.view_mut().split_at(Axis(1), d);
-            let (mut m_v, mut v_v) = rest.view_mut().split_at(Axis(1), d);
-            Zip::from(&mut mu_v)
-                .and(&mut m_v)
-                .and(&mut v_v)
-                .and(&grad)
-                .for_each(|mu, m, v, &g| {
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *mu -= lr * (*m / c1) / ((*v / c2).sqrt() + ae);
-                });
-        }
+        adam_step(&mut state.x, d, grad.view(), i, self.cfg.lr, self.cfg.betas, self.cfg.adam_eps);
         if let Some(mo) = &self.cfg.mo {
             let data = GaussianData::probe(eval, "RED-diff-MO")?;
             let level = self.sigmas[i + 1].max(self.cfg.schedule.sigma_min);
