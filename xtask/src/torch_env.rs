@@ -38,7 +38,7 @@ impl TorchEnv {
     }
 }
 
-fn cache_dir() -> Result<PathBuf> {
+pub fn cache_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("DIFFINV_CACHE") {
         return Ok(PathBuf::from(d));
     }
