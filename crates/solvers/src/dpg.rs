@@ -181,21 +181,37 @@ impl Solver for Dpg {
         if !guided {
             state.x.slice_mut(s![..b, ..]).assign(&den);
         } else {
-            let y_ref = eval.forward(den.view(), i)?;
-            let l_ref = eval.nll(y_ref.view(), i)?;
-            misfit = Some(l_ref.iter().map(|v| *v as f64).sum::<f64>() / b as f64);
+            // Failure policy (issue 5): a chain whose own estimate fails keeps its normaliser
+            // and takes no guidance at this step; a failed Monte-Carlo sample is left out of
+            // its chain's leave-one-out estimate.
+            let y_ref = eval.forward_each(den.view(), i)?;
+            let mut l_ref = eval.nll(y_ref.y.view(), i)?;
+            for &j in &y_ref.failed {
+                l_ref[j] = f32::NAN;
+            }
+            let alive: Vec<f64> = l_ref
+                .iter()
+                .filter(|v| v.is_finite())
+                .map(|v| *v as f64)
+                .collect();
+            misfit = Some(alive.iter().sum::<f64>() / alive.len().max(1) as f64);
             // 1. Normaliser and radius per chain.
             let mut z = vec![0.0f64; b];
             let mut radius = vec![0.0f64; b];
             for c in 0..b {
                 let prev = state.x[[2 * b + c, 0]] as f64;
                 let l = l_ref[c] as f64;
-                z[c] = if prev < 0.0 {
+                z[c] = if !l.is_finite() {
+                    // Failed: keep the previous normaliser; no guidance (z = NaN below).
+                    f64::NAN
+                } else if prev < 0.0 {
                     l
                 } else {
                     self.cfg.ema * prev + (1.0 - self.cfg.ema) * l
                 };
-                state.x[[2 * b + c, 0]] = z[c] as f32;
+                if z[c].is_finite() {
+                    state.x[[2 * b + c, 0]] = z[c] as f32;
+                }
                 radius[c] = (self.cfg.radius_factor * (2.0 * z[c] / d as f64).sqrt())
                     .max(self.cfg.radius_min);
             }
@@ -214,8 +230,11 @@ impl Solver for Dpg {
                     row *= radius[c] as f32;
                     row += &den.row(c);
                 }
-                let y = eval.forward(pts.view(), i)?;
-                let l = eval.nll(y.view(), i)?;
+                let fr = eval.forward_each(pts.view(), i)?;
+                let mut l = eval.nll(fr.y.view(), i)?;
+                for &j in &fr.failed {
+                    l[j] = f32::NAN;
+                }
                 for (o, v) in losses[start..start + len].iter_mut().zip(l.iter()) {
                     *o = *v as f64;
                 }
@@ -229,14 +248,29 @@ impl Solver for Dpg {
                     continue;
                 }
                 let block = &losses[c * m..(c + 1) * m];
+                // Failed samples (NaN loss) get reward 0 and weight 0; the leave-one-out
+                // baseline and the average run over the m_ok survivors.
                 let a: Vec<f64> = block
                     .iter()
-                    .map(|l| (-(l - l_ref[c] as f64) / z[c]).exp())
+                    .map(|l| {
+                        if l.is_finite() {
+                            (-(l - l_ref[c] as f64) / z[c]).exp()
+                        } else {
+                            f64::NAN
+                        }
+                    })
                     .collect();
-                let sum: f64 = a.iter().sum();
+                let m_ok = a.iter().filter(|v| v.is_finite()).count();
+                if m_ok < 2 {
+                    continue;
+                }
+                let sum: f64 = a.iter().filter(|v| v.is_finite()).sum();
                 for (k, ak) in a.iter().enumerate() {
-                    let pb = (sum - ak) / (m as f64 - 1.0);
-                    weights[c * m + k] = -(ak - pb) / (m as f64 * radius[c]);
+                    if !ak.is_finite() {
+                        continue;
+                    }
+                    let pb = (sum - ak) / (m_ok as f64 - 1.0);
+                    weights[c * m + k] = -(ak - pb) / (m_ok as f64 * radius[c]);
                 }
             }
             if weights.iter().any(|w| !w.is_finite()) {

@@ -170,7 +170,11 @@ impl Gsg {
 /// # Errors
 /// [`SolverError::Config`] for `q = 0`, `batch = 0`, or a forward scheme without `f0`
 /// (of the wrong length); any error of `f`, and [`SolverError::ParticleFailed`] when `f`
-/// returns a non-finite loss or the wrong number of losses.
+/// returns the wrong number of losses.
+///
+/// A non-finite loss marks a failed evaluation (the failure policy of long runs, issue 5):
+/// that direction's term is dropped from its row's sum (forward scheme: the point; central
+/// scheme: the `+`/`-` pair), i.e. it contributes zero, as a direction with `f = f0` would.
 #[allow(clippy::too_many_arguments)]
 pub fn smoothed_gradient(
     mut f: impl FnMut(ArrayView2<'_, f32>) -> Result<Array1<f32>>,
@@ -224,13 +228,6 @@ pub fn smoothed_gradient(
                 ),
             });
         }
-        if let Some(p) = vals.iter().position(|v| !v.is_finite()) {
-            return Err(SolverError::ParticleFailed {
-                particle: p,
-                step,
-                reason: "non-finite loss at a perturbed point".into(),
-            });
-        }
         for t in 0..len {
             let row = (start + t) / q;
             let coef = match scheme {
@@ -242,6 +239,10 @@ pub fn smoothed_gradient(
                     (vals[t] as f64 - vals[len + t] as f64) / (2.0 * mu * q as f64)
                 }
             };
+            // A failed evaluation (non-finite loss, or a non-finite f0) drops the term.
+            if !coef.is_finite() {
+                continue;
+            }
             let mut g = grad.row_mut(row);
             g.scaled_add(coef, &u.row(t).mapv(|v| v as f64));
         }
@@ -281,12 +282,27 @@ impl Solver for Gsg {
         if !guided {
             state.x = den;
         } else {
-            let y0 = eval.forward(den.view(), i)?;
-            let l0 = eval.nll(y0.view(), i)?;
-            misfit = Some(l0.iter().map(|v| *v as f64).sum::<f64>() / l0.len() as f64);
+            // Failure policy (issue 5): a chain whose clean estimate fails in the forward
+            // model gets no guidance at this step (its gradient row is zeroed below); a failed
+            // perturbed point drops its direction from the estimate (`smoothed_gradient`).
+            let y0 = eval.forward_each(den.view(), i)?;
+            let mut l0 = eval.nll(y0.y.view(), i)?;
+            for &j in &y0.failed {
+                l0[j] = f32::NAN;
+            }
+            let alive: Vec<f64> = l0
+                .iter()
+                .filter(|v| v.is_finite())
+                .map(|v| *v as f64)
+                .collect();
+            misfit = Some(alive.iter().sum::<f64>() / alive.len().max(1) as f64);
             let loss = |p: ArrayView2<'_, f32>| -> Result<Array1<f32>> {
-                let y = eval.forward(p, i)?;
-                eval.nll(y.view(), i)
+                let fr = eval.forward_each(p, i)?;
+                let mut l = eval.nll(fr.y.view(), i)?;
+                for &j in &fr.failed {
+                    l[j] = f32::NAN;
+                }
+                Ok(l)
             };
             let mut g = smoothed_gradient(
                 loss,
@@ -299,7 +315,10 @@ impl Solver for Gsg {
                 state.seed,
                 i,
             )?;
-            // Gradient of ||r|| = sqrt(2 L): grad L / sqrt(2 L).
+            for &j in &y0.failed {
+                g.row_mut(j).fill(0.0);
+            }
+            // Gradient of ||r|| = sqrt(2 L): grad L / sqrt(2 L) (zero for a failed chain).
             for (mut row, l) in g.axis_iter_mut(Axis(0)).zip(l0.iter()) {
                 let n = (2.0 * *l as f64).sqrt();
                 let inv = if n > 0.0 && n.is_finite() {

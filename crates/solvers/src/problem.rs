@@ -275,28 +275,7 @@ impl<'a> Evaluator<'a> {
     ) -> Result<RobustForward> {
         let n = x.nrows();
         let group = group.clamp(1, n.max(1));
-        self.fwd_total.fetch_add(n as u64, Ordering::Relaxed);
-        self.fwd_seq.fetch_add(1, Ordering::Relaxed);
-        let mut ok = vec![true; n];
-        // Per-sample failures come from `ForwardModel::forward_partial` (a model that cannot
-        // isolate them cheaply retries row by row there); other errors (wrong shape, a
-        // non-finite input) are not a particle's simulation failing and stay errors.
-        let out = self
-            .problem
-            .forward
-            .forward_partial(x)
-            .map_err(|e| operator_error(e, step))?;
-        for f in &out.failures {
-            if let Some(o) = ok.get_mut(f.row) {
-                *o = false;
-            }
-        }
-        let mut y = out.y;
-        for (j, row) in y.outer_iter().enumerate() {
-            if row.iter().any(|v| !v.is_finite()) {
-                ok[j] = false;
-            }
-        }
+        let (mut y, ok) = self.forward_marked(x, step)?;
         let mut failed = Vec::new();
         for start in (0..n).step_by(group) {
             let end = (start + group).min(n);
@@ -323,9 +302,56 @@ impl<'a> Evaluator<'a> {
                 failed.push(j);
             }
         }
-        self.failed
-            .fetch_add(failed.len() as u64, Ordering::Relaxed);
         Ok(RobustForward { y, failed })
+    }
+
+    /// `G(x)` for rows that are used one by one (a chain's own estimate, a perturbed query),
+    /// under the failure policy of long runs: a failed row (a `SampleFailed` of
+    /// [`ForwardModel::forward_partial`], or a non-finite output) never aborts the step; its
+    /// output is a placeholder of zeros (finite, so that a likelihood accepts the batch), it is
+    /// listed in `failed` and counted in
+    /// [`CostSummary::failed`], and the caller drops it (GSG drops the direction, DPG the Monte
+    /// Carlo sample, and a chain whose own estimate fails takes an unguided step).
+    pub fn forward_each(&self, x: ArrayView2<'_, f32>, step: usize) -> Result<RobustForward> {
+        let (mut y, ok) = self.forward_marked(x, step)?;
+        let mut failed = Vec::new();
+        for (j, good) in ok.iter().enumerate() {
+            if !good {
+                y.row_mut(j).fill(0.0);
+                failed.push(j);
+            }
+        }
+        Ok(RobustForward { y, failed })
+    }
+
+    /// `G(x)` and which rows succeeded; counts the evaluations and the failures.
+    fn forward_marked(&self, x: ArrayView2<'_, f32>, step: usize) -> Result<(Array2<f32>, Vec<bool>)> {
+        let n = x.nrows();
+        self.fwd_total.fetch_add(n as u64, Ordering::Relaxed);
+        self.fwd_seq.fetch_add(1, Ordering::Relaxed);
+        let mut ok = vec![true; n];
+        // Per-sample failures come from `ForwardModel::forward_partial` (a model that cannot
+        // isolate them cheaply retries row by row there); other errors (wrong shape, a
+        // non-finite input) are not a particle's simulation failing and stay errors.
+        let out = self
+            .problem
+            .forward
+            .forward_partial(x)
+            .map_err(|e| operator_error(e, step))?;
+        for f in &out.failures {
+            if let Some(o) = ok.get_mut(f.row) {
+                *o = false;
+            }
+        }
+        let y = out.y;
+        for (j, row) in y.outer_iter().enumerate() {
+            if row.iter().any(|v| !v.is_finite()) {
+                ok[j] = false;
+            }
+        }
+        let n_failed = ok.iter().filter(|o| !**o).count();
+        self.failed.fetch_add(n_failed as u64, Ordering::Relaxed);
+        Ok((y, ok))
     }
 
     /// `(dG/dx)^T v` at every row, counted as a forward-model gradient; a
@@ -405,11 +431,12 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// The output of [`Evaluator::forward_robust`]: `G(x)` with every failed row replaced by the
-/// mean output of the survivors of its block, and the failed rows.
+/// The output of [`Evaluator::forward_robust`] (`G(x)` with every failed row replaced by the
+/// mean output of the survivors of its block) or [`Evaluator::forward_each`] (failed rows
+/// zero placeholders), and the failed rows.
 #[derive(Debug, Clone)]
 pub struct RobustForward {
-    /// Forward outputs, `(N, m)`, all finite.
+    /// Forward outputs, `(N, m)` (all finite from `forward_robust`).
     pub y: Array2<f32>,
     /// The failed rows, in increasing order.
     pub failed: Vec<usize>,

@@ -83,7 +83,7 @@ fn forward_robust_gives_failed_rows_the_survivors_mean_and_counts_them() {
     }
 }
 
-/// EnKG, CPS, EKI and SCG run to the end on a forward model that diverges for a sizeable part of
+/// EnKG, CPS, EKI, SCG, Forward-/Central-GSG and DPG run to the end on a forward model that diverges for a sizeable part of
 /// the prior (x0 > 0.8: about 21% of N(0, 1) draws), report exactly as many failures as the
 /// model produced NaN rows, and return finite samples.
 #[test]
@@ -120,6 +120,38 @@ fn failing_particles_never_abort_a_run_and_are_counted() {
                 num_samples: 2,
                 num_candidates: 8,
                 num_steps: 20,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        Box::new(
+            Gsg::new(GsgConfig {
+                num_samples: 2,
+                num_steps: 20,
+                num_queries: 8,
+                batch_size: 8,
+                scheme: GsgScheme::Forward,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        Box::new(
+            Gsg::new(GsgConfig {
+                num_samples: 6,
+                num_steps: 20,
+                num_queries: 8,
+                batch_size: 4,
+                scheme: GsgScheme::Central,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        Box::new(
+            Dpg::new(DpgConfig {
+                num_samples: 2,
+                num_steps: 20,
+                num_mc_samples: 8,
+                batch_size: 8,
                 ..Default::default()
             })
             .unwrap(),
