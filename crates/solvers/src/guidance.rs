@@ -6,6 +6,7 @@ use diffinv_priors::rng::{fill_normal, stream};
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 use rayon::prelude::*;
 
+use crate::cg::{conjugate_gradient, CgOptions};
 use crate::problem::Evaluator;
 use crate::{Result, SolverError};
 
@@ -220,9 +221,13 @@ pub struct CgSettings {
     pub max_iter: usize,
 }
 
-/// Solve `(r2 A A^T + s2 I) z = b` for every row of `b` `(N, m)` by conjugate gradients, with
-/// `A` applied only through the counted `forward` and `adjoint` of a linear problem (each
-/// iteration costs one of each per row). Returns `z` and the number of iterations run.
+/// Solve `(r2 A A^T + s2 I) z = b` for every row of `b` `(N, m)` by conjugate gradients
+/// ([`crate::cg::conjugate_gradient`], from `z = 0`), with `A` applied only through the counted
+/// `forward` and `adjoint` of a linear problem (each iteration costs one of each per row).
+/// Returns `z` and the largest number of iterations any row ran. The iteration cap returns the
+/// last iterate (CG decreases the error in the `M`-norm monotonically, so it is the best
+/// estimate so far); a semi-definite `M` (e.g. `A A^T` of an inpainting mask) stops a row at
+/// breakdown.
 pub fn cg_solve(
     eval: &Evaluator<'_>,
     b: ArrayView2<'_, f32>,
@@ -238,42 +243,15 @@ pub fn cg_solve(
         out.scaled_add(s2 as f32, &v);
         Ok(out)
     };
-    let n = b.nrows();
-    let mut z = Array2::<f32>::zeros(b.raw_dim());
-    let mut res = b.to_owned();
-    let mut p = res.clone();
-    let bnorm = row_norms(b);
-    let mut rr = row_dots(res.view(), res.view());
-    let mut active: Vec<bool> = (0..n)
-        .map(|i| rr[i].sqrt() > settings.tol * bnorm[i])
-        .collect();
-    let mut it = 0;
-    while it < settings.max_iter && active.iter().any(|a| *a) {
-        let mp = apply(p.view())?;
-        let pmp = row_dots(p.view(), mp.view());
-        for i in 0..n {
-            if !active[i] || pmp[i].partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-                active[i] = false;
-                continue;
-            }
-            let alpha = rr[i] / pmp[i];
-            z.row_mut(i).scaled_add(alpha as f32, &p.row(i));
-            res.row_mut(i).scaled_add(-alpha as f32, &mp.row(i));
-            let rr_new = res.row(i).iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
-            let beta = rr_new / rr[i];
-            rr[i] = rr_new;
-            let ri = res.row(i).to_owned();
-            let mut pi = p.row_mut(i);
-            pi.mapv_inplace(|v| v * beta as f32);
-            pi += &ri;
-            if rr_new.sqrt() <= settings.tol * bnorm[i] {
-                active[i] = false;
-            }
-        }
-        it += 1;
-    }
-    check_finite(z.view(), step)?;
-    Ok((z, it))
+    let x0 = Array2::<f32>::zeros(b.raw_dim());
+    let opts = CgOptions {
+        max_iters: settings.max_iter,
+        tol: settings.tol,
+    };
+    let sol = conjugate_gradient(apply, b, x0.view(), &opts).map_err(|e| e.at_step(step))?;
+    check_finite(sol.x.view(), step)?;
+    let it = sol.iterations.iter().copied().max().unwrap_or(0);
+    Ok((sol.x, it))
 }
 
 #[cfg(test)]
