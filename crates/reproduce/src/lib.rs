@@ -9,8 +9,11 @@
 //!   prior loader with the training normalisation `x_train = (x - shift) / scale`,
 //! - [`methods`]: the seven solvers at each preset's size,
 //! - [`tables`]: the Navier-Stokes and black-hole experiments, the row cache and resume,
+//! - [`imaging`]: the imaging table of issue 6 (every gradient-based, classical and
+//!   derivative-free method on seven imaging tasks),
 //! - [`report`] and [`plot`]: CSV/Markdown tables and PNG figures.
 
+pub mod imaging;
 pub mod methods;
 pub mod plot;
 pub mod report;

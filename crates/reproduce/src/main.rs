@@ -1,21 +1,23 @@
-//! `diffinv-reproduce ns|blackhole [--quick|--full] [--resume] [--out DIR] [--seed S]`: EnKG's
-//! Navier-Stokes and black-hole tables (run it through `cargo xtask reproduce`, which sets up
-//! libtorch).
+//! `diffinv-reproduce ns|blackhole|imaging [--quick|--full] [--resume] [--out DIR] [--seed S]`:
+//! EnKG's Navier-Stokes and black-hole tables and the imaging table (run it through
+//! `cargo xtask reproduce`, which sets up libtorch).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Parser;
+use diffinv_priors::neural::{NeuralDenoiser, ScriptedEdm, ScriptedVpEpsilon, TorchDenoise};
+use diffinv_reproduce::imaging::{ImagingRequest, Task, TASKS};
 use diffinv_reproduce::tables::{black_hole, expected_wall_time, navier_stokes, Request};
 use diffinv_reproduce::Preset;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "diffinv-reproduce",
-    about = "EnKG's Navier-Stokes (ns) and black-hole (blackhole) tables"
+    about = "EnKG's Navier-Stokes (ns) and black-hole (blackhole) tables, and the imaging table (imaging)"
 )]
 struct Cli {
-    /// Tables: ns, blackhole.
+    /// Tables: ns, blackhole, imaging.
     #[arg(required = true)]
     tables: Vec<String>,
     /// Quick preset (the default): a few minutes for both tables on 2 cores.
@@ -36,12 +38,34 @@ struct Cli {
     /// Master seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Methods (comma-separated; default all: EKI, Forward-GSG, Central-GSG, DPG, SCG, EnKG, CPS).
+    /// Methods (comma-separated; default all: EKI, Forward-GSG, Central-GSG, DPG, SCG, EnKG, CPS;
+    /// for imaging: DPS, DPS-100, DPS-MO, MCG, PiGDM, DDS, DAPS, DiffPIR, RED-diff, RED-diff-100,
+    /// RED-diff-MO, Tikhonov, TV, PnP-ADMM, RED, EnKG, CPS).
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
-    /// Prior folder (default fixtures/priors/ns64 or fixtures/priors/blackhole64).
+    /// Prior folder (default fixtures/priors/ns64, blackhole64 or natural64), or, for imaging, a
+    /// TorchScript file (`.pt`) exported with tools/export_torchscript.py (see --prior-kind,
+    /// --image-shape, --test-images).
     #[arg(long)]
     prior: Option<PathBuf>,
+    /// Imaging with a TorchScript prior: `edm` (forward(x, sigma) -> D) or `vp-eps` (DDPM
+    /// epsilon network on the linear beta schedule, e.g. the DPS FFHQ checkpoint).
+    #[arg(long, default_value = "edm")]
+    prior_kind: String,
+    /// Imaging with a TorchScript prior: image shape C,H,W (default 3,256,256).
+    #[arg(long, value_delimiter = ',')]
+    image_shape: Vec<usize>,
+    /// Imaging test images, `.npy` `(N, C, H, W)` or `(N, H, W)` in [0, 1] (default: the 32
+    /// held-out patches shipped with fixtures/priors/natural64).
+    #[arg(long)]
+    test_images: Option<PathBuf>,
+    /// Imaging tasks (comma-separated; default all: sr4, box, random, gblur, mblur, phase, hdr).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// LPIPS network exported to TorchScript (`forward(in0, in1)` on [-1, 1] RGB images), adds
+    /// an `lpips` column to the imaging table.
+    #[arg(long)]
+    lpips: Option<PathBuf>,
     /// Navier-Stokes test fields (default data/ns-64-re200-t5/test.npy, else the 32 held-out fields
     /// shipped in fixtures/priors/ns64/test32.npy).
     #[arg(long)]
@@ -73,14 +97,177 @@ fn run() -> Result<()> {
         Preset::Quick
     };
     for t in &cli.tables {
-        if t != "ns" && t != "blackhole" {
-            bail!("unknown table {t:?}; known: ns, blackhole");
+        if t != "ns" && t != "blackhole" && t != "imaging" {
+            bail!("unknown table {t:?}; known: ns, blackhole, imaging");
         }
     }
+    if cli.tables.iter().any(|t| t == "imaging") {
+        if cli.tables.len() > 1 && !cli.methods.is_empty() {
+            bail!(
+                "--methods names differ between imaging and ns/blackhole: run imaging on its own"
+            );
+        }
+        let imaging = imaging_setup(&cli, preset)?;
+        if cli.tables.len() == 1 {
+            return run_imaging(&cli, preset, imaging);
+        }
+        let rest: Vec<String> = cli
+            .tables
+            .iter()
+            .filter(|t| *t != "imaging")
+            .cloned()
+            .collect();
+        run_tables(&cli, preset, &rest)?;
+        return run_imaging(&cli, preset, imaging);
+    }
+    run_tables(&cli, preset, &cli.tables)
+}
+
+/// The imaging table's inputs, validated before any compute.
+struct ImagingSetup {
+    req: ImagingRequest,
+    prior: Box<dyn diffinv_priors::Denoiser>,
+    shape: [usize; 3],
+    shift: f64,
+    scale: f64,
+}
+
+fn imaging_setup(cli: &Cli, preset: Preset) -> Result<ImagingSetup> {
+    diffinv_reproduce::imaging::validate_methods(&cli.methods)?;
+    let mut tasks = Vec::new();
+    for t in &cli.tasks {
+        match Task::parse(t) {
+            Some(t) => tasks.push(t),
+            None => bail!(
+                "unknown imaging task {t:?}; known: {}",
+                TASKS
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    let prior_path = cli
+        .prior
+        .clone()
+        .unwrap_or_else(|| root().join("fixtures/priors/natural64"));
+    if let Some(p) = &cli.lpips {
+        if !p.is_file() {
+            bail!("missing LPIPS network {}", p.display());
+        }
+    }
+    let (prior, shape, shift, scale, default_test): (
+        Box<dyn diffinv_priors::Denoiser>,
+        [usize; 3],
+        f64,
+        f64,
+        Option<PathBuf>,
+    ) = if prior_path.is_file() {
+        // A TorchScript prior on [-1, 1] images (the EDM and DPS convention).
+        let shape: [usize; 3] = match cli.image_shape.as_slice() {
+            [] => [3, 256, 256],
+            [c, h, w] => [*c, *h, *w],
+            other => bail!("--image-shape takes C,H,W, got {other:?}"),
+        };
+        let s3 = [shape[0] as i64, shape[1] as i64, shape[2] as i64];
+        let net: Box<dyn TorchDenoise> = match cli.prior_kind.as_str() {
+            "edm" => Box::new(ScriptedEdm::load(
+                &prior_path,
+                s3,
+                tch::Device::cuda_if_available(),
+            )?),
+            "vp-eps" => Box::new(ScriptedVpEpsilon::load_ddpm(
+                &prior_path,
+                s3,
+                tch::Device::cuda_if_available(),
+            )?),
+            other => bail!("unknown --prior-kind {other:?}; known: edm, vp-eps"),
+        };
+        (
+            Box::new(NeuralDenoiser::new(net, 16)?),
+            shape,
+            0.5,
+            0.5,
+            None,
+        )
+    } else {
+        let spec = diffinv_reproduce::setup::PriorSpec::read(&prior_path)?;
+        let s = spec.shape();
+        let shape = [s[0], s[1], s[2]];
+        let test = spec.dir.join("test32.npy");
+        (
+            Box::new(spec.load(64)?),
+            shape,
+            spec.shift,
+            spec.scale,
+            Some(test),
+        )
+    };
+    let test_images = match (cli.test_images.clone(), default_test) {
+        (Some(p), _) => p,
+        (None, Some(p)) => p,
+        (None, None) => {
+            bail!("a TorchScript prior needs --test-images FILE.npy ((N, C, H, W) in [0, 1])")
+        }
+    };
+    if !test_images.is_file() {
+        bail!(
+            "missing test images {} (pass --test-images)",
+            test_images.display()
+        );
+    }
+    // Read once here so that a shape mismatch fails before any compute.
+    diffinv_reproduce::imaging::read_test_images(&test_images, shape)?;
+    Ok(ImagingSetup {
+        req: ImagingRequest {
+            preset,
+            out: cli.out.clone(),
+            seed: cli.seed,
+            resume: cli.resume,
+            methods: cli.methods.clone(),
+            tasks,
+            test_images,
+            cases: cli.cases,
+            lpips: cli.lpips.clone(),
+        },
+        prior,
+        shape,
+        shift,
+        scale,
+    })
+}
+
+fn run_imaging(_cli: &Cli, preset: Preset, s: ImagingSetup) -> Result<()> {
+    eprintln!(
+        "diffinv-reproduce: imaging ({} preset, seed {}) into {}; expected wall time on 2 cores: {}{}",
+        preset.name(),
+        s.req.seed,
+        s.req.out.display(),
+        diffinv_reproduce::imaging::expected_wall_time(preset),
+        if s.req.resume { " (resuming: finished rows are reused)" } else { "" }
+    );
+    let t0 = std::time::Instant::now();
+    let table =
+        diffinv_reproduce::imaging::imaging(&s.req, s.prior.as_ref(), s.shape, s.shift, s.scale)?;
+    println!(
+        "\n## imaging ({}, {:.0} s)\n\n{}",
+        preset.name(),
+        t0.elapsed().as_secs_f64(),
+        table.to_markdown()
+    );
+    println!(
+        "written: {0}/imaging.csv, {0}/imaging.md, {0}/imaging_TASK.png",
+        s.req.out.display()
+    );
+    Ok(())
+}
+
+fn run_tables(cli: &Cli, preset: Preset, tables: &[String]) -> Result<()> {
     diffinv_reproduce::setup::validate_methods(&cli.methods)?;
     // Validate every table's inputs before running any of them.
     let mut reqs = Vec::new();
-    for t in &cli.tables {
+    for t in tables {
         let prior = cli.prior.clone().unwrap_or_else(|| {
             root()
                 .join("fixtures/priors")

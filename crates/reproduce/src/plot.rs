@@ -13,6 +13,8 @@ pub enum Colormap {
     Diverging,
     /// Black-red-yellow-white (intensity, errors).
     Hot,
+    /// Black to white (natural images).
+    Gray,
 }
 
 /// One panel: a row-major `h x w` image, its colour map and value range.
@@ -50,6 +52,7 @@ fn colour(c: Colormap, t: f32) -> Rgb<u8> {
             }
         }
         Colormap::Hot => Rgb([b(3.0 * t), b(3.0 * t - 1.0), b(3.0 * t - 2.0)]),
+        Colormap::Gray => Rgb([b(t), b(t), b(t)]),
     }
 }
 

@@ -78,7 +78,14 @@ pub fn run(args: &DataArgs) -> Result<()> {
         Some(w) => w,
         None => {
             let dir = wheels.to_string_lossy().to_string();
-            pip(&["download", "--no-deps", "--only-binary=:all:", "-d", &dir, SKIMAGE])?;
+            pip(&[
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                &dir,
+                SKIMAGE,
+            ])?;
             find()?.context("pip download left no scikit-image wheel")?
         }
     };
@@ -94,7 +101,12 @@ pub fn run(args: &DataArgs) -> Result<()> {
         .arg(&script)
         .arg(&wheel)
         .arg(&out)
-        .args(["--train", &a.train.to_string(), "--seed", &a.seed.to_string()])
+        .args([
+            "--train",
+            &a.train.to_string(),
+            "--seed",
+            &a.seed.to_string(),
+        ])
         .status()
         .context("running image_data.py")?;
     if !st.success() {

@@ -17,10 +17,13 @@ use diffinv_priors::GaussianMixture;
 use diffinv_solvers::{
     Cps, CpsConfig, Enkg, EnkgConfig, Problem, Runner, Solver, Unconditional, UnconditionalConfig,
 };
-use diffinv_solvers::{LatentConfig, LatentOptimization};
 use diffinv_solvers::{Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig};
 use diffinv_solvers::{Dpg, DpgConfig, Eki, EkiConfig, Gsg, GsgConfig, GsgScheme, Scg, ScgConfig};
-use diffinv_solvers::{Dps, DpsConfig, Mcg, McgConfig, MoConfig, Pigdm, PigdmConfig, RedDiff, RedDiffConfig, Smc, SmcConfig};
+use diffinv_solvers::{
+    Dps, DpsConfig, Mcg, McgConfig, MoConfig, Pigdm, PigdmConfig, RedDiff, RedDiffConfig, Smc,
+    SmcConfig,
+};
+use diffinv_solvers::{LatentConfig, LatentOptimization};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
 use rand::Rng;
@@ -136,13 +139,34 @@ pub fn preset(full: bool) -> GmmPreset {
     // zeta w_i per step whatever d, too far for d = 8; 0.2 was the best of {0.01, 0.05, 0.2}
     // on seed 0, d = 8 and 80).
     let guided_steps = if full { 200 } else { 100 };
-    let dps = DpsConfig { num_steps: guided_steps, zeta: 0.2, ..Default::default() };
-    let mcg = McgConfig { num_steps: guided_steps, zeta: 0.2, ..Default::default() };
-    let pigdm = PigdmConfig { num_steps: guided_steps, ..Default::default() };
-    let reddiff = RedDiffConfig { num_steps: if full { 1000 } else { 200 }, ..Default::default() };
-    let dps_mo = DpsConfig { zeta: 0.2, mo: Some(MoConfig::default()), ..DpsConfig::mo_default() };
+    let dps = DpsConfig {
+        num_steps: guided_steps,
+        zeta: 0.2,
+        ..Default::default()
+    };
+    let mcg = McgConfig {
+        num_steps: guided_steps,
+        zeta: 0.2,
+        ..Default::default()
+    };
+    let pigdm = PigdmConfig {
+        num_steps: guided_steps,
+        ..Default::default()
+    };
+    let reddiff = RedDiffConfig {
+        num_steps: if full { 1000 } else { 200 },
+        ..Default::default()
+    };
+    let dps_mo = DpsConfig {
+        zeta: 0.2,
+        mo: Some(MoConfig::default()),
+        ..DpsConfig::mo_default()
+    };
     let reddiff_mo = RedDiffConfig::mo_default();
-    let smc = SmcConfig { num_steps: guided_steps, ..Default::default() };
+    let smc = SmcConfig {
+        num_steps: guided_steps,
+        ..Default::default()
+    };
     GmmPreset {
         name: if full { "full" } else { "quick" },
         dims: vec![8, 80, 800],
@@ -177,7 +201,11 @@ pub fn preset(full: bool) -> GmmPreset {
             }
         },
         // DMPlug: 3 Euler steps, Adam lr 0.05 on the unit seed, 300 (quick) / 1000 (full) iterations.
-        dmplug: LatentConfig { num_steps: if full { 1000 } else { 300 }, lr: 0.05, ..Default::default() },
+        dmplug: LatentConfig {
+            num_steps: if full { 1000 } else { 300 },
+            lr: 0.05,
+            ..Default::default()
+        },
         diffpir: DiffPirConfig {
             num_steps: if full { 100 } else { 50 },
             ..Default::default()
@@ -409,20 +437,48 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                                 num_samples: pre.samples,
                                 ..pre.daps.clone()
                             })?),
-                            "DMPlug" => Box::new(LatentOptimization::new(LatentConfig { num_samples: pre.samples, ..pre.dmplug.clone() })?),
+                            "DMPlug" => Box::new(LatentOptimization::new(LatentConfig {
+                                num_samples: pre.samples,
+                                ..pre.dmplug.clone()
+                            })?),
                             "DiffPIR" => Box::new(DiffPir::new(DiffPirConfig {
                                 num_samples: pre.samples,
                                 ..pre.diffpir.clone()
                             })?),
-                            "DPS" => Box::new(Dps::new(DpsConfig { num_samples: pre.samples, ..pre.dps.clone() })?),
-                            "MCG" => Box::new(Mcg::new(McgConfig { num_samples: pre.samples, ..pre.mcg.clone() })?),
-                            "PiGDM" => Box::new(Pigdm::new(PigdmConfig { num_samples: pre.samples, ..pre.pigdm.clone() })?),
-                            "RED-diff" => Box::new(RedDiff::new(RedDiffConfig { num_samples: pre.samples, ..pre.reddiff.clone() })?),
-                            "DPS-MO" => Box::new(Dps::new(DpsConfig { num_samples: pre.samples, ..pre.dps_mo.clone() })?),
-                            "RED-diff-MO" => Box::new(RedDiff::new(RedDiffConfig { num_samples: pre.samples, ..pre.reddiff_mo.clone() })?),
+                            "DPS" => Box::new(Dps::new(DpsConfig {
+                                num_samples: pre.samples,
+                                ..pre.dps.clone()
+                            })?),
+                            "MCG" => Box::new(Mcg::new(McgConfig {
+                                num_samples: pre.samples,
+                                ..pre.mcg.clone()
+                            })?),
+                            "PiGDM" => Box::new(Pigdm::new(PigdmConfig {
+                                num_samples: pre.samples,
+                                ..pre.pigdm.clone()
+                            })?),
+                            "RED-diff" => Box::new(RedDiff::new(RedDiffConfig {
+                                num_samples: pre.samples,
+                                ..pre.reddiff.clone()
+                            })?),
+                            "DPS-MO" => Box::new(Dps::new(DpsConfig {
+                                num_samples: pre.samples,
+                                ..pre.dps_mo.clone()
+                            })?),
+                            "RED-diff-MO" => Box::new(RedDiff::new(RedDiffConfig {
+                                num_samples: pre.samples,
+                                ..pre.reddiff_mo.clone()
+                            })?),
                             smc if smc.starts_with("SMC (N=") => {
-                                let n = SMC_PARTICLES.iter().copied().find(|n| smc == format!("SMC (N={n})")).context("unknown SMC row")?;
-                                Box::new(Smc::new(SmcConfig { num_particles: n, ..pre.smc.clone() })?)
+                                let n = SMC_PARTICLES
+                                    .iter()
+                                    .copied()
+                                    .find(|n| smc == format!("SMC (N={n})"))
+                                    .context("unknown SMC row")?;
+                                Box::new(Smc::new(SmcConfig {
+                                    num_particles: n,
+                                    ..pre.smc.clone()
+                                })?)
                             }
                             enkg => {
                                 let gs = ENKG_GUIDANCE

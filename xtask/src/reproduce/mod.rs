@@ -1,6 +1,6 @@
 //! `cargo xtask reproduce [TABLE ...] [--quick | --full] [--resume] [--out DIR] [--seed S]`.
 //!
-//! `gmm` runs here; `ns` and `blackhole` need the neural priors (libtorch) and run in the
+//! `gmm` runs here; `ns`, `blackhole` and `imaging` need the neural priors (libtorch) and run in the
 //! `diffinv-reproduce` binary (crates/reproduce), spawned with the bootstrapped libtorch
 //! environment as `cargo xtask train` spawns `diffinv-train`, so that xtask never links tch.
 
@@ -28,13 +28,19 @@ pub struct ReproduceArgs {
     /// Master seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// ns, blackhole: reuse finished rows and continue interrupted runs from their checkpoints.
+    /// ns, blackhole, imaging: reuse finished rows and continue interrupted runs from their
+    /// checkpoints.
     #[arg(long)]
     pub resume: bool,
+    /// Options passed on to `diffinv-reproduce` after `--` (ns, blackhole, imaging), e.g.
+    /// `-- --methods DPS,DPS-MO --tasks sr4 --prior ffhq.pt --prior-kind vp-eps --image-shape
+    /// 3,256,256 --test-images faces.npy --lpips lpips.pt`.
+    #[arg(last = true)]
+    pub extra: Vec<String>,
 }
 
 /// Every table this command knows.
-pub const TABLES: &[&str] = &["gmm", "ns", "blackhole"];
+pub const TABLES: &[&str] = &["gmm", "ns", "blackhole", "imaging"];
 
 /// Run the requested tables.
 pub fn run(args: ReproduceArgs) -> Result<()> {
@@ -56,6 +62,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
                 "gmm" => "about an hour",
                 "ns" => "about 7 hours",
                 "blackhole" => "about 2 hours",
+                "imaging" => "about 3 hours",
                 _ => "unknown",
             };
             eprintln!("xtask: the full preset of {t} takes {expected} on 2 cores; finished rows are kept, so it can be stopped and resumed");
@@ -70,7 +77,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         let t0 = std::time::Instant::now();
         let table = match t.as_str() {
             "gmm" => gmm::run(args.full, &args.out, args.seed)?,
-            "ns" | "blackhole" => {
+            "ns" | "blackhole" | "imaging" => {
                 spawn_neural(t, &args)?;
                 continue;
             }
@@ -116,7 +123,8 @@ fn spawn_neural(table: &str, args: &ReproduceArgs) -> Result<()> {
     }
     c.arg("--out")
         .arg(&out)
-        .args(["--seed", &args.seed.to_string()]);
+        .args(["--seed", &args.seed.to_string()])
+        .args(&args.extra);
     env.apply(&mut c);
     let st = c.status().context("running diffinv-reproduce")?;
     if !st.success() {
