@@ -431,7 +431,7 @@ fn default_cases(p: Preset) -> usize {
 pub fn expected_wall_time(p: Preset) -> &'static str {
     match p {
         Preset::Tiny => "seconds",
-        Preset::Quick => "about 40 minutes",
+        Preset::Quick => "about 15 minutes",
         Preset::Full => "about 3 hours",
     }
 }
