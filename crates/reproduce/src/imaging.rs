@@ -75,6 +75,10 @@ pub const TASKS: [Task; 7] = [
 /// Measurement noise of every task (on the `[-1, 1]` scale).
 pub const SIGMA_Y: f32 = 0.05;
 
+/// DAPS's Langevin step: the reference's 1e-4 at its data weight `1 / tau^2`, `tau = 0.01`,
+/// rescaled to our likelihood's `1 / sigma_y^2`: `1e-4 (sigma_y / tau)^2`.
+const DAPS_LR: f64 = 1e-4 * (0.05 / 0.01) * (0.05 / 0.01);
+
 /// One imaging task of papers/001 (the DPS and MO settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Task {
@@ -238,7 +242,10 @@ pub fn build(name: &str, task: Task, preset: Preset) -> Result<Box<dyn Solver>> 
         })?),
         // DAPS-1K: 200 annealing levels x 5 ODE steps, 100 Langevin steps (the paper's
         // default) at `full`; `quick`: 100 levels x 5 ODE steps, 50 Langevin steps (DAPS-500);
-        // tiny: 3 x 2.
+        // tiny: 3 x 2. The reference's Langevin target weights the data by 1 / tau^2 with
+        // tau = 0.01 whatever the noise; ours is the likelihood (1 / sigma_y^2, sigma_y = 0.05),
+        // so the reference's step lr = 1e-4 becomes lr (sigma_y / tau)^2 = 2.5e-3 for the same
+        // data pull per step (the step cap of `power_iters` still guards stability).
         "DAPS" => Box::new(Daps::new(match preset {
             Preset::Tiny => DapsConfig {
                 annealing_steps: 3,
@@ -249,9 +256,13 @@ pub fn build(name: &str, task: Task, preset: Preset) -> Result<Box<dyn Solver>> 
             Preset::Quick => DapsConfig {
                 annealing_steps: 100,
                 langevin_steps: 50,
+                lr: DAPS_LR,
                 ..Default::default()
             },
-            Preset::Full => DapsConfig::default(),
+            Preset::Full => DapsConfig {
+                lr: DAPS_LR,
+                ..Default::default()
+            },
         })?),
         "DiffPIR" => Box::new(DiffPir::new(DiffPirConfig {
             num_steps: small,
