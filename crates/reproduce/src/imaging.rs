@@ -75,6 +75,12 @@ pub const TASKS: [Task; 7] = [
 /// Measurement noise of every task (on the `[-1, 1]` scale).
 pub const SIGMA_Y: f32 = 0.05;
 
+/// CG of the data step of PnP-ADMM and RED (at most 50 iterations, relative tolerance 1e-5).
+const CLASSICAL_CG: CgOptions = CgOptions {
+    max_iters: 50,
+    tol: 1e-5,
+};
+
 /// DAPS's Langevin step: the reference's 1e-4 at its data weight `1 / tau^2`, `tau = 0.01`,
 /// rescaled to our likelihood's `1 / sigma_y^2`: `1e-4 (sigma_y / tau)^2`.
 const DAPS_LR: f64 = 1e-4 * (0.05 / 0.01) * (0.05 / 0.01);
@@ -301,18 +307,12 @@ pub fn build(name: &str, task: Task, preset: Preset) -> Result<Box<dyn Solver>> 
         })?),
         "PnP-ADMM" => Box::new(PnpAdmm::new(PnpAdmmConfig {
             num_steps: small,
-            cg: CgOptions {
-                max_iters: 50,
-                tol: 1e-5,
-            },
+            cg: CLASSICAL_CG,
             ..Default::default()
         })?),
         "RED" => Box::new(Red::new(RedConfig {
             num_steps: small,
-            cg: CgOptions {
-                max_iters: 50,
-                tol: 1e-5,
-            },
+            cg: CLASSICAL_CG,
             ..Default::default()
         })?),
         "EnKG" => Box::new(Enkg::new(EnkgConfig {

@@ -32,6 +32,7 @@ use diffinv_priors::EdmSchedule;
 use ndarray::{s, Array2};
 use serde::{Deserialize, Serialize};
 
+use crate::guidance::finite_mean;
 use crate::problem::{first_non_finite_row, Evaluator};
 use crate::solver::{Solver, State, StepInfo};
 use crate::stochastic::{add_noise, drift, normal_rows, row_norms, vp_scale};
@@ -184,17 +185,8 @@ impl Solver for Dpg {
             // Failure policy (issue 5): a chain whose own estimate fails keeps its normaliser
             // and takes no guidance at this step; a failed Monte-Carlo sample is left out of
             // its chain's leave-one-out estimate.
-            let y_ref = eval.forward_each(den.view(), i)?;
-            let mut l_ref = eval.nll(y_ref.y.view(), i)?;
-            for &j in &y_ref.failed {
-                l_ref[j] = f32::NAN;
-            }
-            let alive: Vec<f64> = l_ref
-                .iter()
-                .filter(|v| v.is_finite())
-                .map(|v| *v as f64)
-                .collect();
-            misfit = Some(alive.iter().sum::<f64>() / alive.len().max(1) as f64);
+            let l_ref = eval.nll_each(den.view(), i)?;
+            misfit = Some(finite_mean(&l_ref));
             // 1. Normaliser and radius per chain.
             let mut z = vec![0.0f64; b];
             let mut radius = vec![0.0f64; b];
@@ -230,11 +222,7 @@ impl Solver for Dpg {
                     row *= radius[c] as f32;
                     row += &den.row(c);
                 }
-                let fr = eval.forward_each(pts.view(), i)?;
-                let mut l = eval.nll(fr.y.view(), i)?;
-                for &j in &fr.failed {
-                    l[j] = f32::NAN;
-                }
+                let l = eval.nll_each(pts.view(), i)?;
                 for (o, v) in losses[start..start + len].iter_mut().zip(l.iter()) {
                     *o = *v as f64;
                 }

@@ -37,6 +37,7 @@ use diffinv_priors::EdmSchedule;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+use crate::guidance::finite_mean;
 use crate::problem::{first_non_finite_row, Evaluator};
 use crate::solver::{Solver, State, StepInfo};
 use crate::stochastic::{add_noise, drift, normal_rows, vp_scale};
@@ -285,25 +286,9 @@ impl Solver for Gsg {
             // Failure policy (issue 5): a chain whose clean estimate fails in the forward
             // model gets no guidance at this step (its gradient row is zeroed below); a failed
             // perturbed point drops its direction from the estimate (`smoothed_gradient`).
-            let y0 = eval.forward_each(den.view(), i)?;
-            let mut l0 = eval.nll(y0.y.view(), i)?;
-            for &j in &y0.failed {
-                l0[j] = f32::NAN;
-            }
-            let alive: Vec<f64> = l0
-                .iter()
-                .filter(|v| v.is_finite())
-                .map(|v| *v as f64)
-                .collect();
-            misfit = Some(alive.iter().sum::<f64>() / alive.len().max(1) as f64);
-            let loss = |p: ArrayView2<'_, f32>| -> Result<Array1<f32>> {
-                let fr = eval.forward_each(p, i)?;
-                let mut l = eval.nll(fr.y.view(), i)?;
-                for &j in &fr.failed {
-                    l[j] = f32::NAN;
-                }
-                Ok(l)
-            };
+            let l0 = eval.nll_each(den.view(), i)?;
+            misfit = Some(finite_mean(&l0));
+            let loss = |p: ArrayView2<'_, f32>| -> Result<Array1<f32>> { eval.nll_each(p, i) };
             let mut g = smoothed_gradient(
                 loss,
                 den.view(),
@@ -315,10 +300,8 @@ impl Solver for Gsg {
                 state.seed,
                 i,
             )?;
-            for &j in &y0.failed {
-                g.row_mut(j).fill(0.0);
-            }
-            // Gradient of ||r|| = sqrt(2 L): grad L / sqrt(2 L) (zero for a failed chain).
+            // Gradient of ||r|| = sqrt(2 L): grad L / sqrt(2 L) (zero for a failed chain, whose
+            // L is NaN).
             for (mut row, l) in g.axis_iter_mut(Axis(0)).zip(l0.iter()) {
                 let n = (2.0 * *l as f64).sqrt();
                 let inv = if n > 0.0 && n.is_finite() {

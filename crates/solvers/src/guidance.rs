@@ -103,7 +103,15 @@ impl DataGradient {
 /// as `[p | m | v]` (`d` columns each: parameters, first and second moments), so that a saved
 /// state resumes exactly: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
 /// `p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
-pub fn adam_step(x: &mut Array2<f32>, d: usize, grad: ArrayView2<'_, f32>, step: usize, lr: f64, betas: (f64, f64), eps: f64) {
+pub fn adam_step(
+    x: &mut Array2<f32>,
+    d: usize,
+    grad: ArrayView2<'_, f32>,
+    step: usize,
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+) {
     let (b1, b2) = betas;
     let t = (step + 1) as i32;
     let c1 = (1.0 - b1.powi(t)) as f32;
@@ -112,11 +120,15 @@ pub fn adam_step(x: &mut Array2<f32>, d: usize, grad: ArrayView2<'_, f32>, step:
     let (b1, b2) = (b1 as f32, b2 as f32);
     let (mut p_v, mut rest) = x.view_mut().split_at(Axis(1), d);
     let (mut m_v, mut v_v) = rest.view_mut().split_at(Axis(1), d);
-    Zip::from(&mut p_v).and(&mut m_v).and(&mut v_v).and(grad).for_each(|p, m, v, &g| {
-        *m = b1 * *m + (1.0 - b1) * g;
-        *v = b2 * *v + (1.0 - b2) * g * g;
-        *p -= lr * (*m / c1) / ((*v / c2).sqrt() + ae);
-    });
+    Zip::from(&mut p_v)
+        .and(&mut m_v)
+        .and(&mut v_v)
+        .and(grad)
+        .for_each(|p, m, v, &g| {
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            *p -= lr * (*m / c1) / ((*v / c2).sqrt() + ae);
+        });
 }
 
 /// Compute [`DataGradient`] at `x` and `sigma` (see there).
@@ -209,6 +221,16 @@ impl GaussianData {
     pub fn sigma_y(&self) -> f64 {
         (1.0 / self.inv_var).sqrt()
     }
+}
+
+/// Mean of the finite values of `l` (0 when none is finite): the misfit of a step whose failed
+/// rows carry NaN ([`Evaluator::nll_each`]).
+pub fn finite_mean(l: &Array1<f32>) -> f64 {
+    let (sum, n) = l
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((0.0f64, 0usize), |(s, n), v| (s + *v as f64, n + 1));
+    sum / n.max(1) as f64
 }
 
 /// Settings of [`cg_solve`].

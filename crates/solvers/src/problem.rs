@@ -324,8 +324,24 @@ impl<'a> Evaluator<'a> {
         Ok(RobustForward { y, failed })
     }
 
+    /// The negative log-likelihood of `G(x)` per row under the failure policy of
+    /// [`forward_each`](Self::forward_each): NaN for a failed row (counted), never an error for a
+    /// per-row failure. The callers (GSG, DPG) drop the NaN rows.
+    pub fn nll_each(&self, x: ArrayView2<'_, f32>, step: usize) -> Result<Array1<f32>> {
+        let fr = self.forward_each(x, step)?;
+        let mut l = self.nll(fr.y.view(), step)?;
+        for &j in &fr.failed {
+            l[j] = f32::NAN;
+        }
+        Ok(l)
+    }
+
     /// `G(x)` and which rows succeeded; counts the evaluations and the failures.
-    fn forward_marked(&self, x: ArrayView2<'_, f32>, step: usize) -> Result<(Array2<f32>, Vec<bool>)> {
+    fn forward_marked(
+        &self,
+        x: ArrayView2<'_, f32>,
+        step: usize,
+    ) -> Result<(Array2<f32>, Vec<bool>)> {
         let n = x.nrows();
         self.fwd_total.fetch_add(n as u64, Ordering::Relaxed);
         self.fwd_seq.fetch_add(1, Ordering::Relaxed);
