@@ -148,9 +148,6 @@ pub struct NsSolver<T: NsFloat> {
     c_w: Vec<T>,
     c_q: Vec<T>,
     c_v: Vec<T>,
-    /// The same velocity multipliers without the mask, for the CFL speed.
-    c_q_full: Vec<T>,
-    c_v_full: Vec<T>,
     /// Spectrum of the forcing, if any.
     f_h: Option<Vec<Complex<T>>>,
     /// `sqrt(max |f|)` (1 when unforced).
@@ -171,6 +168,31 @@ impl<T: NsFloat> std::fmt::Debug for NsSolver<T> {
 
 enum StepError {
     NonFinite,
+}
+
+/// `max (q^2 + v^2)` over the grid, in 8 independent lanes (vectorisable selects); `s * 0` is
+/// 0 for a finite `s` and NaN for an infinite or NaN one, so `chk` flags both.
+fn max_speed2<T: NsFloat>(qr: &[T], vr: &[T]) -> std::result::Result<T, StepError> {
+    let zero = T::zero();
+    let mut lanes = [zero; 8];
+    let mut chk = [zero; 8];
+    for (q8, v8) in qr.chunks_exact(8).zip(vr.chunks_exact(8)) {
+        for l in 0..8 {
+            let s2 = q8[l] * q8[l] + v8[l] * v8[l];
+            lanes[l] = if s2 > lanes[l] { s2 } else { lanes[l] };
+            chk[l] = chk[l] + s2 * zero;
+        }
+    }
+    let n8 = qr.len() / 8 * 8;
+    for (&q, &v) in qr[n8..].iter().zip(&vr[n8..]) {
+        let s2 = q * q + v * v;
+        lanes[0] = if s2 > lanes[0] { s2 } else { lanes[0] };
+        chk[0] = chk[0] + s2 * zero;
+    }
+    if chk.iter().any(|c| *c != zero) {
+        return Err(StepError::NonFinite);
+    }
+    Ok(lanes.iter().fold(zero, |m, &x| if x > m { x } else { m }))
 }
 
 impl<T: NsFloat> NsSolver<T> {
@@ -230,8 +252,6 @@ impl<T: NsFloat> NsSolver<T> {
         let mut c_w = vec![T::zero(); n];
         let mut c_q = vec![T::zero(); n];
         let mut c_v = vec![T::zero(); n];
-        let mut c_q_full = vec![T::zero(); n];
-        let mut c_v_full = vec![T::zero(); n];
         let cut = (h as f64 / 3.0).powi(2) + (w as f64 / 3.0).powi(2);
         for j in 0..wc {
             for i in 0..h {
@@ -254,8 +274,6 @@ impl<T: NsFloat> NsSolver<T> {
                 c_w[m] = T::lit(keep * scale);
                 c_q[m] = T::lit(keep * k2d * inv_lap * scale);
                 c_v[m] = T::lit(keep * k1d * inv_lap * scale);
-                c_q_full[m] = T::lit(k2d * inv_lap * scale);
-                c_v_full[m] = T::lit(k1d * inv_lap * scale);
             }
         }
         let (f_h, xi) = match cfg.forcing {
@@ -289,8 +307,6 @@ impl<T: NsFloat> NsSolver<T> {
             c_w,
             c_q,
             c_v,
-            c_q_full,
-            c_v_full,
             f_h,
             xi,
             pool: Mutex::new(Vec::new()),
@@ -343,7 +359,13 @@ impl<T: NsFloat> NsSolver<T> {
     /// `out = N(w_h)`: the advection term `-u . grad w` (from the dealiased vorticity) plus
     /// the forcing, in Fourier space. 5 FFTs and 4 passes over the modes, with no integer
     /// arithmetic in the loops (every per-mode factor is a precomputed table).
-    fn nonlinear(&self, w_h: &[Complex<T>], out: &mut [Complex<T>], st: &mut Stage<T>) {
+    fn nonlinear(
+        &self,
+        w_h: &[Complex<T>],
+        out: &mut [Complex<T>],
+        st: &mut Stage<T>,
+        with_speed: bool,
+    ) -> std::result::Result<T, StepError> {
         let Stage {
             a,
             b,
@@ -366,6 +388,11 @@ impl<T: NsFloat> NsSolver<T> {
             *a = Complex::new(w.im * c, -w.re * c);
         }
         self.fft.irfft2_unscaled_consume(a, vr, s);
+        let speed2 = if with_speed {
+            max_speed2(qr, vr)
+        } else {
+            Ok(T::zero())
+        };
         for ((q, v), &w) in qr.iter_mut().zip(vr.iter_mut()).zip(wr.iter()) {
             *q = *q * w;
             *v = *v * w;
@@ -393,57 +420,33 @@ impl<T: NsFloat> NsSolver<T> {
                 }
             }
         }
+        speed2
     }
 
-    /// CFL step for the current spectrum `ws.w_h` (2 FFTs), or an error if the speed is not
-    /// finite.
-    fn cfl_dt(&self, ws: &mut Workspace<T>) -> std::result::Result<f64, StepError> {
-        let Workspace { w_h, st, .. } = ws;
-        for ((a, &w), &c) in st.a.iter_mut().zip(w_h.iter()).zip(&self.c_q_full) {
-            *a = Complex::new(-w.im * c, w.re * c);
-        }
-        self.fft
-            .irfft2_unscaled_consume(&mut st.a, &mut st.qr, &mut st.fft);
-        for ((a, &w), &c) in st.a.iter_mut().zip(w_h.iter()).zip(&self.c_v_full) {
-            *a = Complex::new(w.im * c, -w.re * c);
-        }
-        self.fft
-            .irfft2_unscaled_consume(&mut st.a, &mut st.vr, &mut st.fft);
-        // max |u|^2 over the grid in 8 independent lanes (vectorisable selects); `s * 0` is 0
-        // for a finite `s` and NaN for an infinite or NaN one, so `chk` flags both.
-        let zero = T::zero();
-        let mut lanes = [zero; 8];
-        let mut chk = [zero; 8];
-        for (q8, v8) in st.qr.chunks_exact(8).zip(st.vr.chunks_exact(8)) {
-            for l in 0..8 {
-                let s2 = q8[l] * q8[l] + v8[l] * v8[l];
-                lanes[l] = if s2 > lanes[l] { s2 } else { lanes[l] };
-                chk[l] = chk[l] + s2 * zero;
-            }
-        }
-        let n8 = st.qr.len() / 8 * 8;
-        for (&q, &v) in st.qr[n8..].iter().zip(&st.vr[n8..]) {
-            let s2 = q * q + v * v;
-            lanes[0] = if s2 > lanes[0] { s2 } else { lanes[0] };
-            chk[0] = chk[0] + s2 * zero;
-        }
-        if chk.iter().any(|c| *c != zero) {
-            return Err(StepError::NonFinite);
-        }
-        let max2 = lanes.iter().fold(zero, |m, &x| if x > m { x } else { m });
+    /// CFL step from the squared maximum speed `max |u|^2` of the dealiased velocity:
+    /// `dt = min(0.5 h / max|u|, 0.5 h^2 Re / xi)`, `h = 1 / max(H, W)`.
+    fn cfl_dt(&self, max2: T) -> f64 {
         let hh = 1.0 / (self.fft.h.max(self.fft.w) as f64);
         let mu = self.xi / self.cfg.re;
         let dt_visc = 0.5 * hh * hh / mu;
         let speed = max2.sqrt().as_f64();
         if speed == 0.0 {
-            Ok(dt_visc)
+            dt_visc
         } else {
-            Ok((0.5 * hh / speed).min(dt_visc))
+            (0.5 * hh / speed).min(dt_visc)
         }
     }
 
-    /// One Heun/Crank-Nicolson step of size `dt` on `ws.w_h`.
-    fn step(&self, ws: &mut Workspace<T>, dt: f64) -> std::result::Result<(), StepError> {
+    /// First half of a step: `ws.n1 = N(w_n)`. Returns `max |u|^2` of the dealiased velocity
+    /// that `N` computes anyway (the CFL speed), or an error if it is not finite. Needs no `dt`.
+    fn stage1(&self, ws: &mut Workspace<T>, with_speed: bool) -> std::result::Result<T, StepError> {
+        let Workspace { w_h, n1, st, .. } = ws;
+        self.nonlinear(w_h, n1, st, with_speed)
+    }
+
+    /// Second half of a Heun/Crank-Nicolson step of size `dt` on `ws.w_h`, after
+    /// [`Self::stage1`].
+    fn finish_step(&self, ws: &mut Workspace<T>, dt: f64) -> std::result::Result<(), StepError> {
         let dt_t = T::lit(dt);
         let half = T::lit(0.5);
         let hdt = half * dt_t;
@@ -458,7 +461,6 @@ impl<T: NsFloat> NsSolver<T> {
         for (d, &g) in st.inv_den.iter_mut().zip(&self.gg) {
             *d = T::one() / (T::one() + hdt * g);
         }
-        self.nonlinear(w_h, n1, st);
         for ((((wt, &w), &n), &g), &inv) in w_tilde
             .iter_mut()
             .zip(w_h.iter())
@@ -468,7 +470,7 @@ impl<T: NsFloat> NsSolver<T> {
         {
             *wt = (w * (T::one() - hdt * g) + n * dt_t) * inv;
         }
-        self.nonlinear(w_tilde, n2, st);
+        self.nonlinear(w_tilde, n2, st, false)?;
         // w_{n+1} = (w + dt (N(w) + N(w_tilde)) / 2 - a w) / (1 + a).
         let mut finite = true;
         for ((((w, &na), &nb), &g), &inv) in w_h
@@ -525,12 +527,9 @@ impl<T: NsFloat> NsSolver<T> {
 
     fn integrate(&self, ws: &mut Workspace<T>) -> SampleResult {
         let t_end = self.cfg.t_final;
-        let adaptive = !matches!(self.cfg.time_step, TimeStep::Fixed(_));
-        let mut dt = match self.cfg.time_step {
-            TimeStep::Fixed(dt) => dt,
-            _ => self
-                .cfl_dt(ws)
-                .map_err(|_| "velocity became non-finite at t = 0".to_string())?,
+        let fixed = match self.cfg.time_step {
+            TimeStep::Fixed(dt) => Some(dt),
+            _ => None,
         };
         let mut time = 0.0f64;
         let mut stats = SolveStats {
@@ -539,6 +538,12 @@ impl<T: NsFloat> NsSolver<T> {
             dt_max: 0.0,
         };
         while time < t_end {
+            // The first Heun stage computes the dealiased velocity of w_n: its maximum gives
+            // the CFL step of this step.
+            let speed2 = self
+                .stage1(ws, fixed.is_none())
+                .map_err(|_| format!("velocity became non-finite at t = {time:.6}"))?;
+            let dt = fixed.unwrap_or_else(|| self.cfl_dt(speed2));
             if stats.steps >= self.cfg.max_steps {
                 return Err(format!(
                     "step limit {} reached at t = {time:.6} (CFL step {dt:.3e})",
@@ -546,7 +551,7 @@ impl<T: NsFloat> NsSolver<T> {
                 ));
             }
             let cur = if time + dt > t_end { t_end - time } else { dt };
-            self.step(ws, cur)
+            self.finish_step(ws, cur)
                 .map_err(|_| format!("vorticity became non-finite at t = {:.6}", time + cur))?;
             stats.steps += 1;
             stats.dt_max = stats.dt_max.max(cur);
@@ -554,11 +559,6 @@ impl<T: NsFloat> NsSolver<T> {
                 stats.dt_min = stats.dt_min.min(cur);
             }
             time += cur;
-            if adaptive {
-                dt = self
-                    .cfl_dt(ws)
-                    .map_err(|_| format!("velocity became non-finite at t = {time:.6}"))?;
-            }
         }
         if stats.steps == 0 {
             stats.dt_min = 0.0;
@@ -602,6 +602,8 @@ impl<T: NsFloat> NsSolver<T> {
 
     /// Batch-minimum CFL step: every live sample takes the same step, the smallest of their
     /// CFL steps (the reference's behaviour). A sample that fails drops out of the minimum.
+    /// Each step runs in two parallel phases: the first Heun stage of every live sample (which
+    /// yields its CFL step), then, with the batch minimum, the rest of the step.
     fn solve_lockstep(&self, src: &[T], dst: &mut [T]) -> Vec<SampleResult> {
         let n = self.fft.h * self.fft.w;
         struct Slot<T: NsFloat> {
@@ -609,6 +611,13 @@ impl<T: NsFloat> NsSolver<T> {
             dt: f64,
             status: SampleResult,
         }
+        let fresh = || {
+            Ok(SolveStats {
+                steps: 0,
+                dt_min: f64::INFINITY,
+                dt_max: 0.0,
+            })
+        };
         let mut slots: Vec<Slot<T>> = src
             .par_chunks(n)
             .map(|x| {
@@ -621,24 +630,10 @@ impl<T: NsFloat> NsSolver<T> {
                 }
                 let mut ws = self.take_workspace();
                 self.load(&mut ws, x);
-                match self.cfl_dt(&mut ws) {
-                    Ok(dt) => Slot {
-                        ws: Some(ws),
-                        dt,
-                        status: Ok(SolveStats {
-                            steps: 0,
-                            dt_min: f64::INFINITY,
-                            dt_max: 0.0,
-                        }),
-                    },
-                    Err(_) => {
-                        self.give_workspace(ws);
-                        Slot {
-                            ws: None,
-                            dt: 0.0,
-                            status: Err("velocity became non-finite at t = 0".into()),
-                        }
-                    }
+                Slot {
+                    ws: Some(ws),
+                    dt: 0.0,
+                    status: fresh(),
                 }
             })
             .collect();
@@ -646,6 +641,22 @@ impl<T: NsFloat> NsSolver<T> {
         let mut time = 0.0f64;
         let mut steps = 0usize;
         while time < t_end {
+            // Phase 1: N(w_n) and the CFL step of every live sample.
+            slots
+                .par_iter_mut()
+                .filter(|s| s.ws.is_some())
+                .for_each(|s| {
+                    let Some(ws) = s.ws.as_mut() else { return };
+                    match self.stage1(ws, true) {
+                        Ok(speed2) => s.dt = self.cfl_dt(speed2),
+                        Err(_) => {
+                            s.status = Err(format!("velocity became non-finite at t = {time:.6}"));
+                            if let Some(ws) = s.ws.take() {
+                                self.give_workspace(ws);
+                            }
+                        }
+                    }
+                });
             let dt = slots
                 .iter()
                 .filter(|s| s.ws.is_some())
@@ -668,22 +679,14 @@ impl<T: NsFloat> NsSolver<T> {
             }
             let cur = if time + dt > t_end { t_end - time } else { dt };
             let t_next = time + cur;
+            // Phase 2: the rest of the step, with the shared step size.
             slots
                 .par_iter_mut()
                 .filter(|s| s.ws.is_some())
                 .for_each(|s| {
                     let Some(ws) = s.ws.as_mut() else { return };
-                    let r = self
-                        .step(ws, cur)
-                        .map_err(|_| format!("vorticity became non-finite at t = {t_next:.6}"))
-                        .and_then(|_| {
-                            self.cfl_dt(ws).map_err(|_| {
-                                format!("velocity became non-finite at t = {t_next:.6}")
-                            })
-                        });
-                    match r {
-                        Ok(new_dt) => {
-                            s.dt = new_dt;
+                    match self.finish_step(ws, cur) {
+                        Ok(()) => {
                             if let Ok(st) = s.status.as_mut() {
                                 st.steps += 1;
                                 st.dt_max = st.dt_max.max(cur);
@@ -692,8 +695,9 @@ impl<T: NsFloat> NsSolver<T> {
                                 }
                             }
                         }
-                        Err(e) => {
-                            s.status = Err(e);
+                        Err(_) => {
+                            s.status =
+                                Err(format!("vorticity became non-finite at t = {t_next:.6}"));
                             if let Some(ws) = s.ws.take() {
                                 self.give_workspace(ws);
                             }
