@@ -109,25 +109,25 @@ pub struct SolveStats {
 /// Outcome of one sample of a batch: its step statistics or why it failed.
 pub type SampleResult = std::result::Result<SolveStats, String>;
 
-/// Per-thread work buffers of one evaluation of the nonlinear term.
-struct Stage<T: NsFloat> {
-    a: Vec<Complex<T>>,
-    b: Vec<Complex<T>>,
+/// Per-sample state and work buffers (allocated once, reused through a pool).
+///
+/// Between steps, `spec3` already holds the three multiplied spectra of `w_n`
+/// (`c_w w`, `i c_q w`, `-i c_v w`): the pass that produces `w_n` writes them, so the next
+/// evaluation of `N` starts with its inverse transforms.
+struct Workspace<T: NsFloat> {
+    /// The current spectrum `w_n` (column-major half spectrum, `n = H (W/2+1)` modes).
+    w_h: Vec<Complex<T>>,
+    /// `N(w_n)`, kept for the second Heun stage.
+    n1: Vec<Complex<T>>,
     /// `1 / (1 + dt G / (2 Re))` per mode for the current step.
     inv_den: Vec<T>,
-    wr: Vec<T>,
-    qr: Vec<T>,
-    vr: Vec<T>,
+    /// Inputs of the three inverse transforms of `N` (3 spectra; consumed by the transforms).
+    spec3: Vec<Complex<T>>,
+    /// `w_d`, `q`, `v` on the grid (packed layout), then `q w_d`, `v w_d` in place.
+    grid3: Vec<Complex<T>>,
+    /// `2 F[q w_d]`, `2 F[v w_d]`.
+    spec2: Vec<Complex<T>>,
     fft: FftScratch<T>,
-}
-
-/// Per-thread state: the current spectrum, the Heun stage spectra and the work buffers.
-struct Workspace<T: NsFloat> {
-    w_h: Vec<Complex<T>>,
-    w_tilde: Vec<Complex<T>>,
-    n1: Vec<Complex<T>>,
-    n2: Vec<Complex<T>>,
-    st: Stage<T>,
 }
 
 /// The solver for one grid size and configuration: FFT plans, wavenumber tables, the forcing
@@ -135,9 +135,10 @@ struct Workspace<T: NsFloat> {
 pub struct NsSolver<T: NsFloat> {
     fft: Fft2<T>,
     cfg: NsConfig,
-    /// Derivative wavenumber along axis 0 per mode (column-major, Nyquist set to 0).
+    /// Half the derivative wavenumber along axis 0 per mode (column-major, Nyquist set to 0);
+    /// the half undoes the factor 2 of [`Fft2::forward_packed`].
     k1: Vec<T>,
-    /// Derivative wavenumber along axis 1 per mode (Nyquist set to 0).
+    /// Half the derivative wavenumber along axis 1 per mode (Nyquist set to 0).
     k2: Vec<T>,
     /// `G / Re` per mode (column-major).
     gg: Vec<T>,
@@ -148,8 +149,8 @@ pub struct NsSolver<T: NsFloat> {
     c_w: Vec<T>,
     c_q: Vec<T>,
     c_v: Vec<T>,
-    /// Spectrum of the forcing, if any.
-    f_h: Option<Vec<Complex<T>>>,
+    /// Spectrum of the forcing (zeros when unforced).
+    f_h: Vec<Complex<T>>,
     /// `sqrt(max |f|)` (1 when unforced).
     xi: f64,
     pool: Mutex<Vec<Workspace<T>>>,
@@ -170,24 +171,27 @@ enum StepError {
     NonFinite,
 }
 
-/// `max (q^2 + v^2)` over the grid, in 8 independent lanes (vectorisable selects); `s * 0` is
-/// 0 for a finite `s` and NaN for an infinite or NaN one, so `chk` flags both.
-fn max_speed2<T: NsFloat>(qr: &[T], vr: &[T]) -> std::result::Result<T, StepError> {
+/// `max (q^2 + v^2)` over a grid in the packed layout (both parts of every complex value
+/// are grid values), in 8 independent lanes (vectorisable selects); `s * 0` is 0 for a finite
+/// `s` and NaN for an infinite or NaN one, so `chk` flags both.
+fn max_speed2<T: NsFloat>(q: &[Complex<T>], v: &[Complex<T>]) -> std::result::Result<T, StepError> {
     let zero = T::zero();
     let mut lanes = [zero; 8];
     let mut chk = [zero; 8];
-    for (q8, v8) in qr.chunks_exact(8).zip(vr.chunks_exact(8)) {
-        for l in 0..8 {
-            let s2 = q8[l] * q8[l] + v8[l] * v8[l];
-            lanes[l] = if s2 > lanes[l] { s2 } else { lanes[l] };
-            chk[l] = chk[l] + s2 * zero;
+    let mut acc = |l: usize, s2: T| {
+        lanes[l] = if s2 > lanes[l] { s2 } else { lanes[l] };
+        chk[l] = chk[l] + s2 * zero;
+    };
+    for (q4, v4) in q.chunks_exact(4).zip(v.chunks_exact(4)) {
+        for l in 0..4 {
+            acc(2 * l, q4[l].re * q4[l].re + v4[l].re * v4[l].re);
+            acc(2 * l + 1, q4[l].im * q4[l].im + v4[l].im * v4[l].im);
         }
     }
-    let n8 = qr.len() / 8 * 8;
-    for (&q, &v) in qr[n8..].iter().zip(&vr[n8..]) {
-        let s2 = q * q + v * v;
-        lanes[0] = if s2 > lanes[0] { s2 } else { lanes[0] };
-        chk[0] = chk[0] + s2 * zero;
+    let n4 = q.len() / 4 * 4;
+    for (q, v) in q[n4..].iter().zip(&v[n4..]) {
+        acc(0, q.re * q.re + v.re * v.re);
+        acc(1, q.im * q.im + v.im * v.im);
     }
     if chk.iter().any(|c| *c != zero) {
         return Err(StepError::NonFinite);
@@ -268,8 +272,8 @@ impl<T: NsFloat> NsSolver<T> {
                 let m = j * h + i;
                 let inv_lap = if m == 0 { 1.0 } else { 1.0 / g };
                 let keep = if m != 0 && g <= cut { 1.0 } else { 0.0 };
-                k1[m] = T::lit(k1d);
-                k2[m] = T::lit(k2d);
+                k1[m] = T::lit(0.5 * k1d);
+                k2[m] = T::lit(0.5 * k2d);
                 gg[m] = T::lit(g) / T::lit(cfg.re);
                 c_w[m] = T::lit(keep * scale);
                 c_q[m] = T::lit(keep * k2d * inv_lap * scale);
@@ -277,7 +281,7 @@ impl<T: NsFloat> NsSolver<T> {
             }
         }
         let (f_h, xi) = match cfg.forcing {
-            Forcing::None => (None, 1.0),
+            Forcing::None => (vec![Complex::new(T::zero(), T::zero()); n], 1.0),
             Forcing::Kolmogorov {
                 amplitude,
                 wavenumber,
@@ -295,7 +299,7 @@ impl<T: NsFloat> NsSolver<T> {
                 let mut s = fft.scratch();
                 let mut spec = vec![Complex::new(T::zero(), T::zero()); n];
                 fft.rfft2(&f, &mut spec, &mut s);
-                (Some(spec), if fmax > 0.0 { fmax.sqrt() } else { 1.0 })
+                (spec, if fmax > 0.0 { fmax.sqrt() } else { 1.0 })
             }
         };
         Ok(Self {
@@ -331,21 +335,14 @@ impl<T: NsFloat> NsSolver<T> {
         popped.unwrap_or_else(|| {
             let n = self.fft.spec_len();
             let z = Complex::new(T::zero(), T::zero());
-            let r = self.fft.h * self.fft.w;
             Workspace {
                 w_h: vec![z; n],
-                w_tilde: vec![z; n],
                 n1: vec![z; n],
-                n2: vec![z; n],
-                st: Stage {
-                    a: vec![z; n],
-                    b: vec![z; n],
-                    inv_den: vec![T::zero(); n],
-                    wr: vec![T::zero(); r],
-                    qr: vec![T::zero(); r],
-                    vr: vec![T::zero(); r],
-                    fft: self.fft.scratch(),
-                },
+                inv_den: vec![T::zero(); n],
+                spec3: vec![z; 3 * n],
+                grid3: vec![z; 3 * self.fft.packed_len()],
+                spec2: vec![z; 2 * n],
+                fft: self.fft.scratch(),
             }
         })
     }
@@ -356,71 +353,55 @@ impl<T: NsFloat> NsSolver<T> {
         }
     }
 
-    /// `out = N(w_h)`: the advection term `-u . grad w` (from the dealiased vorticity) plus
-    /// the forcing, in Fourier space. 5 FFTs and 4 passes over the modes, with no integer
-    /// arithmetic in the loops (every per-mode factor is a precomputed table).
-    fn nonlinear(
+    /// The transforms of `N`: from the multiplied spectra in `ws.spec3` (consumed) to
+    /// `ws.spec2 = (2 F[q w_d], 2 F[v w_d])`: 3 inverse and 2 forward real 2-D FFTs and one
+    /// pointwise pass on the grid, which also returns `max |u|^2` of the dealiased velocity
+    /// when `with_speed` (or an error if it is not finite).
+    fn transforms(
         &self,
-        w_h: &[Complex<T>],
-        out: &mut [Complex<T>],
-        st: &mut Stage<T>,
+        ws: &mut Workspace<T>,
         with_speed: bool,
     ) -> std::result::Result<T, StepError> {
-        let Stage {
-            a,
-            b,
-            wr,
-            qr,
-            vr,
+        let Workspace {
+            spec3,
+            grid3,
+            spec2,
             fft: s,
             ..
-        } = st;
-        // w_d = dealiased w, and (from the same spectrum) q = psi_y = i k2 psi, v = -psi_x = -i k1 psi.
-        for ((a, &w), &c) in a.iter_mut().zip(w_h).zip(&self.c_w) {
-            *a = w * c;
-        }
-        self.fft.irfft2_unscaled_consume(a, wr, s);
-        for ((a, &w), &c) in a.iter_mut().zip(w_h).zip(&self.c_q) {
-            *a = Complex::new(-w.im * c, w.re * c);
-        }
-        self.fft.irfft2_unscaled_consume(a, qr, s);
-        for ((a, &w), &c) in a.iter_mut().zip(w_h).zip(&self.c_v) {
-            *a = Complex::new(w.im * c, -w.re * c);
-        }
-        self.fft.irfft2_unscaled_consume(a, vr, s);
+        } = ws;
+        self.fft.inverse_packed(spec3, grid3, s);
+        let pl = self.fft.packed_len();
+        let (wd, qv) = grid3.split_at_mut(pl);
+        let (q, v) = qv.split_at_mut(pl);
         let speed2 = if with_speed {
-            max_speed2(qr, vr)
+            max_speed2(q, v)?
         } else {
-            Ok(T::zero())
+            T::zero()
         };
-        for ((q, v), &w) in qr.iter_mut().zip(vr.iter_mut()).zip(wr.iter()) {
-            *q = *q * w;
-            *v = *v * w;
+        // The packed layout is a permutation of the grid: the products are componentwise.
+        for ((q, v), &w) in q.iter_mut().zip(v.iter_mut()).zip(wd.iter()) {
+            *q = Complex::new(q.re * w.re, q.im * w.im);
+            *v = Complex::new(v.re * w.re, v.im * w.im);
         }
-        // out = -i k1 F[q w] - i k2 F[v w] + F[f]
-        self.fft.rfft2(qr, a, s);
-        self.fft.rfft2(vr, b, s);
-        let it = out
-            .iter_mut()
-            .zip(a.iter())
-            .zip(b.iter())
-            .zip(self.k1.iter().zip(&self.k2));
-        match &self.f_h {
-            Some(f_h) => {
-                for ((((o, &fa), &fb), (&k1, &k2)), &f) in it.zip(f_h) {
-                    *o = Complex::new(
-                        fa.im * k1 + fb.im * k2 + f.re,
-                        f.im - fa.re * k1 - fb.re * k2,
-                    );
-                }
-            }
-            None => {
-                for (((o, &fa), &fb), (&k1, &k2)) in it {
-                    *o = Complex::new(fa.im * k1 + fb.im * k2, -(fa.re * k1 + fb.re * k2));
-                }
-            }
+        self.fft.forward_packed(qv, spec2, s);
+        Ok(speed2)
+    }
+
+    /// Write the three multiplied spectra of `ws.w_h` (`c_w w`, `i c_q w`, `-i c_v w`) into
+    /// `ws.spec3`.
+    fn spread(&self, ws: &mut Workspace<T>) {
+        let n = self.fft.spec_len();
+        let (s0, rest) = ws.spec3.split_at_mut(n);
+        let (s1, s2) = rest.split_at_mut(n);
+        let s2 = &mut s2[..n];
+        let (cw, cq, cv) = (&self.c_w[..n], &self.c_q[..n], &self.c_v[..n]);
+        let w_h = &ws.w_h[..n];
+        for m in 0..n {
+            let w = w_h[m];
+            s0[m] = w * cw[m];
+            s1[m] = Complex::new(-w.im * cq[m], w.re * cq[m]);
+            s2[m] = Complex::new(w.im * cv[m], -w.re * cv[m]);
         }
-        speed2
     }
 
     /// CFL step from the squared maximum speed `max |u|^2` of the dealiased velocity:
@@ -437,67 +418,147 @@ impl<T: NsFloat> NsSolver<T> {
         }
     }
 
-    /// First half of a step: `ws.n1 = N(w_n)`. Returns `max |u|^2` of the dealiased velocity
-    /// that `N` computes anyway (the CFL speed), or an error if it is not finite. Needs no `dt`.
+    /// First half of a step: the transforms of `N(w_n)` (from the spectra `ws.spec3` of
+    /// `w_n`). Returns `max |u|^2` of the dealiased velocity that `N` computes anyway (the CFL
+    /// speed; when `with_speed`), or an error if it is not finite. Needs no `dt`.
     fn stage1(&self, ws: &mut Workspace<T>, with_speed: bool) -> std::result::Result<T, StepError> {
-        let Workspace { w_h, n1, st, .. } = ws;
-        self.nonlinear(w_h, n1, st, with_speed)
+        self.transforms(ws, with_speed)
     }
 
     /// Second half of a Heun/Crank-Nicolson step of size `dt` on `ws.w_h`, after
-    /// [`Self::stage1`].
+    /// [`Self::stage1`]. Two fused passes over the modes:
+    ///
+    /// 1. `N(w_n)` from the transforms, `w~ = (w_n + dt N(w_n) - a w_n) / (1 + a)` and the
+    ///    three multiplied spectra of `w~` (`w~` itself is never stored);
+    /// 2. after the transforms of `N(w~)`:
+    ///    `w_{n+1} = (w_n + dt (N(w_n) + N(w~))/2 - a w_n) / (1 + a)`, its finiteness, and the
+    ///    multiplied spectra of `w_{n+1}` for the next step.
     fn finish_step(&self, ws: &mut Workspace<T>, dt: f64) -> std::result::Result<(), StepError> {
-        let dt_t = T::lit(dt);
-        let half = T::lit(0.5);
-        let hdt = half * dt_t;
+        let n = self.fft.spec_len();
+        {
+            let Workspace {
+                w_h,
+                n1,
+                inv_den,
+                spec3,
+                spec2,
+                ..
+            } = &mut *ws;
+            let (fa, fb) = spec2.split_at(n);
+            let (s0, rest) = spec3.split_at_mut(n);
+            let (s1, s2) = rest.split_at_mut(n);
+            self.heun_stage1(dt, w_h, fa, fb, n1, inv_den, [s0, s1, s2]);
+        }
+        self.transforms(ws, false)?;
         let Workspace {
             w_h,
-            w_tilde,
             n1,
-            n2,
-            st,
-        } = ws;
-        // a = dt G / (2 Re); w_tilde = (w + dt N(w) - a w) / (1 + a).
-        for (d, &g) in st.inv_den.iter_mut().zip(&self.gg) {
-            *d = T::one() / (T::one() + hdt * g);
-        }
-        for ((((wt, &w), &n), &g), &inv) in w_tilde
-            .iter_mut()
-            .zip(w_h.iter())
-            .zip(n1.iter())
-            .zip(&self.gg)
-            .zip(&st.inv_den)
-        {
-            *wt = (w * (T::one() - hdt * g) + n * dt_t) * inv;
-        }
-        self.nonlinear(w_tilde, n2, st, false)?;
-        // w_{n+1} = (w + dt (N(w) + N(w_tilde)) / 2 - a w) / (1 + a).
-        let mut finite = true;
-        for ((((w, &na), &nb), &g), &inv) in w_h
-            .iter_mut()
-            .zip(n1.iter())
-            .zip(n2.iter())
-            .zip(&self.gg)
-            .zip(&st.inv_den)
-        {
-            let nw = (*w * (T::one() - hdt * g) + (na + nb) * hdt) * inv;
-            finite &= nw.re.is_finite() && nw.im.is_finite();
-            *w = nw;
-        }
-        if finite {
+            inv_den,
+            spec3,
+            spec2,
+            ..
+        } = &mut *ws;
+        let (fa, fb) = spec2.split_at(n);
+        let (s0, rest) = spec3.split_at_mut(n);
+        let (s1, s2) = rest.split_at_mut(n);
+        if self.heun_stage2(dt, w_h, fa, fb, n1, inv_den, [s0, s1, s2]) {
             Ok(())
         } else {
             Err(StepError::NonFinite)
         }
     }
 
+    /// Pass 1 of [`Self::finish_step`]. Every written buffer is its own `&mut` argument, so
+    /// the compiler knows they do not alias and vectorises the loop.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn heun_stage1(
+        &self,
+        dt: f64,
+        w_h: &[Complex<T>],
+        fa: &[Complex<T>],
+        fb: &[Complex<T>],
+        n1: &mut [Complex<T>],
+        inv_den: &mut [T],
+        [s0, s1, s2]: [&mut [Complex<T>]; 3],
+    ) {
+        let n = self.fft.spec_len();
+        let dt_t = T::lit(dt);
+        let hdt = T::lit(0.5) * dt_t;
+        let one = T::one();
+        let (k1, k2, gg, f_h) = (&self.k1[..n], &self.k2[..n], &self.gg[..n], &self.f_h[..n]);
+        let (cw, cq, cv) = (&self.c_w[..n], &self.c_q[..n], &self.c_v[..n]);
+        let (w_h, fa, fb) = (&w_h[..n], &fa[..n], &fb[..n]);
+        let (n1, inv_den) = (&mut n1[..n], &mut inv_den[..n]);
+        let (s0, s1, s2) = (&mut s0[..n], &mut s1[..n], &mut s2[..n]);
+        for m in 0..n {
+            // N = -i k1 F[q w] - i k2 F[v w] + F[f] (the k tables hold half the wavenumber:
+            // `fa`, `fb` are twice the transforms).
+            let (a, b, f) = (fa[m], fb[m], f_h[m]);
+            let nn = Complex::new(
+                a.im * k1[m] + b.im * k2[m] + f.re,
+                f.im - a.re * k1[m] - b.re * k2[m],
+            );
+            n1[m] = nn;
+            let g = gg[m];
+            let inv = one / (one + hdt * g);
+            inv_den[m] = inv;
+            let wt = (w_h[m] * (one - hdt * g) + nn * dt_t) * inv;
+            s0[m] = wt * cw[m];
+            s1[m] = Complex::new(-wt.im * cq[m], wt.re * cq[m]);
+            s2[m] = Complex::new(wt.im * cv[m], -wt.re * cv[m]);
+        }
+    }
+
+    /// Pass 2 of [`Self::finish_step`]; returns whether `w_{n+1}` is finite.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn heun_stage2(
+        &self,
+        dt: f64,
+        w_h: &mut [Complex<T>],
+        fa: &[Complex<T>],
+        fb: &[Complex<T>],
+        n1: &[Complex<T>],
+        inv_den: &[T],
+        [s0, s1, s2]: [&mut [Complex<T>]; 3],
+    ) -> bool {
+        let n = self.fft.spec_len();
+        let hdt = T::lit(0.5) * T::lit(dt);
+        let one = T::one();
+        let zero = T::zero();
+        let (k1, k2, gg, f_h) = (&self.k1[..n], &self.k2[..n], &self.gg[..n], &self.f_h[..n]);
+        let (cw, cq, cv) = (&self.c_w[..n], &self.c_q[..n], &self.c_v[..n]);
+        let (fa, fb, n1, inv_den) = (&fa[..n], &fb[..n], &n1[..n], &inv_den[..n]);
+        let w_h = &mut w_h[..n];
+        let (s0, s1, s2) = (&mut s0[..n], &mut s1[..n], &mut s2[..n]);
+        // `x * 0` is 0 for finite `x` and NaN otherwise; a non-short-circuit `&` of the
+        // comparisons is an integer reduction, which vectorises.
+        let mut finite = true;
+        for m in 0..n {
+            let (a, b, f) = (fa[m], fb[m], f_h[m]);
+            let nn = Complex::new(
+                a.im * k1[m] + b.im * k2[m] + f.re,
+                f.im - a.re * k1[m] - b.re * k2[m],
+            );
+            let g = gg[m];
+            let nw = (w_h[m] * (one - hdt * g) + (n1[m] + nn) * hdt) * inv_den[m];
+            finite &= (nw.re * zero == zero) & (nw.im * zero == zero);
+            w_h[m] = nw;
+            s0[m] = nw * cw[m];
+            s1[m] = Complex::new(-nw.im * cq[m], nw.re * cq[m]);
+            s2[m] = Complex::new(nw.im * cv[m], -nw.re * cv[m]);
+        }
+        finite
+    }
+
     fn load(&self, ws: &mut Workspace<T>, w0: &[T]) {
-        ws.st.wr.copy_from_slice(w0);
-        self.fft.rfft2(&ws.st.wr, &mut ws.w_h, &mut ws.st.fft);
+        self.fft.rfft2(w0, &mut ws.w_h, &mut ws.fft);
+        self.spread(ws);
     }
 
     fn store(&self, ws: &mut Workspace<T>, out: &mut [T]) {
-        self.fft.irfft2(&ws.w_h, out, &mut ws.st.fft);
+        self.fft.irfft2(&ws.w_h, out, &mut ws.fft);
     }
 
     /// Solve one sample: `w0` is the `H * W` row-major initial vorticity, `out` receives the

@@ -96,34 +96,25 @@ impl<T: NsFloat> Fft2<T> {
         }
     }
 
+    /// Number of complex values of one field in the packed grid layout, `(h/2) * w`.
+    pub fn packed_len(&self) -> usize {
+        self.h / 2 * self.w
+    }
+
     /// `spec = rfft2(field)` (unnormalised). `field` is `h * w` row-major, `spec` is
     /// `h * (w/2+1)` column-major.
     pub fn rfft2(&self, field: &[T], spec: &mut [Complex<T>], s: &mut FftScratch<T>) {
         let (h, w, wc) = (self.h, self.w, self.wc);
         debug_assert_eq!(field.len(), h * w);
         debug_assert_eq!(spec.len(), h * wc);
-        for (z, rows) in s.pairs.chunks_exact_mut(w).zip(field.chunks_exact(2 * w)) {
-            let (ra, rb) = rows.split_at(w);
-            for ((z, &a), &b) in z.iter_mut().zip(ra).zip(rb) {
-                *z = Complex::new(a, b);
-            }
-        }
-        self.row_fwd
-            .process_with_scratch(&mut s.pairs, &mut s.scratch);
-        // Column k of the half spectrum takes A[k], B[k] of every row pair (k = 0 uses Z[0]).
+        let mut pairs = std::mem::take(&mut s.pairs);
+        pack_rows(field, &mut pairs, w);
+        self.forward_packed(&mut pairs, spec, s);
+        s.pairs = pairs;
         let half = T::lit(0.5);
-        for (k, col) in spec.chunks_exact_mut(h).enumerate().take(wc) {
-            let kc = if k == 0 { 0 } else { w - k };
-            for (ab, z) in col.chunks_exact_mut(2).zip(s.pairs.chunks_exact(w)) {
-                let zk = z[k];
-                let zc = z[kc].conj();
-                let a = (zk + zc) * half;
-                let d = (zk - zc) * half; // = i B
-                ab[0] = a;
-                ab[1] = Complex::new(d.im, -d.re);
-            }
+        for v in spec.iter_mut() {
+            *v = *v * half;
         }
-        self.fwd.process_with_scratch(spec, &mut s.scratch);
     }
 
     /// `field = irfft2(spec)` (divides by `h * w`). `spec` is left untouched.
@@ -150,32 +141,101 @@ impl<T: NsFloat> Fft2<T> {
         field: &mut [T],
         s: &mut FftScratch<T>,
     ) {
-        let (h, w, wc) = (self.h, self.w, self.wc);
-        debug_assert_eq!(field.len(), h * w);
-        debug_assert_eq!(spec.len(), h * wc);
-        self.inv.process_with_scratch(spec, &mut s.scratch);
-        // Row pair p: z[k] = A[k] + i B[k], z[w - k] = conj(A[k]) + i conj(B[k]); the imaginary
-        // parts of the k = 0 and k = w/2 columns are dropped (real-field convention).
-        for (k, col) in spec.chunks_exact(h).enumerate().take(wc) {
-            let edge = k == 0 || 2 * k == w;
-            for (ab, z) in col.chunks_exact(2).zip(s.pairs.chunks_exact_mut(w)) {
-                let (a, b) = (ab[0], ab[1]);
-                if edge {
-                    z[k] = Complex::new(a.re, b.re);
-                } else {
-                    z[k] = Complex::new(a.re - b.im, a.im + b.re);
-                    z[w - k] = Complex::new(a.re + b.im, b.re - a.im);
-                }
-            }
-        }
-        self.row_inv
-            .process_with_scratch(&mut s.pairs, &mut s.scratch);
-        for (z, rows) in s.pairs.chunks_exact(w).zip(field.chunks_exact_mut(2 * w)) {
-            let (ra, rb) = rows.split_at_mut(w);
+        debug_assert_eq!(field.len(), self.h * self.w);
+        let mut pairs = std::mem::take(&mut s.pairs);
+        self.inverse_packed(spec, &mut pairs, s);
+        for (z, rows) in pairs
+            .chunks_exact(self.w)
+            .zip(field.chunks_exact_mut(2 * self.w))
+        {
+            let (ra, rb) = rows.split_at_mut(self.w);
             for ((z, a), b) in z.iter().zip(ra.iter_mut()).zip(rb.iter_mut()) {
                 *a = z.re;
                 *b = z.im;
             }
+        }
+        s.pairs = pairs;
+    }
+
+    /// Forward transform of `F` real fields held in the **packed grid layout**: field `f` is
+    /// `grid[f * L .. (f + 1) * L]`, `L = (h/2) w` ([`Self::packed_len`]), with
+    /// `grid[p * w + j] = x[2p][j] + i x[2p+1][j]` (rows `2p` and `2p+1` as the real and
+    /// imaginary parts). Viewed as `h * w` reals the layout is a permutation of the grid, so
+    /// pointwise products need no unpacking. Writes `spec[f * n ..] = 2 rfft2(x_f)`
+    /// (`n = h (w/2+1)`, column-major; the factor 2 of the Hermitian separation is left to the
+    /// caller's coefficient tables) and destroys `grid`.
+    ///
+    /// All `F h/2` row transforms run in one batched rustfft call, then one pass per field
+    /// separates and transposes (`2 A[k] = Z[k] + conj Z[w-k]`, `2 i B[k] = Z[k] - conj Z[w-k]`),
+    /// then all `F (w/2+1)` column transforms run in one call.
+    pub fn forward_packed(
+        &self,
+        grid: &mut [Complex<T>],
+        spec: &mut [Complex<T>],
+        s: &mut FftScratch<T>,
+    ) {
+        let (h, w, wc) = (self.h, self.w, self.wc);
+        let (pl, n) = (self.packed_len(), h * wc);
+        debug_assert_eq!(grid.len() % pl, 0);
+        debug_assert_eq!(grid.len() / pl * n, spec.len());
+        self.row_fwd.process_with_scratch(grid, &mut s.scratch);
+        for (g, sp) in grid.chunks_exact(pl).zip(spec.chunks_exact_mut(n)) {
+            for (k, col) in sp.chunks_exact_mut(h).enumerate() {
+                let kc = if k == 0 { 0 } else { w - k };
+                for (ab, z) in col.chunks_exact_mut(2).zip(g.chunks_exact(w)) {
+                    let zk = z[k];
+                    let zc = z[kc].conj();
+                    let d = zk - zc; // = 2 i B
+                    ab[0] = zk + zc;
+                    ab[1] = Complex::new(d.im, -d.re);
+                }
+            }
+        }
+        self.fwd.process_with_scratch(spec, &mut s.scratch);
+    }
+
+    /// Inverse of [`Self::forward_packed`] without normalisation: `grid` (packed layout, `F`
+    /// fields) receives `h w irfft2(spec_f)`; `spec` (`F` column-major half spectra) is
+    /// destroyed. The imaginary parts of the `j = 0` and `j = w/2` columns after the axis-0
+    /// transform are ignored (real-field convention).
+    pub fn inverse_packed(
+        &self,
+        spec: &mut [Complex<T>],
+        grid: &mut [Complex<T>],
+        s: &mut FftScratch<T>,
+    ) {
+        let (h, w, wc) = (self.h, self.w, self.wc);
+        let (pl, n) = (self.packed_len(), h * wc);
+        debug_assert_eq!(grid.len() % pl, 0);
+        debug_assert_eq!(grid.len() / pl * n, spec.len());
+        self.inv.process_with_scratch(spec, &mut s.scratch);
+        // Row pair p: z[k] = A[k] + i B[k], z[w - k] = conj(A[k]) + i conj(B[k]).
+        for (g, sp) in grid.chunks_exact_mut(pl).zip(spec.chunks_exact(n)) {
+            for (k, col) in sp.chunks_exact(h).enumerate() {
+                if k == 0 || 2 * k == w {
+                    for (ab, z) in col.chunks_exact(2).zip(g.chunks_exact_mut(w)) {
+                        z[k] = Complex::new(ab[0].re, ab[1].re);
+                    }
+                } else {
+                    for (ab, z) in col.chunks_exact(2).zip(g.chunks_exact_mut(w)) {
+                        let (a, b) = (ab[0], ab[1]);
+                        z[k] = Complex::new(a.re - b.im, a.im + b.re);
+                        z[w - k] = Complex::new(a.re + b.im, b.re - a.im);
+                    }
+                }
+            }
+        }
+        self.row_inv.process_with_scratch(grid, &mut s.scratch);
+    }
+}
+
+/// Pack a row-major `h x w` real field into the packed grid layout (rows `2p`, `2p+1` as the
+/// real and imaginary parts of complex row `p`).
+pub fn pack_rows<T: NsFloat>(field: &[T], grid: &mut [Complex<T>], w: usize) {
+    for (z, rows) in grid.chunks_exact_mut(w).zip(field.chunks_exact(2 * w)) {
+        let (ra, rb) = rows.split_at(w);
+        for ((z, &a), &b) in z.iter_mut().zip(ra).zip(rb) {
+            *z = Complex::new(a, b);
         }
     }
 }
