@@ -154,6 +154,9 @@ pub struct NsSolver<T: NsFloat> {
     /// `sqrt(max |f|)` (1 when unforced).
     xi: f64,
     pool: Mutex<Vec<Workspace<T>>>,
+    /// Whether the CPU has AVX2: the pointwise passes then run in copies compiled for it
+    /// (wider vectors; no FMA, so the arithmetic and the results are the same).
+    avx2: bool,
 }
 
 impl<T: NsFloat> std::fmt::Debug for NsSolver<T> {
@@ -174,6 +177,7 @@ enum StepError {
 /// `max (q^2 + v^2)` over a grid in the packed layout (both parts of every complex value
 /// are grid values), in 8 independent lanes (vectorisable selects); `s * 0` is 0 for a finite
 /// `s` and NaN for an infinite or NaN one, so `chk` flags both.
+#[inline(always)]
 fn max_speed2<T: NsFloat>(q: &[Complex<T>], v: &[Complex<T>]) -> std::result::Result<T, StepError> {
     let zero = T::zero();
     let mut lanes = [zero; 8];
@@ -314,6 +318,7 @@ impl<T: NsFloat> NsSolver<T> {
             f_h,
             xi,
             pool: Mutex::new(Vec::new()),
+            avx2: super::spectral::has_avx2(),
         })
     }
 
@@ -373,17 +378,57 @@ impl<T: NsFloat> NsSolver<T> {
         let pl = self.fft.packed_len();
         let (wd, qv) = grid3.split_at_mut(pl);
         let (q, v) = qv.split_at_mut(pl);
+        let speed2 = self.products(wd, q, v, with_speed)?;
+        self.fft.forward_packed(qv, spec2, s);
+        Ok(speed2)
+    }
+
+    /// `q *= w_d`, `v *= w_d` on the grid (the packed layout is a permutation of the grid, so
+    /// the products are componentwise), after `max |u|^2 = max (q^2 + v^2)` when `with_speed`.
+    #[inline(never)]
+    fn products(
+        &self,
+        wd: &[Complex<T>],
+        q: &mut [Complex<T>],
+        v: &mut [Complex<T>],
+        with_speed: bool,
+    ) -> std::result::Result<T, StepError> {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: AVX2 support was detected at run time when `self` was built.
+            return unsafe { Self::products_avx2(wd, q, v, with_speed) };
+        }
+        Self::products_body(wd, q, v, with_speed)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline(never)]
+    fn products_avx2(
+        wd: &[Complex<T>],
+        q: &mut [Complex<T>],
+        v: &mut [Complex<T>],
+        with_speed: bool,
+    ) -> std::result::Result<T, StepError> {
+        Self::products_body(wd, q, v, with_speed)
+    }
+
+    #[inline(always)]
+    fn products_body(
+        wd: &[Complex<T>],
+        q: &mut [Complex<T>],
+        v: &mut [Complex<T>],
+        with_speed: bool,
+    ) -> std::result::Result<T, StepError> {
         let speed2 = if with_speed {
             max_speed2(q, v)?
         } else {
             T::zero()
         };
-        // The packed layout is a permutation of the grid: the products are componentwise.
         for ((q, v), &w) in q.iter_mut().zip(v.iter_mut()).zip(wd.iter()) {
             *q = Complex::new(q.re * w.re, q.im * w.im);
             *v = Complex::new(v.re * w.re, v.im * w.im);
         }
-        self.fft.forward_packed(qv, spec2, s);
         Ok(speed2)
     }
 
@@ -482,6 +527,43 @@ impl<T: NsFloat> NsSolver<T> {
         inv_den: &mut [T],
         [s0, s1, s2]: [&mut [Complex<T>]; 3],
     ) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: AVX2 support was detected at run time when `self` was built.
+            return unsafe { self.heun_stage1_avx2(dt, w_h, fa, fb, n1, inv_den, [s0, s1, s2]) };
+        }
+        self.heun_stage1_body(dt, w_h, fa, fb, n1, inv_den, [s0, s1, s2])
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn heun_stage1_avx2(
+        &self,
+        dt: f64,
+        w_h: &[Complex<T>],
+        fa: &[Complex<T>],
+        fb: &[Complex<T>],
+        n1: &mut [Complex<T>],
+        inv_den: &mut [T],
+        [s0, s1, s2]: [&mut [Complex<T>]; 3],
+    ) {
+        self.heun_stage1_body(dt, w_h, fa, fb, n1, inv_den, [s0, s1, s2])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn heun_stage1_body(
+        &self,
+        dt: f64,
+        w_h: &[Complex<T>],
+        fa: &[Complex<T>],
+        fb: &[Complex<T>],
+        n1: &mut [Complex<T>],
+        inv_den: &mut [T],
+        [s0, s1, s2]: [&mut [Complex<T>]; 3],
+    ) {
         let n = self.fft.spec_len();
         let dt_t = T::lit(dt);
         let hdt = T::lit(0.5) * dt_t;
@@ -514,6 +596,43 @@ impl<T: NsFloat> NsSolver<T> {
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn heun_stage2(
+        &self,
+        dt: f64,
+        w_h: &mut [Complex<T>],
+        fa: &[Complex<T>],
+        fb: &[Complex<T>],
+        n1: &[Complex<T>],
+        inv_den: &[T],
+        [s0, s1, s2]: [&mut [Complex<T>]; 3],
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: AVX2 support was detected at run time when `self` was built.
+            return unsafe { self.heun_stage2_avx2(dt, w_h, fa, fb, n1, inv_den, [s0, s1, s2]) };
+        }
+        self.heun_stage2_body(dt, w_h, fa, fb, n1, inv_den, [s0, s1, s2])
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn heun_stage2_avx2(
+        &self,
+        dt: f64,
+        w_h: &mut [Complex<T>],
+        fa: &[Complex<T>],
+        fb: &[Complex<T>],
+        n1: &[Complex<T>],
+        inv_den: &[T],
+        [s0, s1, s2]: [&mut [Complex<T>]; 3],
+    ) -> bool {
+        self.heun_stage2_body(dt, w_h, fa, fb, n1, inv_den, [s0, s1, s2])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn heun_stage2_body(
         &self,
         dt: f64,
         w_h: &mut [Complex<T>],

@@ -38,6 +38,20 @@ pub struct Fft2<T: NsFloat> {
     row_inv: Arc<dyn Fft<T>>,
     fwd: Arc<dyn Fft<T>>,
     inv: Arc<dyn Fft<T>>,
+    /// Whether the CPU has AVX2 (the transposes then run in copies compiled for it).
+    avx2: bool,
+}
+
+/// Whether the CPU supports AVX2 (always false off x86-64).
+pub(crate) fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 impl<T: NsFloat> std::fmt::Debug for Fft2<T> {
@@ -73,6 +87,7 @@ impl<T: NsFloat> Fft2<T> {
             row_inv,
             fwd,
             inv,
+            avx2: has_avx2(),
         }
     }
 
@@ -180,40 +195,14 @@ impl<T: NsFloat> Fft2<T> {
         debug_assert_eq!(grid.len() % pl, 0);
         debug_assert_eq!(grid.len() / pl * n, spec.len());
         self.row_fwd.process_with_scratch(grid, &mut s.scratch);
-        #[inline(always)]
-        fn sep<T: NsFloat>(zk: Complex<T>, zc: Complex<T>) -> (Complex<T>, Complex<T>) {
-            let zc = zc.conj();
-            let d = zk - zc; // = 2 i B
-            (zk + zc, Complex::new(d.im, -d.re))
-        }
         for (g, sp) in grid.chunks_exact(pl).zip(spec.chunks_exact_mut(n)) {
-            let (c0, rest) = sp.split_at_mut(h);
-            for (ab, z) in c0.chunks_exact_mut(2).zip(g.chunks_exact(w)) {
-                (ab[0], ab[1]) = sep(z[0], z[0]);
+            #[cfg(target_arch = "x86_64")]
+            if self.avx2 {
+                // SAFETY: AVX2 support was detected at run time when `self` was built.
+                unsafe { separate_avx2(h, w, g, sp) };
+                continue;
             }
-            // Columns k, k + 1 for k = 1, 3, ...; a last single column when w/2 is odd.
-            let mut cols = rest.chunks_exact_mut(2 * h);
-            let mut k = 1;
-            for cc in &mut cols {
-                let (ca, cb) = cc.split_at_mut(h);
-                for ((aa, bb), z) in ca
-                    .chunks_exact_mut(2)
-                    .zip(cb.chunks_exact_mut(2))
-                    .zip(g.chunks_exact(w))
-                {
-                    let lo = &z[k..k + 2];
-                    let hi = &z[w - k - 1..w - k + 1];
-                    (aa[0], aa[1]) = sep(lo[0], hi[1]);
-                    (bb[0], bb[1]) = sep(lo[1], hi[0]);
-                }
-                k += 2;
-            }
-            let last = cols.into_remainder();
-            if !last.is_empty() {
-                for (ab, z) in last.chunks_exact_mut(2).zip(g.chunks_exact(w)) {
-                    (ab[0], ab[1]) = sep(z[k], z[w - k]);
-                }
-            }
+            separate_plain(h, w, g, sp);
         }
         self.fwd.process_with_scratch(spec, &mut s.scratch);
     }
@@ -233,57 +222,137 @@ impl<T: NsFloat> Fft2<T> {
         debug_assert_eq!(grid.len() % pl, 0);
         debug_assert_eq!(grid.len() / pl * n, spec.len());
         self.inv.process_with_scratch(spec, &mut s.scratch);
-        // Row pair p: z[k] = A[k] + i B[k], z[w - k] = conj(A[k]) + i conj(B[k]).
-        #[inline(always)]
-        fn comb<T: NsFloat>(a: Complex<T>, b: Complex<T>) -> (Complex<T>, Complex<T>) {
-            (
-                Complex::new(a.re - b.im, a.im + b.re),
-                Complex::new(a.re + b.im, b.re - a.im),
-            )
-        }
-        let half = w / 2;
         for (g, sp) in grid.chunks_exact_mut(pl).zip(spec.chunks_exact(n)) {
-            let (c0, rest) = sp.split_at(h);
-            let (mid, cn) = rest.split_at((half - 1) * h);
-            for ((a0, an), z) in c0
-                .chunks_exact(2)
-                .zip(cn.chunks_exact(2))
-                .zip(g.chunks_exact_mut(w))
-            {
-                z[0] = Complex::new(a0[0].re, a0[1].re);
-                z[half] = Complex::new(an[0].re, an[1].re);
+            #[cfg(target_arch = "x86_64")]
+            if self.avx2 {
+                // SAFETY: AVX2 support was detected at run time when `self` was built.
+                unsafe { combine_avx2(h, w, sp, g) };
+                continue;
             }
-            // Columns k, k + 1 for k = 1, 3, ... < w/2; a last single column when w/2 is even.
-            let mut cols = mid.chunks_exact(2 * h);
-            let mut k = 1;
-            for cc in &mut cols {
-                let (ca, cb) = cc.split_at(h);
-                for ((aa, bb), z) in ca
-                    .chunks_exact(2)
-                    .zip(cb.chunks_exact(2))
-                    .zip(g.chunks_exact_mut(w))
-                {
-                    let (zk0, zc0) = comb(aa[0], aa[1]);
-                    let (zk1, zc1) = comb(bb[0], bb[1]);
-                    let (lo, hi) = z.split_at_mut(half);
-                    let lo = &mut lo[k..k + 2];
-                    lo[0] = zk0;
-                    lo[1] = zk1;
-                    let hi = &mut hi[half - k - 1..half - k + 1];
-                    hi[0] = zc1;
-                    hi[1] = zc0;
-                }
-                k += 2;
-            }
-            let last = cols.remainder();
-            if !last.is_empty() {
-                for (ab, z) in last.chunks_exact(2).zip(g.chunks_exact_mut(w)) {
-                    (z[k], z[w - k]) = comb(ab[0], ab[1]);
-                }
-            }
+            combine_plain(h, w, sp, g);
         }
         self.row_inv.process_with_scratch(grid, &mut s.scratch);
     }
+}
+
+/// Hermitian separation and transpose of one field (see [`Fft2::forward_packed`]): `g` holds
+/// the row transforms of the `h/2` packed row pairs, `sp` receives the column-major
+/// `2 A`, `2 B` half spectrum before the column transforms.
+#[inline(always)]
+fn separate_body<T: NsFloat>(h: usize, w: usize, g: &[Complex<T>], sp: &mut [Complex<T>]) {
+    #[inline(always)]
+    fn sep<T: NsFloat>(zk: Complex<T>, zc: Complex<T>) -> (Complex<T>, Complex<T>) {
+        let zc = zc.conj();
+        let d = zk - zc; // = 2 i B
+        (zk + zc, Complex::new(d.im, -d.re))
+    }
+    let (c0, rest) = sp.split_at_mut(h);
+    for (ab, z) in c0.chunks_exact_mut(2).zip(g.chunks_exact(w)) {
+        (ab[0], ab[1]) = sep(z[0], z[0]);
+    }
+    // Columns k, k + 1 for k = 1, 3, ...; a last single column when w/2 is odd.
+    let mut cols = rest.chunks_exact_mut(2 * h);
+    let mut k = 1;
+    for cc in &mut cols {
+        let (ca, cb) = cc.split_at_mut(h);
+        for ((aa, bb), z) in ca
+            .chunks_exact_mut(2)
+            .zip(cb.chunks_exact_mut(2))
+            .zip(g.chunks_exact(w))
+        {
+            let lo = &z[k..k + 2];
+            let hi = &z[w - k - 1..w - k + 1];
+            (aa[0], aa[1]) = sep(lo[0], hi[1]);
+            (bb[0], bb[1]) = sep(lo[1], hi[0]);
+        }
+        k += 2;
+    }
+    let last = cols.into_remainder();
+    if !last.is_empty() {
+        for (ab, z) in last.chunks_exact_mut(2).zip(g.chunks_exact(w)) {
+            (ab[0], ab[1]) = sep(z[k], z[w - k]);
+        }
+    }
+}
+
+#[inline(never)]
+fn separate_plain<T: NsFloat>(h: usize, w: usize, g: &[Complex<T>], sp: &mut [Complex<T>]) {
+    separate_body(h, w, g, sp)
+}
+
+/// [`separate_body`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+fn separate_avx2<T: NsFloat>(h: usize, w: usize, g: &[Complex<T>], sp: &mut [Complex<T>]) {
+    separate_body(h, w, g, sp)
+}
+
+/// Inverse of [`separate_body`] for one field (see [`Fft2::inverse_packed`]): from the
+/// column-major spectrum after the column transforms to the packed row pairs before the row
+/// transforms.
+#[inline(always)]
+fn combine_body<T: NsFloat>(h: usize, w: usize, sp: &[Complex<T>], g: &mut [Complex<T>]) {
+    // Row pair p: z[k] = A[k] + i B[k], z[w - k] = conj(A[k]) + i conj(B[k]).
+    #[inline(always)]
+    fn comb<T: NsFloat>(a: Complex<T>, b: Complex<T>) -> (Complex<T>, Complex<T>) {
+        (
+            Complex::new(a.re - b.im, a.im + b.re),
+            Complex::new(a.re + b.im, b.re - a.im),
+        )
+    }
+    let half = w / 2;
+    let (c0, rest) = sp.split_at(h);
+    let (mid, cn) = rest.split_at((half - 1) * h);
+    for ((a0, an), z) in c0
+        .chunks_exact(2)
+        .zip(cn.chunks_exact(2))
+        .zip(g.chunks_exact_mut(w))
+    {
+        z[0] = Complex::new(a0[0].re, a0[1].re);
+        z[half] = Complex::new(an[0].re, an[1].re);
+    }
+    // Columns k, k + 1 for k = 1, 3, ... < w/2; a last single column when w/2 is even.
+    let mut cols = mid.chunks_exact(2 * h);
+    let mut k = 1;
+    for cc in &mut cols {
+        let (ca, cb) = cc.split_at(h);
+        for ((aa, bb), z) in ca
+            .chunks_exact(2)
+            .zip(cb.chunks_exact(2))
+            .zip(g.chunks_exact_mut(w))
+        {
+            let (zk0, zc0) = comb(aa[0], aa[1]);
+            let (zk1, zc1) = comb(bb[0], bb[1]);
+            let (lo, hi) = z.split_at_mut(half);
+            let lo = &mut lo[k..k + 2];
+            lo[0] = zk0;
+            lo[1] = zk1;
+            let hi = &mut hi[half - k - 1..half - k + 1];
+            hi[0] = zc1;
+            hi[1] = zc0;
+        }
+        k += 2;
+    }
+    let last = cols.remainder();
+    if !last.is_empty() {
+        for (ab, z) in last.chunks_exact(2).zip(g.chunks_exact_mut(w)) {
+            (z[k], z[w - k]) = comb(ab[0], ab[1]);
+        }
+    }
+}
+
+#[inline(never)]
+fn combine_plain<T: NsFloat>(h: usize, w: usize, sp: &[Complex<T>], g: &mut [Complex<T>]) {
+    combine_body(h, w, sp, g)
+}
+
+/// [`combine_body`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+fn combine_avx2<T: NsFloat>(h: usize, w: usize, sp: &[Complex<T>], g: &mut [Complex<T>]) {
+    combine_body(h, w, sp, g)
 }
 
 /// Pack a row-major `h x w` real field into the packed grid layout (rows `2p`, `2p+1` as the
