@@ -39,7 +39,7 @@ pub struct Fft2<T: NsFloat> {
     fwd: Arc<dyn Fft<T>>,
     inv: Arc<dyn Fft<T>>,
     /// Whether the CPU has AVX2 (the transposes then run in copies compiled for it).
-    avx2: bool,
+    pub(super) avx2: bool,
 }
 
 /// Whether the CPU supports AVX2 (always false off x86-64).
@@ -250,9 +250,30 @@ fn separate_body<T: NsFloat>(h: usize, w: usize, g: &[Complex<T>], sp: &mut [Com
     for (ab, z) in c0.chunks_exact_mut(2).zip(g.chunks_exact(w)) {
         (ab[0], ab[1]) = sep(z[0], z[0]);
     }
-    // Columns k, k + 1 for k = 1, 3, ...; a last single column when w/2 is odd.
-    let mut cols = rest.chunks_exact_mut(2 * h);
+    // Columns k .. k + 4 for k = 1, 5, ..., then pairs, then a last single column.
+    let mut quads = rest.chunks_exact_mut(4 * h);
     let mut k = 1;
+    for cc in &mut quads {
+        let (ca, cb) = cc.split_at_mut(2 * h);
+        let (ca, cc) = ca.split_at_mut(h);
+        let (cb, cd) = cb.split_at_mut(h);
+        for ((((a0, a1), a2), a3), z) in ca
+            .chunks_exact_mut(2)
+            .zip(cc.chunks_exact_mut(2))
+            .zip(cb.chunks_exact_mut(2))
+            .zip(cd.chunks_exact_mut(2))
+            .zip(g.chunks_exact(w))
+        {
+            let lo = &z[k..k + 4];
+            let hi = &z[w - k - 3..w - k + 1];
+            (a0[0], a0[1]) = sep(lo[0], hi[3]);
+            (a1[0], a1[1]) = sep(lo[1], hi[2]);
+            (a2[0], a2[1]) = sep(lo[2], hi[1]);
+            (a3[0], a3[1]) = sep(lo[3], hi[0]);
+        }
+        k += 4;
+    }
+    let mut cols = quads.into_remainder().chunks_exact_mut(2 * h);
     for cc in &mut cols {
         let (ca, cb) = cc.split_at_mut(h);
         for ((aa, bb), z) in ca
@@ -312,9 +333,33 @@ fn combine_body<T: NsFloat>(h: usize, w: usize, sp: &[Complex<T>], g: &mut [Comp
         z[0] = Complex::new(a0[0].re, a0[1].re);
         z[half] = Complex::new(an[0].re, an[1].re);
     }
-    // Columns k, k + 1 for k = 1, 3, ... < w/2; a last single column when w/2 is even.
-    let mut cols = mid.chunks_exact(2 * h);
+    // Columns k .. k + 4 for k = 1, 5, ... < w/2, then pairs, then a last single column.
+    let mut quads = mid.chunks_exact(4 * h);
     let mut k = 1;
+    for cc in &mut quads {
+        let (ca, cb) = cc.split_at(2 * h);
+        let (ca, cc) = ca.split_at(h);
+        let (cb, cd) = cb.split_at(h);
+        for ((((a0, a1), a2), a3), z) in ca
+            .chunks_exact(2)
+            .zip(cc.chunks_exact(2))
+            .zip(cb.chunks_exact(2))
+            .zip(cd.chunks_exact(2))
+            .zip(g.chunks_exact_mut(w))
+        {
+            let (zk0, zc0) = comb(a0[0], a0[1]);
+            let (zk1, zc1) = comb(a1[0], a1[1]);
+            let (zk2, zc2) = comb(a2[0], a2[1]);
+            let (zk3, zc3) = comb(a3[0], a3[1]);
+            let (lo, hi) = z.split_at_mut(half);
+            let lo = &mut lo[k..k + 4];
+            (lo[0], lo[1], lo[2], lo[3]) = (zk0, zk1, zk2, zk3);
+            let hi = &mut hi[half - k - 3..half - k + 1];
+            (hi[0], hi[1], hi[2], hi[3]) = (zc3, zc2, zc1, zc0);
+        }
+        k += 4;
+    }
+    let mut cols = quads.remainder().chunks_exact(2 * h);
     for cc in &mut cols {
         let (ca, cb) = cc.split_at(h);
         for ((aa, bb), z) in ca
@@ -398,13 +443,33 @@ mod tests {
             .collect()
     }
 
-    /// `rfft2` against the naive DFT and `irfft2(rfft2(x)) = x`, for grids whose `w/2` is even
-    /// and odd (the paired-column loops have a single-column remainder in one of the two
-    /// directions), and the packed two-field transforms against the single-field ones.
+    /// `rfft2` against the naive DFT and `irfft2(rfft2(x)) = x`, for grids whose `w/2` leaves
+    /// every remainder of the 4- and 2-column blocks of the transposes, and the packed
+    /// two-field transforms against the single-field ones.
     #[test]
     fn transforms_match_the_naive_dft_and_invert() {
-        for &(h, w) in &[(4, 4), (6, 10), (8, 6), (4, 12), (10, 8), (16, 14)] {
-            let f = Fft2::<f64>::new(h, w);
+        let sizes = [
+            (4, 4),
+            (6, 10),
+            (8, 6),
+            (4, 12),
+            (10, 8),
+            (16, 14),
+            (8, 18),
+            (6, 20),
+        ];
+        // Both code paths: the plain one and, where the CPU has it, the AVX2 one.
+        let paths = if has_avx2() {
+            vec![false, true]
+        } else {
+            vec![false]
+        };
+        for (&(h, w), avx2) in sizes
+            .iter()
+            .flat_map(|hw| paths.iter().map(move |&a| (hw, a)))
+        {
+            let mut f = Fft2::<f64>::new(h, w);
+            f.avx2 = avx2;
             let mut s = f.scratch();
             let n = f.spec_len();
             let x = field(h, w, 1.0);
