@@ -198,6 +198,11 @@ impl<T: NsFloat> Fft2<T> {
         for (g, sp) in grid.chunks_exact(pl).zip(spec.chunks_exact_mut(n)) {
             #[cfg(target_arch = "x86_64")]
             if self.avx2 {
+                if let (Some(g), Some(sp)) = (as_f32(g), as_f32_mut(sp)) {
+                    // SAFETY: AVX2 was detected at run time; the lengths are checked inside.
+                    unsafe { separate_f32_avx2(h, w, g, sp) };
+                    continue;
+                }
                 // SAFETY: AVX2 support was detected at run time when `self` was built.
                 unsafe { separate_avx2(h, w, g, sp) };
                 continue;
@@ -225,6 +230,11 @@ impl<T: NsFloat> Fft2<T> {
         for (g, sp) in grid.chunks_exact_mut(pl).zip(spec.chunks_exact(n)) {
             #[cfg(target_arch = "x86_64")]
             if self.avx2 {
+                if let (Some(sp), Some(g)) = (as_f32(sp), as_f32_mut(g)) {
+                    // SAFETY: AVX2 was detected at run time; the lengths are checked inside.
+                    unsafe { combine_f32_avx2(h, w, sp, g) };
+                    continue;
+                }
                 // SAFETY: AVX2 support was detected at run time when `self` was built.
                 unsafe { combine_avx2(h, w, sp, g) };
                 continue;
@@ -400,6 +410,157 @@ fn combine_avx2<T: NsFloat>(h: usize, w: usize, sp: &[Complex<T>], g: &mut [Comp
     combine_body(h, w, sp, g)
 }
 
+/// `Some(x)` viewed as `f32` values when `T` is `f32`.
+fn as_f32<T: NsFloat>(x: &[Complex<T>]) -> Option<&[Complex<f32>]> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: `T` is `f32`, so the two slice types are the same type.
+        Some(unsafe { &*(x as *const [Complex<T>] as *const [Complex<f32>]) })
+    } else {
+        None
+    }
+}
+
+/// `Some(x)` viewed as `f32` values when `T` is `f32`.
+fn as_f32_mut<T: NsFloat>(x: &mut [Complex<T>]) -> Option<&mut [Complex<f32>]> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: `T` is `f32`, so the two slice types are the same type.
+        Some(unsafe { &mut *(x as *mut [Complex<T>] as *mut [Complex<f32>]) })
+    } else {
+        None
+    }
+}
+
+/// [`separate_body`] for `f32` with AVX intrinsics: four columns `k .. k+4` per row pair, as
+/// one 256-bit load of `Z[k..k+4]`, one of `Z[w-k-3..w-k+1]` (reversed in registers), and four
+/// 128-bit stores of the `(2 A, 2 B)` pairs into the four columns. The arithmetic is the same
+/// as [`separate_body`] (one add or subtract per output), so the results are identical.
+///
+/// # Safety
+/// The CPU must support AVX2; `g` holds `h/2` rows of `w` values, `sp` at least `h (w/2+1)`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn separate_f32_avx2(h: usize, w: usize, g: &[Complex<f32>], sp: &mut [Complex<f32>]) {
+    use std::arch::x86_64::*;
+    let half = w / 2;
+    assert!(g.len() >= h / 2 * w && sp.len() >= h * (half + 1));
+    let sep = |zk: Complex<f32>, zc: Complex<f32>| {
+        let zc = zc.conj();
+        let d = zk - zc;
+        (zk + zc, Complex::new(d.im, -d.re))
+    };
+    for p in 0..h / 2 {
+        let z0 = g[p * w];
+        (sp[2 * p], sp[2 * p + 1]) = sep(z0, z0);
+    }
+    let gp = g.as_ptr() as *const f32;
+    let spp = sp.as_mut_ptr() as *mut f32;
+    // SAFETY (all pointer accesses below): columns k .. k+4 <= w/2 + 1 and rows p < h/2, so
+    // `p w + k + 3 < h/2 w`, `p w + w - k - 3 >= 0`, `p w + w - k + 1 <= h/2 w` and
+    // `(k + 3) h + 2 p + 1 < h (w/2 + 1)`: every access is inside the asserted lengths.
+    let odd = _mm256_setr_ps(0.0, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0, -0.0);
+    let mut k = 1;
+    unsafe {
+        while k + 4 <= half + 1 {
+            for p in 0..h / 2 {
+                let row = gp.add(2 * p * w);
+                let lo = _mm256_loadu_ps(row.add(2 * k));
+                let hi = _mm256_loadu_ps(row.add(2 * (w - k - 3)));
+                // conj(Z[w-k-i]) for i = 0..4.
+                let rev = _mm256_permute2f128_ps(hi, hi, 1);
+                let zc = _mm256_xor_ps(_mm256_permute_ps(rev, 0b01_00_11_10), odd);
+                let a2 = _mm256_add_ps(lo, zc);
+                let d = _mm256_sub_ps(lo, zc);
+                let b2 = _mm256_xor_ps(_mm256_permute_ps(d, 0b10_11_00_01), odd);
+                let p02 = _mm256_castpd_ps(_mm256_unpacklo_pd(
+                    _mm256_castps_pd(a2),
+                    _mm256_castps_pd(b2),
+                ));
+                let p13 = _mm256_castpd_ps(_mm256_unpackhi_pd(
+                    _mm256_castps_pd(a2),
+                    _mm256_castps_pd(b2),
+                ));
+                let at = |i: usize| spp.add(2 * ((k + i) * h + 2 * p));
+                _mm_storeu_ps(at(0), _mm256_castps256_ps128(p02));
+                _mm_storeu_ps(at(1), _mm256_castps256_ps128(p13));
+                _mm_storeu_ps(at(2), _mm256_extractf128_ps(p02, 1));
+                _mm_storeu_ps(at(3), _mm256_extractf128_ps(p13, 1));
+            }
+            k += 4;
+        }
+    }
+    while k <= half {
+        for p in 0..h / 2 {
+            let z = &g[p * w..(p + 1) * w];
+            (sp[k * h + 2 * p], sp[k * h + 2 * p + 1]) = sep(z[k], z[w - k]);
+        }
+        k += 1;
+    }
+}
+
+/// [`combine_body`] for `f32` with AVX intrinsics: four columns `k .. k+4` per row pair (four
+/// 128-bit loads of the `(A, B)` pairs), written as one 256-bit store of `z[k..k+4]` and one of
+/// `z[w-k-3..w-k+1]`. Same arithmetic as [`combine_body`], so the results are identical.
+///
+/// # Safety
+/// The CPU must support AVX2; `sp` holds at least `h (w/2+1)` values, `g` `h/2` rows of `w`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn combine_f32_avx2(h: usize, w: usize, sp: &[Complex<f32>], g: &mut [Complex<f32>]) {
+    use std::arch::x86_64::*;
+    let half = w / 2;
+    assert!(g.len() >= h / 2 * w && sp.len() >= h * (half + 1));
+    let comb = |a: Complex<f32>, b: Complex<f32>| {
+        (
+            Complex::new(a.re - b.im, a.im + b.re),
+            Complex::new(a.re + b.im, b.re - a.im),
+        )
+    };
+    for p in 0..h / 2 {
+        g[p * w] = Complex::new(sp[2 * p].re, sp[2 * p + 1].re);
+        g[p * w + half] = Complex::new(sp[half * h + 2 * p].re, sp[half * h + 2 * p + 1].re);
+    }
+    let spp = sp.as_ptr() as *const f32;
+    let gp = g.as_mut_ptr() as *mut f32;
+    // SAFETY (all pointer accesses below): columns 1 <= k .. k+4 <= w/2 and rows p < h/2, so
+    // every access is inside the asserted lengths (as in `separate_f32_avx2`).
+    let odd = _mm256_setr_ps(0.0, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0, -0.0);
+    let all = _mm256_set1_ps(-0.0);
+    let mut k = 1;
+    unsafe {
+        while k + 4 <= half {
+            for p in 0..h / 2 {
+                let at = |i: usize| spp.add(2 * ((k + i) * h + 2 * p));
+                let (v0, v1, v2, v3) = (
+                    _mm_loadu_ps(at(0)),
+                    _mm_loadu_ps(at(1)),
+                    _mm_loadu_ps(at(2)),
+                    _mm_loadu_ps(at(3)),
+                );
+                let a = _mm256_set_m128(_mm_movelh_ps(v2, v3), _mm_movelh_ps(v0, v1));
+                let b = _mm256_set_m128(_mm_movehl_ps(v3, v2), _mm_movehl_ps(v1, v0));
+                let bs = _mm256_permute_ps(b, 0b10_11_00_01); // (b.im, b.re)
+                let lo = _mm256_addsub_ps(a, bs); // (a.re - b.im, a.im + b.re)
+                let c = _mm256_addsub_ps(a, _mm256_xor_ps(bs, all)); // (a.re + b.im, a.im - b.re)
+                let c = _mm256_xor_ps(c, odd); // (a.re + b.im, b.re - a.im)
+                let c = _mm256_permute2f128_ps(c, c, 1);
+                let c = _mm256_permute_ps(c, 0b01_00_11_10); // complex order reversed
+                let row = gp.add(2 * p * w);
+                _mm256_storeu_ps(row.add(2 * k), lo);
+                _mm256_storeu_ps(row.add(2 * (w - k - 3)), c);
+            }
+            k += 4;
+        }
+    }
+    while k < half {
+        for p in 0..h / 2 {
+            let (zk, zc) = comb(sp[k * h + 2 * p], sp[k * h + 2 * p + 1]);
+            g[p * w + k] = zk;
+            g[p * w + w - k] = zc;
+        }
+        k += 1;
+    }
+}
+
 /// Pack a row-major `h x w` real field into the packed grid layout (rows `2p`, `2p+1` as the
 /// real and imaginary parts of complex row `p`).
 pub fn pack_rows<T: NsFloat>(field: &[T], grid: &mut [Complex<T>], w: usize) {
@@ -445,9 +606,10 @@ mod tests {
 
     /// `rfft2` against the naive DFT and `irfft2(rfft2(x)) = x`, for grids whose `w/2` leaves
     /// every remainder of the 4- and 2-column blocks of the transposes, and the packed
-    /// two-field transforms against the single-field ones.
-    #[test]
-    fn transforms_match_the_naive_dft_and_invert() {
+    /// two-field transforms against the single-field ones; `f64` and `f32` (which has its own
+    /// AVX kernels), plain and AVX2 paths. `tol` bounds the spectral error (values up to ~300)
+    /// and `tol_grid` the grid error (values ~1).
+    fn check<T: NsFloat>(tol: f64, tol_grid: f64) {
         let sizes = [
             (4, 4),
             (6, 10),
@@ -458,69 +620,90 @@ mod tests {
             (8, 18),
             (6, 20),
         ];
-        // Both code paths: the plain one and, where the CPU has it, the AVX2 one.
         let paths = if has_avx2() {
             vec![false, true]
         } else {
             vec![false]
         };
+        let c = |z: Complex<T>| Complex::new(z.re.as_f64(), z.im.as_f64());
+        let zero = Complex::new(T::zero(), T::zero());
         for (&(h, w), avx2) in sizes
             .iter()
             .flat_map(|hw| paths.iter().map(move |&a| (hw, a)))
         {
-            let mut f = Fft2::<f64>::new(h, w);
+            let mut f = Fft2::<T>::new(h, w);
             f.avx2 = avx2;
             let mut s = f.scratch();
             let n = f.spec_len();
-            let x = field(h, w, 1.0);
-            let mut spec = vec![Complex::new(0.0, 0.0); n];
+            let x: Vec<T> = field(h, w, 1.0).into_iter().map(T::lit).collect();
+            let x64: Vec<f64> = x.iter().map(|v| v.as_f64()).collect();
+            let mut spec = vec![zero; n];
             f.rfft2(&x, &mut spec, &mut s);
-            let want = naive_rfft2(&x, h, w);
+            let want = naive_rfft2(&x64, h, w);
             let err = spec
                 .iter()
                 .zip(&want)
-                .map(|(a, b)| (a - b).norm())
+                .map(|(&a, b)| (c(a) - b).norm())
                 .fold(0.0, f64::max);
-            assert!(err < 1e-11, "{h}x{w}: rfft2 vs naive DFT {err:e}");
-            let mut back = vec![0.0; h * w];
+            assert!(err < tol, "{h}x{w} avx2 {avx2}: rfft2 vs naive DFT {err:e}");
+            let mut back = vec![T::zero(); h * w];
             f.irfft2(&spec, &mut back, &mut s);
             let err = back
                 .iter()
-                .zip(&x)
-                .map(|(a, b)| (a - b).abs())
+                .zip(&x64)
+                .map(|(a, b)| (a.as_f64() - b).abs())
                 .fold(0.0, f64::max);
-            assert!(err < 1e-13, "{h}x{w}: irfft2(rfft2 x) - x = {err:e}");
+            assert!(
+                err < tol_grid,
+                "{h}x{w} avx2 {avx2}: irfft2(rfft2 x) - x = {err:e}"
+            );
 
             // Two fields at once in the packed layout: 2 rfft2, and back (unscaled).
-            let y = field(h, w, 7.0);
+            let y: Vec<T> = field(h, w, 7.0).into_iter().map(T::lit).collect();
             let pl = f.packed_len();
-            let mut grid = vec![Complex::new(0.0, 0.0); 2 * pl];
+            let mut grid = vec![zero; 2 * pl];
             pack_rows(&x, &mut grid[..pl], w);
             pack_rows(&y, &mut grid[pl..], w);
-            let mut spec2 = vec![Complex::new(0.0, 0.0); 2 * n];
+            let mut spec2 = vec![zero; 2 * n];
             f.forward_packed(&mut grid, &mut spec2, &mut s);
-            let mut spec_y = vec![Complex::new(0.0, 0.0); n];
+            let mut spec_y = vec![zero; n];
             f.rfft2(&y, &mut spec_y, &mut s);
             for (got, single) in spec2.chunks_exact(n).zip([&spec, &spec_y]) {
                 let err = got
                     .iter()
                     .zip(single.iter())
-                    .map(|(a, b)| (a - b * 2.0).norm())
+                    .map(|(&a, &b)| (c(a) - c(b) * 2.0).norm())
                     .fold(0.0, f64::max);
-                assert!(err < 1e-12, "{h}x{w}: forward_packed vs 2 rfft2 {err:e}");
+                assert!(
+                    err < tol,
+                    "{h}x{w} avx2 {avx2}: forward_packed vs 2 rfft2 {err:e}"
+                );
             }
             f.inverse_packed(&mut spec2, &mut grid, &mut s);
             let scale = 1.0 / (2 * h * w) as f64;
             for (g, orig) in grid.chunks_exact(pl).zip([&x, &y]) {
                 for p in 0..h / 2 {
                     for j in 0..w {
-                        let z = g[p * w + j] * scale;
-                        let e = (z.re - orig[2 * p * w + j]).abs()
-                            + (z.im - orig[(2 * p + 1) * w + j]).abs();
-                        assert!(e < 1e-13, "{h}x{w}: inverse_packed at ({p}, {j}): {e:e}");
+                        let z = c(g[p * w + j]) * scale;
+                        let e = (z.re - orig[2 * p * w + j].as_f64()).abs()
+                            + (z.im - orig[(2 * p + 1) * w + j].as_f64()).abs();
+                        assert!(
+                            e < tol_grid,
+                            "{h}x{w} avx2 {avx2}: inverse_packed at ({p}, {j}): {e:e}"
+                        );
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn transforms_match_the_naive_dft_and_invert_f64() {
+        check::<f64>(1e-11, 1e-13);
+    }
+
+    #[test]
+    fn transforms_match_the_naive_dft_and_invert_f32() {
+        check::<f32>(1e-3, 2e-6);
     }
 }
