@@ -782,8 +782,9 @@ impl<T: NsFloat> NsSolver<T> {
 
     /// Batch-minimum CFL step: every live sample takes the same step, the smallest of their
     /// CFL steps (the reference's behaviour). A sample that fails drops out of the minimum.
-    /// Each step runs in two parallel phases: the first Heun stage of every live sample (which
-    /// yields its CFL step), then, with the batch minimum, the rest of the step.
+    /// The CFL step of step `n + 1` comes from the first Heun stage of that step, so each
+    /// parallel task finishes step `n` of one sample and runs the first stage of step `n + 1`
+    /// (while its workspace is in cache); the batch minimum is taken between tasks.
     fn solve_lockstep(&self, src: &[T], dst: &mut [T]) -> Vec<SampleResult> {
         let n = self.fft.h * self.fft.w;
         struct Slot<T: NsFloat> {
@@ -791,12 +792,25 @@ impl<T: NsFloat> NsSolver<T> {
             dt: f64,
             status: SampleResult,
         }
-        let fresh = || {
-            Ok(SolveStats {
-                steps: 0,
-                dt_min: f64::INFINITY,
-                dt_max: 0.0,
-            })
+        impl<T: NsFloat> Slot<T> {
+            fn fail(&mut self, solver: &NsSolver<T>, why: String) {
+                self.status = Err(why);
+                if let Some(ws) = self.ws.take() {
+                    solver.give_workspace(ws);
+                }
+            }
+        }
+        let t_end = self.cfg.t_final;
+        // The first stage of step 0 (when there is a step) and its CFL step.
+        let first = |s: &mut Slot<T>| {
+            if t_end <= 0.0 {
+                return;
+            }
+            let Some(ws) = s.ws.as_mut() else { return };
+            match self.stage1(ws, true) {
+                Ok(speed2) => s.dt = self.cfl_dt(speed2),
+                Err(_) => s.fail(self, "velocity became non-finite at t = 0.000000".into()),
+            }
         };
         let mut slots: Vec<Slot<T>> = src
             .par_chunks(n)
@@ -810,33 +824,22 @@ impl<T: NsFloat> NsSolver<T> {
                 }
                 let mut ws = self.take_workspace();
                 self.load(&mut ws, x);
-                Slot {
+                let mut slot = Slot {
                     ws: Some(ws),
                     dt: 0.0,
-                    status: fresh(),
-                }
+                    status: Ok(SolveStats {
+                        steps: 0,
+                        dt_min: f64::INFINITY,
+                        dt_max: 0.0,
+                    }),
+                };
+                first(&mut slot);
+                slot
             })
             .collect();
-        let t_end = self.cfg.t_final;
         let mut time = 0.0f64;
         let mut steps = 0usize;
         while time < t_end {
-            // Phase 1: N(w_n) and the CFL step of every live sample.
-            slots
-                .par_iter_mut()
-                .filter(|s| s.ws.is_some())
-                .for_each(|s| {
-                    let Some(ws) = s.ws.as_mut() else { return };
-                    match self.stage1(ws, true) {
-                        Ok(speed2) => s.dt = self.cfl_dt(speed2),
-                        Err(_) => {
-                            s.status = Err(format!("velocity became non-finite at t = {time:.6}"));
-                            if let Some(ws) = s.ws.take() {
-                                self.give_workspace(ws);
-                            }
-                        }
-                    }
-                });
             let dt = slots
                 .iter()
                 .filter(|s| s.ws.is_some())
@@ -847,40 +850,46 @@ impl<T: NsFloat> NsSolver<T> {
             }
             if steps >= self.cfg.max_steps {
                 for s in slots.iter_mut().filter(|s| s.ws.is_some()) {
-                    s.status = Err(format!(
-                        "step limit {} reached at t = {time:.6} (batch CFL step {dt:.3e})",
-                        self.cfg.max_steps
-                    ));
-                    if let Some(ws) = s.ws.take() {
-                        self.give_workspace(ws);
-                    }
+                    s.fail(
+                        self,
+                        format!(
+                            "step limit {} reached at t = {time:.6} (batch CFL step {dt:.3e})",
+                            self.cfg.max_steps
+                        ),
+                    );
                 }
                 break;
             }
             let cur = if time + dt > t_end { t_end - time } else { dt };
             let t_next = time + cur;
-            // Phase 2: the rest of the step, with the shared step size.
+            // Finish step n with the shared step size, then the first stage of step n + 1
+            // (its CFL step) unless this was the last step.
             slots
                 .par_iter_mut()
                 .filter(|s| s.ws.is_some())
                 .for_each(|s| {
                     let Some(ws) = s.ws.as_mut() else { return };
-                    match self.finish_step(ws, cur) {
-                        Ok(()) => {
-                            if let Ok(st) = s.status.as_mut() {
-                                st.steps += 1;
-                                st.dt_max = st.dt_max.max(cur);
-                                if cur == dt || st.steps == 1 {
-                                    st.dt_min = st.dt_min.min(cur);
-                                }
-                            }
+                    if self.finish_step(ws, cur).is_err() {
+                        s.fail(
+                            self,
+                            format!("vorticity became non-finite at t = {t_next:.6}"),
+                        );
+                        return;
+                    }
+                    if let Ok(st) = s.status.as_mut() {
+                        st.steps += 1;
+                        st.dt_max = st.dt_max.max(cur);
+                        if cur == dt || st.steps == 1 {
+                            st.dt_min = st.dt_min.min(cur);
                         }
-                        Err(_) => {
-                            s.status =
-                                Err(format!("vorticity became non-finite at t = {t_next:.6}"));
-                            if let Some(ws) = s.ws.take() {
-                                self.give_workspace(ws);
-                            }
+                    }
+                    if t_next < t_end {
+                        match self.stage1(ws, true) {
+                            Ok(speed2) => s.dt = self.cfl_dt(speed2),
+                            Err(_) => s.fail(
+                                self,
+                                format!("velocity became non-finite at t = {t_next:.6}"),
+                            ),
                         }
                     }
                 });
