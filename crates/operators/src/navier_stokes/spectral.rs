@@ -9,9 +9,18 @@
 //! Conventions match `torch.fft.rfft2` / `irfft2` with the default ("backward") norm: the
 //! forward transform is unnormalised, the inverse divides by `H * W`.
 //!
-//! Cost. One `rfft2` or `irfft2` is `H/2` complex transforms of length `W` (two real rows
-//! packed in each) plus `W/2+1` complex transforms of length `H`: about `2.5 * H * W * log2(H * W)` flops, and three passes over
-//! `H * W` values.
+//! Packed grid layout (what the solver uses inside its time loop). A real field is held as
+//! `h/2` complex rows, `z_p[j] = x[2p][j] + i x[2p+1][j]`: exactly the input of the pair-packed
+//! row transforms, and, viewed as `h w` reals, a permutation of the grid, so pointwise products
+//! run on it directly. [`Fft2::forward_packed`] / [`Fft2::inverse_packed`] transform several
+//! such fields in one batched rustfft call per axis, with one pass per field in between that
+//! separates (or combines) the row pairs by Hermitian symmetry and transposes to (or from) the
+//! column-major spectrum: no pack/unpack passes.
+//!
+//! Cost. One transform is `H/2` complex transforms of length `W` (two real rows packed in each)
+//! plus `W/2+1` complex transforms of length `H`: about `2.5 * H * W * log2(H * W)` flops, and
+//! one transpose pass over `H * W` values (four columns at a time; `f32` with AVX2 has its own
+//! intrinsics kernels, 256-bit loads and stores along the rows).
 
 use std::sync::Arc;
 
