@@ -691,6 +691,10 @@ impl<T: NsFloat> NsSolver<T> {
     /// vorticity at `T`. Uses the configured step rule ([`TimeStep::AdaptiveBatchMin`] acts as
     /// [`TimeStep::Adaptive`] for a single sample). On failure returns the reason in words.
     pub fn solve_one(&self, w0: &[T], out: &mut [T]) -> SampleResult {
+        mono::solve_one(self, w0, out)
+    }
+
+    fn solve_one_impl(&self, w0: &[T], out: &mut [T]) -> SampleResult {
         let n = self.fft.h * self.fft.w;
         if w0.len() != n || out.len() != n {
             return Err(format!(
@@ -768,23 +772,28 @@ impl<T: NsFloat> NsSolver<T> {
         let w0 = w0.as_standard_layout();
         let src = w0.as_slice().unwrap_or(&[]);
         let mut out = Array3::<T>::from_elem((nb, h, w), T::nan());
-        let n = h * w;
         let dst = out.as_slice_mut().unwrap_or(&mut []);
-        let status = if matches!(self.cfg.time_step, TimeStep::AdaptiveBatchMin) && nb > 1 {
+        let status = mono::solve_into(self, src, dst, nb);
+        Ok((out, status))
+    }
+
+    /// The batch solve into `dst` (`nb` samples of `H W` values).
+    fn solve_into(&self, src: &[T], dst: &mut [T], nb: usize) -> Vec<SampleResult> {
+        let n = self.fft.h * self.fft.w;
+        if matches!(self.cfg.time_step, TimeStep::AdaptiveBatchMin) && nb > 1 {
             self.solve_lockstep(src, dst)
         } else {
             src.par_chunks(n)
                 .zip(dst.par_chunks_mut(n))
                 .map(|(x, y)| {
-                    let r = self.solve_one(x, y);
+                    let r = self.solve_one_impl(x, y);
                     if r.is_err() {
                         y.iter_mut().for_each(|v| *v = T::nan());
                     }
                     r
                 })
                 .collect()
-        };
-        Ok((out, status))
+        }
     }
 
     /// Batch-minimum CFL step: every live sample takes the same step, the smallest of their
@@ -920,6 +929,103 @@ impl<T: NsFloat> NsSolver<T> {
                 st
             })
             .collect()
+    }
+}
+
+/// Monomorphic entry points. A generic function is compiled in the crate that instantiates it,
+/// with that crate's build profile: a caller built at a lower optimisation level, or with
+/// overflow checks and debug assertions (the workspace's dev profile, e.g. xtask), would get a
+/// slow copy of the solver. For `f32` and `f64` the public entry points therefore call these
+/// non-generic functions, which are compiled here, with this crate's profile (opt-level 3, no
+/// checks, in both profiles).
+mod mono {
+    use std::any::TypeId;
+
+    use super::{NsFloat, NsSolver, SampleResult};
+
+    /// `x` as `&U` when `T` and `U` are the same type.
+    fn cast<T: 'static, U: 'static>(x: &T) -> Option<&U> {
+        (TypeId::of::<T>() == TypeId::of::<U>()).then(|| {
+            // SAFETY: `T` and `U` are the same type.
+            unsafe { &*(x as *const T as *const U) }
+        })
+    }
+
+    /// `x` as `&[U]` when `T` and `U` are the same type.
+    fn cast_slice<T: 'static, U: 'static>(x: &[T]) -> Option<&[U]> {
+        (TypeId::of::<T>() == TypeId::of::<U>()).then(|| {
+            // SAFETY: `T` and `U` are the same type.
+            unsafe { &*(x as *const [T] as *const [U]) }
+        })
+    }
+
+    /// `x` as `&mut [U]` when `T` and `U` are the same type.
+    fn cast_slice_mut<T: 'static, U: 'static>(x: &mut [T]) -> Option<&mut [U]> {
+        (TypeId::of::<T>() == TypeId::of::<U>()).then(|| {
+            // SAFETY: `T` and `U` are the same type.
+            unsafe { &mut *(x as *mut [T] as *mut [U]) }
+        })
+    }
+
+    pub(super) fn solve_into<T: NsFloat>(
+        s: &NsSolver<T>,
+        src: &[T],
+        dst: &mut [T],
+        nb: usize,
+    ) -> Vec<SampleResult> {
+        if let (Some(s32), Some(x), Some(y)) = (
+            cast::<_, NsSolver<f32>>(s),
+            cast_slice::<_, f32>(src),
+            cast_slice_mut::<_, f32>(&mut *dst),
+        ) {
+            return solve_into_f32(s32, x, y, nb);
+        }
+        if let (Some(s64), Some(x), Some(y)) = (
+            cast::<_, NsSolver<f64>>(s),
+            cast_slice::<_, f64>(src),
+            cast_slice_mut::<_, f64>(&mut *dst),
+        ) {
+            return solve_into_f64(s64, x, y, nb);
+        }
+        s.solve_into(src, dst, nb)
+    }
+
+    pub(super) fn solve_one<T: NsFloat>(s: &NsSolver<T>, w0: &[T], out: &mut [T]) -> SampleResult {
+        if let (Some(s32), Some(x), Some(y)) = (
+            cast::<_, NsSolver<f32>>(s),
+            cast_slice::<_, f32>(w0),
+            cast_slice_mut::<_, f32>(&mut *out),
+        ) {
+            return solve_one_f32(s32, x, y);
+        }
+        if let (Some(s64), Some(x), Some(y)) = (
+            cast::<_, NsSolver<f64>>(s),
+            cast_slice::<_, f64>(w0),
+            cast_slice_mut::<_, f64>(&mut *out),
+        ) {
+            return solve_one_f64(s64, x, y);
+        }
+        s.solve_one_impl(w0, out)
+    }
+
+    #[inline(never)]
+    fn solve_into_f32(s: &NsSolver<f32>, x: &[f32], y: &mut [f32], nb: usize) -> Vec<SampleResult> {
+        s.solve_into(x, y, nb)
+    }
+
+    #[inline(never)]
+    fn solve_into_f64(s: &NsSolver<f64>, x: &[f64], y: &mut [f64], nb: usize) -> Vec<SampleResult> {
+        s.solve_into(x, y, nb)
+    }
+
+    #[inline(never)]
+    fn solve_one_f32(s: &NsSolver<f32>, x: &[f32], y: &mut [f32]) -> SampleResult {
+        s.solve_one_impl(x, y)
+    }
+
+    #[inline(never)]
+    fn solve_one_f64(s: &NsSolver<f64>, x: &[f64], y: &mut [f64]) -> SampleResult {
+        s.solve_one_impl(x, y)
     }
 }
 
