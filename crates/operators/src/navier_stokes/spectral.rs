@@ -51,6 +51,16 @@ pub struct Fft2<T: NsFloat> {
     pub(super) avx2: bool,
 }
 
+#[inline(never)]
+fn plan_f32(h: usize, w: usize) -> Fft2<f32> {
+    Fft2::<f32>::plan(h, w)
+}
+
+#[inline(never)]
+fn plan_f64(h: usize, w: usize) -> Fft2<f64> {
+    Fft2::<f64>::plan(h, w)
+}
+
 /// Whether the CPU supports AVX2 (always false off x86-64).
 pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -82,7 +92,27 @@ pub struct FftScratch<T: NsFloat> {
 
 impl<T: NsFloat> Fft2<T> {
     /// Plan the transforms for an `h x w` grid (`h` even).
+    ///
+    /// For `f32` and `f64` the plans are built by non-generic functions of this crate: rustfft
+    /// instantiates its (generic) FFT kernels where the planner is called, so planning from a
+    /// generic function would compile the kernels in the calling crate, with its profile (a
+    /// dev-profile caller, e.g. xtask, got kernels with overflow checks, 3x the instructions).
     pub fn new(h: usize, w: usize) -> Self {
+        use std::any::{Any, TypeId};
+        let planned: Option<Box<dyn Any>> = if TypeId::of::<T>() == TypeId::of::<f32>() {
+            Some(Box::new(plan_f32(h, w)))
+        } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+            Some(Box::new(plan_f64(h, w)))
+        } else {
+            None
+        };
+        match planned.map(|b| b.downcast::<Self>()) {
+            Some(Ok(f)) => *f,
+            _ => Self::plan(h, w),
+        }
+    }
+
+    fn plan(h: usize, w: usize) -> Self {
         let mut cp = FftPlanner::<T>::new();
         let row_fwd = cp.plan_fft_forward(w);
         let row_inv = cp.plan_fft_inverse(w);
