@@ -1,12 +1,14 @@
 //! Wall time of the benchmark's configuration without PyTorch: a batch of 16 GRF fields, the
 //! batch-minimum CFL step, `solve_batch` on the rayon pool (set `RAYON_NUM_THREADS`), best of
-//! the repetitions, ms per sample.
+//! the repetitions, ms per sample. The fields are the bench's (`cargo xtask bench ns`: GRF
+//! samples of seed 2024, test stream `i`); with `NS_BATCH_NPY=PATH` they are also written to
+//! `PATH` as float64 `.npy` (for `xtask/python/ns_reference.py bench --input PATH`).
 //!
 //! `cargo run --release -p diffinv-operators --example ns_batch [RES [REPS [BATCH]]] [f64]`
 
 use std::time::Instant;
 
-use diffinv_operators::navier_stokes::dataset::{sample_rng, Split};
+use diffinv_operators::navier_stokes::dataset::{sample_rng, write_npy_f64, Split};
 use diffinv_operators::navier_stokes::{
     GaussianRandomField, NsConfig, NsFloat, NsSolver, TimeStep,
 };
@@ -18,11 +20,13 @@ fn run<T: NsFloat>(
     batch: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let grf = GaussianRandomField::fno(res, res)?;
-    let mut w0 = Vec::with_capacity(batch * res * res);
-    for i in 0..batch {
-        let mut rng = sample_rng(0, Split::Test, i as u64);
-        w0.extend(grf.sample(&mut rng).iter().map(|&v| T::lit(v)));
+    let fields: Vec<f64> = (0..batch)
+        .flat_map(|i| grf.sample(&mut sample_rng(2024, Split::Test, i as u64)))
+        .collect();
+    if let Ok(path) = std::env::var("NS_BATCH_NPY") {
+        write_npy_f64(std::path::Path::new(&path), &[batch, res, res], &fields)?;
     }
+    let w0: Vec<T> = fields.iter().map(|&v| T::lit(v)).collect();
     let x = Array3::from_shape_vec((batch, res, res), w0)?;
     let cfg = NsConfig {
         time_step: TimeStep::AdaptiveBatchMin,
