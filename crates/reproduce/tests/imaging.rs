@@ -164,3 +164,62 @@ fn unknown_methods_and_mismatched_test_images_fail_before_compute() {
         read_test_images(&fixtures().join("priors/natural64/test32.npy"), [3, 64, 64]).unwrap_err();
     assert!(e.to_string().contains("shape mismatch"), "{e}");
 }
+
+/// `diffinv-reproduce imaging --prior FILE.pt`: a user's TorchScript EDM checkpoint (here the
+/// exact denoiser of N(0, I), `x / (1 + sigma^2)`, written by tools/make_gaussian_edm.py) runs the
+/// same table with its own image shape and test images; without `--test-images` it fails at
+/// start-up with one line.
+#[test]
+fn a_torchscript_prior_runs_the_imaging_table_through_the_binary() {
+    let out = temp("script");
+    let bin = env!("CARGO_BIN_EXE_diffinv-reproduce");
+    let prior = fixtures().join("torchscript/gaussian_edm.pt");
+    let test = fixtures().join("priors/natural64/test32.npy");
+    let run = std::process::Command::new(bin)
+        .args([
+            "imaging",
+            "--tiny",
+            "--methods",
+            "DDS,Tikhonov",
+            "--tasks",
+            "sr4",
+            "--cases",
+            "1",
+        ])
+        .arg("--prior")
+        .arg(&prior)
+        .args(["--prior-kind", "edm", "--image-shape", "1,64,64"])
+        .arg("--test-images")
+        .arg(&test)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run the binary");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let csv = std::fs::read_to_string(out.join("imaging.csv")).unwrap();
+    let dds = csv
+        .lines()
+        .find(|l| l.starts_with("DDS,sr4,"))
+        .expect("DDS row");
+    let psnr: f64 = dds.split(',').nth(2).unwrap().parse().unwrap();
+    assert!(psnr.is_finite() && psnr > 5.0, "{dds}");
+    let missing = std::process::Command::new(bin)
+        .args(["imaging", "--tiny", "--image-shape", "1,64,64"])
+        .arg("--prior")
+        .arg(&prior)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run the binary");
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("needs --test-images") && err.lines().count() == 1,
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
