@@ -82,15 +82,15 @@ fn default_cases(p: Preset) -> usize {
     }
 }
 
-/// Expected wall time on 2 cores, printed before a run starts (measured for `quick`, from
-/// the evaluation counts for `full`; see docs/reproduction.md).
+/// Expected wall time on 2 cores, printed before a run starts (measured for both presets;
+/// the imaging `full` is extrapolated; see docs/reproduction.md).
 pub fn expected_wall_time(table: &str, p: Preset) -> &'static str {
     match (table, p) {
         (_, Preset::Tiny) => "seconds",
         ("ns", Preset::Quick) => "about 5 minutes",
         ("blackhole", Preset::Quick) => "about 3 minutes",
-        ("ns", Preset::Full) => "about 7 hours",
-        ("blackhole", Preset::Full) => "about 2 hours",
+        ("ns", Preset::Full) => "about 25 minutes",
+        ("blackhole", Preset::Full) => "about 8 minutes",
         _ => "unknown",
     }
 }

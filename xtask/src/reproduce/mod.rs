@@ -57,11 +57,11 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     let preset = if args.full { "full" } else { "quick" };
     if args.full {
         for t in &tables {
-            // Measured (quick) and extrapolated (full) on a 2-core machine; see docs/reproduction.md.
+            // Measured on a 2-core machine (ns, blackhole: both presets; imaging, gmm full: extrapolated); see docs/reproduction.md.
             let expected = match t.as_str() {
                 "gmm" => "about an hour",
-                "ns" => "about 7 hours",
-                "blackhole" => "about 2 hours",
+                "ns" => "about 25 minutes",
+                "blackhole" => "about 8 minutes",
                 "imaging" => "about 3 hours",
                 _ => "unknown",
             };
