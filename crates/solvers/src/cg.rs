@@ -385,32 +385,6 @@ mod tests {
     use approx::assert_abs_diff_eq;
     use ndarray::array;
 
-    /// Dense Cholesky solve in f64 for the reference.
-    fn dense_solve(m: &Array2<f64>, b: &Array1<f64>) -> Array1<f64> {
-        let n = m.nrows();
-        let mut l = Array2::<f64>::zeros((n, n));
-        for i in 0..n {
-            for j in 0..=i {
-                let s: f64 = (0..j).map(|k| l[[i, k]] * l[[j, k]]).sum();
-                if i == j {
-                    l[[i, i]] = (m[[i, i]] - s).sqrt();
-                } else {
-                    l[[i, j]] = (m[[i, j]] - s) / l[[j, j]];
-                }
-            }
-        }
-        let mut z = Array1::<f64>::zeros(n);
-        for i in 0..n {
-            let s: f64 = (0..i).map(|k| l[[i, k]] * z[k]).sum();
-            z[i] = (b[i] - s) / l[[i, i]];
-        }
-        let mut x = Array1::<f64>::zeros(n);
-        for i in (0..n).rev() {
-            let s: f64 = (i + 1..n).map(|k| l[[k, i]] * x[k]).sum();
-            x[i] = (z[i] - s) / l[[i, i]];
-        }
-        x
-    }
 
     fn spd() -> Array2<f64> {
         // B^T B + 0.5 I with a fixed non-symmetric B: SPD, condition number about 40.
@@ -452,7 +426,7 @@ mod tests {
         )
         .unwrap();
         for (i, row) in b.outer_iter().enumerate() {
-            let exact = dense_solve(&m, &row.mapv(f64::from));
+            let exact = super::fixtures::solve(&m, &row.mapv(f64::from));
             for j in 0..5 {
                 assert_abs_diff_eq!(f64::from(sol.x[[i, j]]), exact[j], epsilon = 1e-4);
             }
@@ -474,7 +448,7 @@ mod tests {
         let m = spd();
         let m32 = m.mapv(|v| v as f32);
         let b = array![[1.0f32, 2.0, 3.0, 4.0, 5.0]];
-        let exact = dense_solve(&m, &b.row(0).mapv(f64::from)).mapv(|v| v as f32);
+        let exact = super::fixtures::solve(&m, &b.row(0).mapv(f64::from)).mapv(|v| v as f32);
         let x0 = exact.clone().insert_axis(Axis(0));
         let sol = conjugate_gradient(
             |v| Ok(v.dot(&m32)),

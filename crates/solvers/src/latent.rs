@@ -211,7 +211,7 @@ impl Solver for LatentOptimization {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use approx::assert_abs_diff_eq;
-    use ndarray::{array, Array1};
+    use ndarray::array;
 
     use super::*;
     use crate::guidance::testing::linear_gaussian;
@@ -261,7 +261,7 @@ mod tests {
             m[[k, k]] += 1.0;
         }
         let rhs = b.t().dot(&y) / s2;
-        let eps_star = solve3(&m, &rhs);
+        let eps_star = crate::cg::fixtures::solve(&m, &rhs);
         let x_star = eps_star * a_gen;
         let out = Runner::new(lg.problem()).run(&solver, 3).unwrap();
         for row in out.samples.rows() {
@@ -297,26 +297,5 @@ mod tests {
         let p = crate::Problem::new(&lg.prior, &lg.op, &lg.lik).unwrap();
         let solver = LatentOptimization::new(LatentConfig::default()).unwrap();
         assert!(matches!(Runner::new(p).run(&solver, 0), Err(SolverError::Problem(_))));
-    }
-
-    fn solve3(m: &Array2<f64>, b: &Array1<f64>) -> Array1<f64> {
-        // Gaussian elimination without pivoting (m is SPD).
-        let mut a = m.clone();
-        let mut x = b.clone();
-        let n = x.len();
-        for k in 0..n {
-            for i in k + 1..n {
-                let f = a[[i, k]] / a[[k, k]];
-                for j in k..n {
-                    a[[i, j]] -= f * a[[k, j]];
-                }
-                x[i] -= f * x[k];
-            }
-        }
-        for k in (0..n).rev() {
-            let s: f64 = (k + 1..n).map(|j| a[[k, j]] * x[j]).sum();
-            x[k] = (x[k] - s) / a[[k, k]];
-        }
-        x
     }
 }
