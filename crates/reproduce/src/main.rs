@@ -73,6 +73,10 @@ struct Cli {
     /// Number of test cases (default: the preset's).
     #[arg(long)]
     cases: Option<usize>,
+    /// ns/blackhole: ensemble size of EKI and EnKG and candidate/query count of the others
+    /// (default: the preset's).
+    #[arg(long)]
+    particles: Option<usize>,
 }
 
 fn root() -> PathBuf {
@@ -292,6 +296,7 @@ fn run_tables(cli: &Cli, preset: Preset, tables: &[String]) -> Result<()> {
             prior,
             test_data,
             cases: cli.cases,
+            particles: cli.particles,
         };
         diffinv_reproduce::setup::PriorSpec::read(&req.prior)?;
         if t == "ns" && !req.test_data.is_file() {

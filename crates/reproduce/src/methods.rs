@@ -58,13 +58,16 @@ impl Preset {
     }
 }
 
-/// Build method `name` (one of [`METHODS`]) for `problem` at `preset`.
+/// Build method `name` (one of [`METHODS`]) for `problem` at `preset`; `particles` overrides
+/// the preset's ensemble size (EKI, EnKG) and candidate/query count (GSG, DPG, SCG, CPS).
 pub fn build(
     name: &str,
     problem: Problem,
     preset: Preset,
+    particles: Option<usize>,
 ) -> diffinv_solvers::Result<Box<dyn Solver>> {
     let (n, m, k) = preset.size();
+    let (n, m) = particles.map_or((n, m), |p| (p, p));
     let bh = problem == Problem::BlackHole;
     Ok(match name {
         // EKI: N particles drawn from the prior (k PF-ODE steps), then k/2 Kalman iterations
@@ -101,14 +104,18 @@ pub fn build(
             batch_size: m,
             ..Default::default()
         })?),
-        // EnKG: guidance 2.0 (Navier-Stokes) or 3.5 with lr_min_ratio 1e-3 (black hole), the
-        // reference's settings; one update per step and at most k/4 ODE steps below `full`.
+        // EnKG, the reference's settings per problem: Navier-Stokes guidance 2.0, 2 updates
+        // per step (1 below `full`), 5% unguided at each end; black hole guidance 3.5 decaying
+        // with lr_min_ratio 1e-3, 1 update per step, 10% unguided at each end. The clean
+        // estimate takes at most 10 (full) or 3 ODE steps (the reference: 20).
         "EnKG" => Box::new(Enkg::new(EnkgConfig {
             num_particles: n,
             num_steps: k,
-            num_updates: if preset == Preset::Full { 2 } else { 1 },
+            num_updates: if preset == Preset::Full && !bh { 2 } else { 1 },
             guidance_scale: if bh { 3.5 } else { 2.0 },
             lr_min_ratio: if bh { 1e-3 } else { 0.0 },
+            threshold_start: if bh { 0.1 } else { 0.05 },
+            threshold_end: if bh { 0.1 } else { 0.05 },
             max_ode_steps: if preset == Preset::Full { 10 } else { 3 },
             ..Default::default()
         })?),

@@ -52,6 +52,8 @@ pub struct Request {
     pub test_data: PathBuf,
     /// Override the preset's number of test cases.
     pub cases: Option<usize>,
+    /// Override the preset's ensemble size / candidate count (see [`build`]).
+    pub particles: Option<usize>,
 }
 
 /// One method on one test case.
@@ -156,10 +158,11 @@ fn run_case(
     method: &str,
     problem: Problem,
     preset: Preset,
+    particles: Option<usize>,
     sp: SolverProblem<'_>,
     seed: u64,
 ) -> Result<CaseRun> {
-    let solver = build(method, problem, preset)?;
+    let solver = build(method, problem, preset, particles)?;
     let ckpt = cache.checkpoint(key);
     if !resume {
         let _ = std::fs::remove_file(&ckpt);
@@ -209,6 +212,11 @@ const COST_HEADER: [&str; 7] = [
     "failed",
 ];
 
+/// Cache-folder suffix of a particle-count override (results of different sizes never mix).
+fn size_tag(req: &Request) -> String {
+    req.particles.map_or(String::new(), |p| format!("-n{p}"))
+}
+
 fn methods_of(req: &Request) -> Vec<String> {
     if req.methods.is_empty() {
         METHODS.iter().map(|s| s.to_string()).collect()
@@ -257,9 +265,12 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
     );
     let methods = methods_of(req);
     let cache = RowCache::open(
-        &req.out
-            .join(".cache")
-            .join(format!("ns-{}-seed{}", req.preset.name(), req.seed)),
+        &req.out.join(".cache").join(format!(
+            "ns-{}-seed{}{}",
+            req.preset.name(),
+            req.seed,
+            size_tag(req)
+        )),
         !req.resume,
     )?;
     let mut header = vec!["method", "noise", "rel_l2_mean", "rel_l2_std"];
@@ -304,6 +315,7 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
                             method,
                             Problem::NavierStokes,
                             req.preset,
+                            req.particles,
                             sp,
                             seed,
                         )?;
@@ -401,9 +413,12 @@ pub fn black_hole(req: &Request) -> Result<Table> {
     let prior = spec.load(64)?;
     let methods = methods_of(req);
     let cache = RowCache::open(
-        &req.out
-            .join(".cache")
-            .join(format!("blackhole-{}-seed{}", req.preset.name(), req.seed)),
+        &req.out.join(".cache").join(format!(
+            "blackhole-{}-seed{}{}",
+            req.preset.name(),
+            req.seed,
+            size_tag(req)
+        )),
         !req.resume,
     )?;
     // Held-out m-ring images: indices >= 4000 (the prior's training images are 0..4000).
@@ -452,6 +467,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
                         method,
                         Problem::BlackHole,
                         req.preset,
+                        req.particles,
                         sp,
                         seed,
                     )?;

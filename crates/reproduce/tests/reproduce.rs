@@ -47,6 +47,7 @@ fn request(out: PathBuf, prior: PathBuf, methods: &[&str]) -> Request {
         prior,
         test_data: PathBuf::new(),
         cases: Some(1),
+        particles: None,
     }
 }
 

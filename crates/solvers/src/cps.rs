@@ -8,7 +8,8 @@
 //! At a guided step, instead of one draw of `eps`, `M` candidates `x_k = mu + sqrt(f_i) eps_k` are
 //! drawn, each is denoised once, `x0_k = D(x_k; sigma_{i+1})`, and evaluated, `y_k = G(x0_k)`.
 //! With the mean residual gradient `rbar = (1/M) sum_k dL/dy (y_k)` and the measurement anomalies
-//! `y_k - ybar`, the cross-covariance weights `c_k = <rbar, y_k - ybar> / M` give the seeking
+//! `y_k - ybar` (by default both taken in the likelihood's whitened-residual space,
+//! [`Linearization::Residual`]), the cross-covariance weights `c_k = <rbar, y_k - ybar> / M` give the seeking
 //! direction `g = sum_k c_k eps_k` (a statistically linearised gradient of the loss with
 //! respect to the noise). The constrained update keeps the chosen noise on the high-density
 //! shell `||eps|| = sqrt(d)`:
@@ -28,7 +29,7 @@ use ndarray::{s, Array2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::problem::Evaluator;
+use crate::problem::{Evaluator, Linearization};
 use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
 
@@ -51,6 +52,9 @@ pub struct CpsConfig {
     pub restart_window: (f64, f64),
     /// Fraction of the first steps that are unguided plain SDE steps.
     pub guidance_start: f64,
+    /// Measurement space of the statistical linearisation (see [`Linearization`]; default the
+    /// likelihood's whitened residual).
+    pub linearization: Linearization,
     /// Noise schedule.
     pub schedule: EdmSchedule,
 }
@@ -64,6 +68,7 @@ impl Default for CpsConfig {
             restarts: 5,
             restart_window: (0.001, 0.2),
             guidance_start: 0.0,
+            linearization: Linearization::Residual,
             schedule: EdmSchedule::default(),
         }
     }
@@ -215,10 +220,9 @@ impl Solver for Cps {
                 let x0 = eval.denoise(cand.view(), sigma_next, i)?;
                 // Failure policy: a failed candidate is left out of its chain's combination.
                 let fr = eval.forward_robust(x0.view(), i, m)?;
-                let mut rgrad = eval.likelihood_grad(fr.y.view(), i)?;
-                fr.zero_failed(&mut rgrad);
-                let y = fr.y;
-                let nll = eval.nll(y.view(), i)?;
+                let nll = eval.nll(fr.y.view(), i)?;
+                let lin = eval.linearize(&fr, m, self.cfg.linearization, i)?;
+                let (y, rgrad) = (lin.y, lin.r);
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
                 let mut next = mu;
                 for c in 0..b {

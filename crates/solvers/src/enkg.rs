@@ -8,7 +8,10 @@
 //! 1. clean estimates `x0_j = Phi(x_j; sigma_i)`: a deterministic PF-ODE solve from `sigma_i` to 0
 //!    with `min(1 + (K - i) / 4, 20)` Euler steps (the reference's choice),
 //! 2. measurements `y_j = G(x0_j)`, evaluated as a black box,
-//! 3. residual gradients `r_j = dL/dy (y_j)`,
+//! 3. residual gradients `r_j = dL/dy (y_j)` (with [`Linearization::Residual`], the default,
+//!    `y_j` is replaced by the likelihood's whitened residual `g_j = r(G(x0_j))` and `r_j = g_j`:
+//!    the same step for a Gaussian likelihood, and continuous across the branch cut of closure
+//!    phases),
 //! 4. `C_jk = <r_j, y_k - ybar> / N`, `dx_j = sum_k C_jk (x_k - xbar)` (N x N Gram algebra only,
 //!    [`diffinv_ensemble::kalman_direction`]),
 //! 5. `x_j <- x_j - (lr_i / ||C||_F) dx_j`, the adaptive step of Kovachki & Stuart (2019).
@@ -23,7 +26,7 @@ use diffinv_priors::EdmSchedule;
 use ndarray::Zip;
 use serde::{Deserialize, Serialize};
 
-use crate::problem::{prior_error, Evaluator};
+use crate::problem::{prior_error, Evaluator, Linearization};
 use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
 
@@ -49,6 +52,10 @@ pub struct EnkgConfig {
     pub threshold_end: f64,
     /// Cap on the Euler steps of the clean estimate.
     pub max_ode_steps: usize,
+    /// Measurement space of the statistical linearisation (default: the likelihood's whitened
+    /// residual, which equals the reference's raw-measurement step for Gaussian likelihoods and
+    /// respects the wrap of closure phases; see [`Linearization`]).
+    pub linearization: Linearization,
     /// Noise schedule.
     pub schedule: EdmSchedule,
 }
@@ -64,6 +71,7 @@ impl Default for EnkgConfig {
             threshold_start: 0.05,
             threshold_end: 0.05,
             max_ode_steps: 20,
+            linearization: Linearization::Residual,
             schedule: EdmSchedule::default(),
         }
     }
@@ -185,12 +193,10 @@ impl Solver for Enkg {
                 .map_err(|e| prior_error(e, i))?;
                 // Failure policy: a failed particle is left out of this update.
                 let fr = eval.forward_robust(x0.view(), i, x0.nrows())?;
-                let mut r = eval.likelihood_grad(fr.y.view(), i)?;
-                fr.zero_failed(&mut r);
-                let y = fr.y;
-                let nll = eval.nll(y.view(), i)?;
+                let lin = eval.linearize(&fr, x0.nrows(), self.cfg.linearization, i)?;
+                let nll = eval.nll(fr.y.view(), i)?;
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
-                let kd = kalman_direction(state.x.view(), y.view(), r.view())
+                let kd = kalman_direction(state.x.view(), lin.y.view(), lin.r.view())
                     .map_err(|source| SolverError::Ensemble { step: i, source })?;
                 let norm =
                     kd.c.iter()

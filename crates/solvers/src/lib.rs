@@ -93,7 +93,7 @@ pub use latent::{LatentConfig, LatentOptimization};
 pub use mcg::{Mcg, McgConfig};
 pub use mo::MoConfig;
 pub use pigdm::{Pigdm, PigdmConfig};
-pub use problem::{CostSummary, Evaluator, Problem, RobustForward};
+pub use problem::{CostSummary, Evaluator, Linearization, Linearized, Problem, RobustForward};
 pub use reddiff::{RedDiff, RedDiffConfig};
 pub use runner::{Checkpoint, Observer, ProgressObserver, RunOutput, Runner};
 pub use scg::{Scg, ScgConfig};
