@@ -32,7 +32,7 @@ use diffinv_priors::FourierGaussian;
 use crate::{DatasetError, Result};
 
 /// Tag of the per-image random streams.
-const TAG_MRING: u64 = 0x6d72_696e_67;
+const TAG_MRING: u64 = 0x6d_7269_6e67;
 
 /// Ranges of the m-ring family. Every `(lo, hi)` pair is a uniform range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,7 +116,7 @@ impl MringConfig {
         if self.resolution < 8 {
             return Err(DatasetError::InvalidParameter { name: "resolution", reason: format!("{} < 8", self.resolution) });
         }
-        if !(self.fov_uas > 0.0) {
+        if self.fov_uas.is_nan() || self.fov_uas <= 0.0 {
             return Err(DatasetError::InvalidParameter { name: "fov_uas", reason: "must be positive".into() });
         }
         check_range("diameter_uas", self.diameter_uas, 0.0)?;
@@ -305,7 +305,7 @@ pub fn ring_stats(cfg: &MringConfig, img: &[f32]) -> Result<RingStats> {
     for i in 0..n {
         for j in 0..n {
             let v = f64::from(img[i * n + j]);
-            if !(v > floor) {
+            if v.is_nan() || v <= floor {
                 continue;
             }
             let (dl, dm) = pixel_coords(cfg, i, j);
@@ -316,7 +316,7 @@ pub fn ring_stats(cfg: &MringConfig, img: &[f32]) -> Result<RingStats> {
             im += v * phi.sin();
         }
     }
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return Err(DatasetError::InvalidParameter { name: "img", reason: "no positive flux".into() });
     }
     Ok(RingStats { diameter_uas: 2.0 * rsum / total, asymmetry: re.hypot(im) / total, angle: im.atan2(re), flux })

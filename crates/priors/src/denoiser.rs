@@ -26,7 +26,7 @@ pub trait Denoiser: Send + Sync {
     fn score(&self, x: ArrayView2<'_, f32>, sigma: f32) -> Result<Array2<f32>> {
         let d = self.denoise(x, sigma)?;
         let inv = 1.0 / (sigma * sigma);
-        Ok((d - &x) * inv)
+        Ok((d - x) * inv)
     }
 }
 

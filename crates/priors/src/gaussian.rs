@@ -112,14 +112,14 @@ impl Gaussian {
         fill_normal_f64(rng, &mut z);
         match &self.cov {
             Covariance::Diagonal(v) => {
-                for i in 0..d {
-                    out[i] = self.mean[i] + v[i].sqrt() * z[i];
+                for (((o, m), vi), zi) in out.iter_mut().zip(&self.mean).zip(v).zip(&z).take(d) {
+                    *o = m + vi.sqrt() * zi;
                 }
             }
             Covariance::Full { chol, .. } => {
                 lower_mul(chol.view(), &z, out);
-                for i in 0..d {
-                    out[i] += self.mean[i];
+                for (o, m) in out.iter_mut().zip(&self.mean).take(d) {
+                    *o += m;
                 }
             }
         }

@@ -37,7 +37,7 @@ fn normalise_weights(w: &[f64]) -> Result<Vec<f64>> {
         return Err(PriorError::InvalidParameter { name: "weights", reason: "weights must be finite and >= 0".into() });
     }
     let s: f64 = w.iter().sum();
-    if !(s > 0.0) {
+    if s.is_nan() || s <= 0.0 {
         return Err(PriorError::InvalidParameter { name: "weights", reason: "weights sum to zero".into() });
     }
     Ok(w.iter().map(|v| v / s).collect())
@@ -73,7 +73,7 @@ impl GaussianMixture {
     /// components in dimension `d` (even, at least 2) with means `(8i, 8j, 8i, 8j, ...)`,
     /// `i, j in {-2, ..., 2}`, and the given weights.
     pub fn mcgdiff_grid(d: usize, weights: &[f64]) -> Result<Self> {
-        if d < 2 || d % 2 != 0 {
+        if d < 2 || !d.is_multiple_of(2) {
             return Err(PriorError::InvalidParameter { name: "d", reason: format!("must be even and >= 2, got {d}") });
         }
         let mut comps = Vec::with_capacity(25);

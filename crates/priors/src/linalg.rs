@@ -19,7 +19,7 @@ pub fn cholesky(a: ArrayView2<'_, f64>, what: &str) -> Result<Array2<f64>> {
         for k in 0..j {
             s -= l[[j, k]] * l[[j, k]];
         }
-        if !(s > 0.0) || !s.is_finite() {
+        if s.is_nan() || s <= 0.0 || !s.is_finite() {
             return Err(PriorError::NotPositiveDefinite { what: what.to_string(), pivot: j });
         }
         let d = s.sqrt();

@@ -24,8 +24,8 @@ use diffinv_priors::Denoiser;
 use diffinv_solvers::{
     CgOptions, Cps, CpsConfig, Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig, Dps,
     DpsConfig, Enkg, EnkgConfig, Mcg, McgConfig, MoConfig, Pigdm, PigdmConfig, PnpAdmm,
-    PnpAdmmConfig, Problem as SolverProblem, Red, RedConfig, RedDiff, RedDiffConfig, Runner,
-    Solver, Tikhonov, TikhonovConfig, TotalVariation, TvConfig,
+    PnpAdmmConfig, Problem as SolverProblem, Red, RedConfig, RedDiff, RedDiffConfig, Solver,
+    Tikhonov, TikhonovConfig, TotalVariation, TvConfig,
 };
 use ndarray::{Array1, Array2, ArrayView1, Axis};
 use serde::{Deserialize, Serialize};
@@ -399,6 +399,9 @@ pub struct ImagingRequest {
     pub lpips: Option<PathBuf>,
 }
 
+/// `(method, task, Some((psnr, ssim, nfe)))`, or `None` where the method does not apply.
+type SummaryRow = (String, Task, Option<(f64, f64, u64)>);
+
 /// One method on one image of one task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImagingResult {
@@ -514,7 +517,7 @@ pub fn imaging(
     }
     header.extend(["nfe", "fwd", "seconds", "images"]);
     let mut table = Table::new(&header);
-    let mut summary: Vec<(String, Task, Option<(f64, f64, u64)>)> = Vec::new();
+    let mut summary: Vec<SummaryRow> = Vec::new();
     std::fs::create_dir_all(&req.out)?;
     for &task in &tasks {
         let op = TaskOperator::new(task, shape, req.seed)?;
@@ -559,50 +562,40 @@ pub fn imaging(
             let mut rs = Vec::new();
             for (i, lik) in liks.iter().enumerate() {
                 let key = format!("{method}-{}-image{i}", task.name());
-                let r = match cache.get::<ImagingResult>(&key) {
-                    Some(r) if req.resume => r,
-                    _ => {
-                        let solver = build(method, task, req.preset)?;
-                        let sp = op.problem(prior, lik)?;
-                        let ckpt = cache.checkpoint(&key);
-                        if !req.resume {
-                            let _ = std::fs::remove_file(&ckpt);
-                        }
-                        let out = Runner::new(sp)
-                            .with_checkpoint(&ckpt)
-                            .run(solver.as_ref(), req.seed.wrapping_add(17 * i as u64))
-                            .with_context(|| format!("{method} on {} image {i}", task.name()))?;
-                        let _ = std::fs::remove_file(&ckpt);
-                        let zmean = out
-                            .samples
-                            .mean_axis(Axis(0))
-                            .unwrap_or_else(|| Array1::zeros(d));
-                        let recon = to_x(zmean.view());
-                        let truth = images.row(i);
-                        let psnr = diffinv_metrics::psnr(recon.view(), truth, 1.0)?;
-                        let ssim = diffinv_metrics::ssim::ssim(
-                            recon.view().into_shape_with_order(shape)?,
-                            truth.into_shape_with_order(shape)?,
-                            1.0,
-                        )?;
-                        let lp = match &lpips {
-                            Some(l) => Some(l.distance(recon.view(), truth, shape)?),
-                            None => None,
-                        };
-                        let c = out.cost;
-                        let r = ImagingResult {
-                            psnr,
-                            ssim,
-                            lpips: lp,
-                            nfe: c.den_total + c.den_grad_total,
-                            fwd: c.fwd_total + c.fwd_grad_total,
-                            seconds: c.seconds,
-                            recon: recon.to_vec(),
-                        };
-                        cache.put(&key, &r)?;
-                        r
-                    }
-                };
+                let r = cache.get_or_compute(&key, req.resume, || {
+                    let solver = build(method, task, req.preset)?;
+                    let sp = op.problem(prior, lik)?;
+                    let seed = req.seed.wrapping_add(17 * i as u64);
+                    let out =
+                        cache.run_checkpointed(&key, req.resume, sp, solver.as_ref(), seed)?;
+                    let zmean = out
+                        .samples
+                        .mean_axis(Axis(0))
+                        .unwrap_or_else(|| Array1::zeros(d));
+                    let recon = to_x(zmean.view());
+                    let truth = images.row(i);
+                    let psnr = diffinv_metrics::psnr(recon.view(), truth, 1.0)?;
+                    let ssim = diffinv_metrics::ssim::ssim(
+                        recon.view().into_shape_with_order(shape)?,
+                        truth.into_shape_with_order(shape)?,
+                        1.0,
+                    )?;
+                    let lp = match &lpips {
+                        Some(l) => Some(l.distance(recon.view(), truth, shape)?),
+                        None => None,
+                    };
+                    let c = out.cost;
+                    let r = ImagingResult {
+                        psnr,
+                        ssim,
+                        lpips: lp,
+                        nfe: c.den_total + c.den_grad_total,
+                        fwd: c.fwd_total + c.fwd_grad_total,
+                        seconds: c.seconds,
+                        recon: recon.to_vec(),
+                    };
+                    anyhow::Ok(r)
+                })?;
                 eprintln!(
                     "imaging {method} {} image {i}: PSNR {:.2}, SSIM {:.3} ({} NFE, {:.1} s)",
                     task.name(),

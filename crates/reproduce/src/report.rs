@@ -110,6 +110,46 @@ impl RowCache {
     pub fn checkpoint(&self, key: &str) -> std::path::PathBuf {
         self.path(key).with_extension("ckpt.json")
     }
+
+    /// The result of one (method, case): the cached value of `key` when `resume` is set and
+    /// one exists, else `compute()`'s, stored under `key` before it is returned.
+    pub fn get_or_compute<T, F>(&self, key: &str, resume: bool, compute: F) -> Result<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: FnOnce() -> Result<T>,
+    {
+        if resume {
+            if let Some(v) = self.get(key) {
+                return Ok(v);
+            }
+        }
+        let v = compute()?;
+        self.put(key, &v)?;
+        Ok(v)
+    }
+
+    /// Run `solver` on `problem` with the per-step checkpoint of `key`: continued from it when
+    /// `resume` is set, started afresh (stale checkpoint removed) otherwise; the checkpoint is
+    /// removed once the run has finished.
+    pub fn run_checkpointed(
+        &self,
+        key: &str,
+        resume: bool,
+        problem: diffinv_solvers::Problem<'_>,
+        solver: &dyn diffinv_solvers::Solver,
+        seed: u64,
+    ) -> Result<diffinv_solvers::RunOutput> {
+        let ckpt = self.checkpoint(key);
+        if !resume {
+            let _ = std::fs::remove_file(&ckpt);
+        }
+        let out = diffinv_solvers::Runner::new(problem)
+            .with_checkpoint(&ckpt)
+            .run(solver, seed)
+            .with_context(|| format!("{} ({key})", solver.name()))?;
+        let _ = std::fs::remove_file(&ckpt);
+        Ok(out)
+    }
 }
 
 /// Mean and sample standard deviation (0 for one value).

@@ -23,7 +23,7 @@ use diffinv_operators::navier_stokes::dataset::read_npy;
 use diffinv_operators::navier_stokes::{NavierStokes2d, NavierStokesConfig};
 use diffinv_operators::{ForwardModel, GaussianLikelihood};
 use diffinv_priors::Denoiser;
-use diffinv_solvers::{CostSummary, Problem as SolverProblem, Runner};
+use diffinv_solvers::{CostSummary, Problem as SolverProblem};
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
@@ -163,15 +163,7 @@ fn run_case(
     seed: u64,
 ) -> Result<CaseRun> {
     let solver = build(method, problem, preset, particles)?;
-    let ckpt = cache.checkpoint(key);
-    if !resume {
-        let _ = std::fs::remove_file(&ckpt);
-    }
-    let out = Runner::new(sp)
-        .with_checkpoint(&ckpt)
-        .run(solver.as_ref(), seed)
-        .with_context(|| format!("{method} ({key})"))?;
-    let _ = std::fs::remove_file(&ckpt);
+    let out = cache.run_checkpointed(key, resume, sp, solver.as_ref(), seed)?;
     // The step log is what the runner's observers saw (and it survives a resume, which an
     // observer of the second process alone would not).
     let misfit = out
@@ -303,35 +295,31 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
             let mut costs = Vec::new();
             for (f, (truth, lik)) in cases.iter().enumerate() {
                 let key = format!("{method}-noise{noise}-field{f}");
-                let r = match cache.get::<CaseResult>(&key) {
-                    Some(r) if req.resume => r,
-                    _ => {
-                        let sp = SolverProblem::new(&prior, &fwd, lik)?;
-                        let seed = req.seed.wrapping_add(17 * f as u64);
-                        let (samples, cost, misfit) = run_case(
-                            &cache,
-                            &key,
-                            req.resume,
-                            method,
-                            Problem::NavierStokes,
-                            req.preset,
-                            req.particles,
-                            sp,
-                            seed,
-                        )?;
-                        let x = fwd.to_physical(samples.view());
-                        let recon = mean_row(&x);
-                        let e = diffinv_metrics::relative_l2(recon.view(), truth.row(0))?;
-                        let r = CaseResult {
-                            metrics: vec![("rel_l2".into(), e)],
-                            cost,
-                            recon: recon.to_vec(),
-                            misfit,
-                        };
-                        cache.put(&key, &r)?;
-                        r
-                    }
-                };
+                let r = cache.get_or_compute(&key, req.resume, || {
+                    let sp = SolverProblem::new(&prior, &fwd, lik)?;
+                    let seed = req.seed.wrapping_add(17 * f as u64);
+                    let (samples, cost, misfit) = run_case(
+                        &cache,
+                        &key,
+                        req.resume,
+                        method,
+                        Problem::NavierStokes,
+                        req.preset,
+                        req.particles,
+                        sp,
+                        seed,
+                    )?;
+                    let x = fwd.to_physical(samples.view());
+                    let recon = mean_row(&x);
+                    let e = diffinv_metrics::relative_l2(recon.view(), truth.row(0))?;
+                    let r = CaseResult {
+                        metrics: vec![("rel_l2".into(), e)],
+                        cost,
+                        recon: recon.to_vec(),
+                        misfit,
+                    };
+                    anyhow::Ok(r)
+                })?;
                 eprintln!(
                     "ns {method} noise {noise} field {f}: rel L2 {:.3} ({:.1} s, {} failed)",
                     r.metrics[0].1, r.cost.seconds, r.cost.failed
@@ -455,47 +443,42 @@ pub fn black_hole(req: &Request) -> Result<Table> {
         let mut costs = Vec::new();
         for (c, lik) in cases.iter().enumerate() {
             let key = format!("{method}-image{c}");
-            let r = match cache.get::<CaseResult>(&key) {
-                Some(r) if req.resume => r,
-                _ => {
-                    let sp = SolverProblem::new(&prior, &fwd, lik)?;
-                    let seed = req.seed.wrapping_add(17 * c as u64);
-                    let (samples, cost, misfit) = run_case(
-                        &cache,
-                        &key,
-                        req.resume,
-                        method,
-                        Problem::BlackHole,
-                        req.preset,
-                        req.particles,
-                        sp,
-                        seed,
-                    )?;
-                    let x = fwd.to_physical(samples.view());
-                    let recon = mean_row(&x);
-                    let truth = imgs.row(c);
-                    let psnr = diffinv_metrics::psnr(recon.view(), truth, 1.0)?;
-                    let rb =
-                        Array1::from(gaussian_blur(recon.as_slice().unwrap_or(&[]), n, sigma_px));
-                    let tb = Array1::from(gaussian_blur(&truth.to_vec(), n, sigma_px));
-                    let bpsnr = diffinv_metrics::psnr(rb.view(), tb.view(), 1.0)?;
-                    let y = op.forward(recon.view().insert_axis(Axis(0)))?;
-                    let (cp, ca) = lik.reduced_chi2(y.row(0).as_slice().unwrap_or(&[]))?;
-                    let r = CaseResult {
-                        metrics: vec![
-                            ("psnr".into(), psnr),
-                            ("blurred_psnr".into(), bpsnr),
-                            ("chi2_cphase".into(), cp),
-                            ("chi2_logcamp".into(), ca),
-                        ],
-                        cost,
-                        recon: recon.to_vec(),
-                        misfit,
-                    };
-                    cache.put(&key, &r)?;
-                    r
-                }
-            };
+            let r = cache.get_or_compute(&key, req.resume, || {
+                let sp = SolverProblem::new(&prior, &fwd, lik)?;
+                let seed = req.seed.wrapping_add(17 * c as u64);
+                let (samples, cost, misfit) = run_case(
+                    &cache,
+                    &key,
+                    req.resume,
+                    method,
+                    Problem::BlackHole,
+                    req.preset,
+                    req.particles,
+                    sp,
+                    seed,
+                )?;
+                let x = fwd.to_physical(samples.view());
+                let recon = mean_row(&x);
+                let truth = imgs.row(c);
+                let psnr = diffinv_metrics::psnr(recon.view(), truth, 1.0)?;
+                let rb = Array1::from(gaussian_blur(recon.as_slice().unwrap_or(&[]), n, sigma_px));
+                let tb = Array1::from(gaussian_blur(&truth.to_vec(), n, sigma_px));
+                let bpsnr = diffinv_metrics::psnr(rb.view(), tb.view(), 1.0)?;
+                let y = op.forward(recon.view().insert_axis(Axis(0)))?;
+                let (cp, ca) = lik.reduced_chi2(y.row(0).as_slice().unwrap_or(&[]))?;
+                let r = CaseResult {
+                    metrics: vec![
+                        ("psnr".into(), psnr),
+                        ("blurred_psnr".into(), bpsnr),
+                        ("chi2_cphase".into(), cp),
+                        ("chi2_logcamp".into(), ca),
+                    ],
+                    cost,
+                    recon: recon.to_vec(),
+                    misfit,
+                };
+                anyhow::Ok(r)
+            })?;
             eprintln!("blackhole {method} image {c}: PSNR {:.2}, blurred {:.2}, chi2 cp {:.2}, lca {:.2} ({:.1} s, {} failed)", r.metrics[0].1, r.metrics[1].1, r.metrics[2].1, r.metrics[3].1, r.cost.seconds, r.cost.failed);
             for (k, v) in ms.iter_mut().enumerate() {
                 v.push(r.metrics[k].1);

@@ -179,6 +179,8 @@ impl Attention {
     }
 }
 
+// Layers are built once per network; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Layer {
     Res(ResBlock),
