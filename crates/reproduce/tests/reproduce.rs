@@ -143,6 +143,41 @@ fn blackhole_table_runs_end_to_end_and_resume_reuses_finished_rows() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// `--particles N` resizes the ensemble (EnKG's forward evaluations scale by N / 4 against the
+/// tiny preset's 4 particles) and is cached apart: a resumed default-size run is not served
+/// the resized rows.
+#[test]
+fn particle_override_resizes_the_ensemble_and_is_cached_apart() {
+    let Some(dir) = shipped_blackhole() else {
+        return;
+    };
+    let out = temp("bh-particles");
+    let base = request(out.clone(), dir, &["EnKG"]);
+    let fwd = |t: &diffinv_reproduce::report::Table| -> f64 {
+        let col = t
+            .header
+            .iter()
+            .position(|h| h == "fwd_total")
+            .expect("fwd_total column");
+        t.rows[0][col].parse().expect("number")
+    };
+    let four = black_hole(&base).expect("default size");
+    let six = black_hole(&Request {
+        particles: Some(6),
+        resume: true,
+        ..base.clone()
+    })
+    .expect("six particles");
+    approx::assert_relative_eq!(fwd(&six), fwd(&four) * 1.5, max_relative = 1e-9);
+    let again = black_hole(&Request {
+        resume: true,
+        ..base
+    })
+    .expect("resumed default size");
+    assert_eq!(fwd(&again), fwd(&four));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn ns_table_runs_end_to_end() {
     let ns = priors().join("ns64");
