@@ -89,6 +89,40 @@ fn run_tests(extra: &[String]) -> Result<()> {
     if !st.success() {
         bail!("doc tests failed");
     }
+    run_clippy(&env)
+}
+
+/// `cargo clippy --workspace --all-targets -- -D warnings`: the workspace stays lint-clean.
+/// Skipped with a message where the toolchain has no clippy component.
+fn run_clippy(env: &torch_env::TorchEnv) -> Result<()> {
+    let has_clippy = cargo()
+        .args(["clippy", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !has_clippy {
+        eprintln!(
+            "xtask: clippy is not installed (rustup component add clippy): lint step skipped"
+        );
+        return Ok(());
+    }
+    let mut c = cargo();
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    env.apply(&mut c);
+    eprintln!("xtask: cargo clippy --workspace --all-targets -- -D warnings");
+    let st = c.status().context("running cargo clippy")?;
+    if !st.success() {
+        bail!("clippy found warnings");
+    }
     Ok(())
 }
 

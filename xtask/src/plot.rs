@@ -40,11 +40,11 @@ pub fn scatter_panels(path: &Path, panels: &[Panel], size: u32) -> Result<()> {
             y1 = y1.max(y);
         }
     }
-    if !(x0 < x1) {
+    if x0.is_nan() || x1.is_nan() || x0 >= x1 {
         x0 -= 1.0;
         x1 += 1.0;
     }
-    if !(y0 < y1) {
+    if y0.is_nan() || y1.is_nan() || y0 >= y1 {
         y0 -= 1.0;
         y1 += 1.0;
     }
@@ -85,10 +85,13 @@ pub fn scatter_panels(path: &Path, panels: &[Panel], size: u32) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// One line: its `(x, y)` points and RGB colour.
+pub type Series = (Vec<(f64, f64)>, [u8; 3]);
+
 /// A line plot of several series `(x_i, y_i)` on shared axes (log scale on y if `log_y`).
 pub fn line_plot(
     path: &Path,
-    series: &[(Vec<(f64, f64)>, [u8; 3])],
+    series: &[Series],
     log_y: bool,
     width: u32,
     height: u32,
@@ -110,10 +113,10 @@ pub fn line_plot(
         y0 = y0.min(ty(y));
         y1 = y1.max(ty(y));
     }
-    if !(x0 < x1) {
+    if x0.is_nan() || x1.is_nan() || x0 >= x1 {
         x1 = x0 + 1.0;
     }
-    if !(y0 < y1) {
+    if y0.is_nan() || y1.is_nan() || y0 >= y1 {
         y1 = y0 + 1.0;
     }
     let mut img = RgbImage::from_pixel(width, height, BG);

@@ -194,6 +194,7 @@ pub fn mean_error(samples: ArrayView2<'_, f32>, reference_mean: ArrayView1<'_, f
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use approx::assert_relative_eq;

@@ -105,6 +105,7 @@ pub fn check_symmetric(a: ArrayView2<'_, f64>, what: &'static str) -> Result<()>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use approx::assert_abs_diff_eq;

@@ -82,6 +82,7 @@ pub fn karras_sigmas(start: f64, end: f64, rho: f64, n: usize) -> Result<Vec<f64
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use approx::assert_relative_eq;

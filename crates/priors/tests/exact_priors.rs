@@ -1,5 +1,6 @@
 //! Exactness of the analytic priors: closed forms, Tweedie's formula checked independently,
 //! exact posteriors, and PF-ODE sampling with the exact denoiser.
+#![allow(clippy::unwrap_used)]
 
 use approx::assert_abs_diff_eq;
 use diffinv_metrics::{sliced_wasserstein, SlicedWassersteinConfig};
@@ -145,7 +146,7 @@ fn mixture_denoiser_is_tweedie_of_the_marginal() {
 
 #[test]
 fn mixture_denoiser_is_stable_from_1e_minus_3_to_1e3() {
-    let gmm = GaussianMixture::mcgdiff_grid(80, &vec![1.0; 25]).unwrap();
+    let gmm = GaussianMixture::mcgdiff_grid(80, &[1.0; 25]).unwrap();
     let x = gmm.sample(16, 1);
     let far = x.mapv(|v| v * 1000.0);
     for &sigma in &[1e-3f32, 1e-2, 1.0, 1e2, 1e3] {

@@ -655,7 +655,7 @@ fn imaging_notes(
     methods: &[String],
     tasks: &[Task],
     n_img: usize,
-    summary: &[(String, Task, Option<(f64, f64, u64)>)],
+    summary: &[SummaryRow],
 ) -> String {
     let get = |m: &str, t: Task| {
         summary

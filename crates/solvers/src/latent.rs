@@ -95,7 +95,7 @@ impl LatentOptimization {
             ));
         }
         let positive = |v: f64| v.is_finite() && v > 0.0;
-        if !positive(cfg.lr) || !positive(cfg.adam_eps) || !(cfg.latent_weight.is_finite() && cfg.latent_weight >= 0.0) {
+        if !positive(cfg.lr) || !positive(cfg.adam_eps) || !cfg.latent_weight.is_finite() || cfg.latent_weight < 0.0 {
             return Err(SolverError::Config(format!(
                 "latent optimisation needs lr > 0, adam_eps > 0 and latent_weight >= 0, got {}, {}, {}",
                 cfg.lr, cfg.adam_eps, cfg.latent_weight

@@ -1,4 +1,5 @@
 //! Behaviour of the solvers on problems with a known answer, determinism, and failure handling.
+#![allow(clippy::unwrap_used)]
 
 use diffinv_operators::{FnForward, ForwardModel, GaussianLikelihood, MatrixOperator};
 use diffinv_priors::rng::stream;

@@ -18,6 +18,7 @@
 //!    of samples and held-out data (`diffinv_metrics::spectrum`) and its largest relative
 //!    deviation over the resolved band (shells `1..=H/3`, the 2/3-dealiased band of the solver);
 //!    a PNG grid with samples (top) and data (bottom).
+//!
 //! Writes `quality.json` and `samples.png` into the run folder and prints a Markdown table.
 
 use std::path::Path;
