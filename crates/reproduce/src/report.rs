@@ -69,6 +69,10 @@ pub struct RowCache {
     dir: std::path::PathBuf,
 }
 
+/// How often a running (method, case) writes its checkpoint: a kill loses at most this much
+/// work, and large ensembles are not serialised at every step.
+pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl RowCache {
     /// Open (create) the cache folder; `fresh` empties it first.
     pub fn open(dir: &Path, fresh: bool) -> Result<Self> {
@@ -128,7 +132,8 @@ impl RowCache {
         Ok(v)
     }
 
-    /// Run `solver` on `problem` with the per-step checkpoint of `key`: continued from it when
+    /// Run `solver` on `problem` with the checkpoint of `key` (written at most every
+    /// [`CHECKPOINT_INTERVAL`]): continued from it when
     /// `resume` is set, started afresh (stale checkpoint removed) otherwise; the checkpoint is
     /// removed once the run has finished.
     pub fn run_checkpointed(
@@ -145,6 +150,7 @@ impl RowCache {
         }
         let out = diffinv_solvers::Runner::new(problem)
             .with_checkpoint(&ckpt)
+            .with_checkpoint_interval(CHECKPOINT_INTERVAL)
             .run(solver, seed)
             .with_context(|| format!("{} ({key})", solver.name()))?;
         let _ = std::fs::remove_file(&ckpt);

@@ -10,7 +10,7 @@
 //!   total count of failed forward evaluations (the failure policy of
 //!   `Evaluator::forward_robust`),
 //! - every (method, case) result is cached; with `resume` cached results are reused and an
-//!   interrupted run continues from its per-step checkpoint.
+//!   interrupted run continues from its checkpoint (written at most every 10 s).
 
 use std::path::{Path, PathBuf};
 

@@ -109,6 +109,7 @@ pub struct Runner<'a> {
     problem: Problem<'a>,
     observers: Vec<Box<dyn Observer + 'a>>,
     checkpoint: Option<PathBuf>,
+    checkpoint_interval: std::time::Duration,
     max_steps: Option<usize>,
 }
 
@@ -128,6 +129,7 @@ impl<'a> Runner<'a> {
             problem,
             observers: Vec::new(),
             checkpoint: None,
+            checkpoint_interval: std::time::Duration::ZERO,
             max_steps: None,
         }
     }
@@ -137,6 +139,15 @@ impl<'a> Runner<'a> {
     /// skipped steps excepted).
     pub fn with_checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
         self.checkpoint = Some(path.into());
+        self
+    }
+    /// Write the checkpoint only when at least `interval` has passed since the last one (and
+    /// always when [`stop_after`](Self::stop_after) ends the run early), instead of after every
+    /// step: a kill then loses at most `interval` of work, and large states (an EnKG ensemble of
+    /// 1024 images is 47 MB of JSON) are not serialised at every cheap step. The result of a
+    /// resumed run is unchanged (it continues from whichever step was saved).
+    pub fn with_checkpoint_interval(mut self, interval: std::time::Duration) -> Self {
+        self.checkpoint_interval = interval;
         self
     }
     /// Stop after at most `n` steps in this invocation (what a kill does, made
@@ -199,8 +210,19 @@ impl<'a> Runner<'a> {
             o.on_start(&name, steps);
         }
         let mut done_here = 0usize;
+        let mut last_save = std::time::Instant::now();
+        let mut unsaved = false;
         while state.step < steps {
             if self.max_steps.is_some_and(|m| done_here >= m) {
+                if let (Some(path), true) = (&self.checkpoint, unsaved) {
+                    Checkpoint {
+                        solver: name.clone(),
+                        state: state.clone(),
+                        cost: eval.cost(),
+                        log: log.clone(),
+                    }
+                    .save(path)?;
+                }
                 return Ok(None);
             }
             done_here += 1;
@@ -217,13 +239,19 @@ impl<'a> Runner<'a> {
             }
             log.push(info);
             if let Some(path) = &self.checkpoint {
-                Checkpoint {
-                    solver: name.clone(),
-                    state: state.clone(),
-                    cost,
-                    log: log.clone(),
+                if last_save.elapsed() >= self.checkpoint_interval {
+                    Checkpoint {
+                        solver: name.clone(),
+                        state: state.clone(),
+                        cost,
+                        log: log.clone(),
+                    }
+                    .save(path)?;
+                    last_save = std::time::Instant::now();
+                    unsaved = false;
+                } else {
+                    unsaved = true;
                 }
-                .save(path)?;
             }
         }
         let samples = solver.finish(&eval, state)?;

@@ -213,11 +213,13 @@ fn a_killed_run_resumes_bit_identically() {
     std::fs::create_dir_all(&dir).unwrap();
     for s in &solvers {
         let full = Runner::new(problem).run(s.as_ref(), 11).unwrap();
-        for k in [1usize, 5] {
-            let ckpt = dir.join(format!("{}-{k}.json", s.name()));
+        // Every step, and a long interval (only the early stop writes the checkpoint).
+        for (k, interval) in [(1usize, 0u64), (5, 0), (5, 3600)] {
+            let ckpt = dir.join(format!("{}-{k}-{interval}.json", s.name()));
             let _ = std::fs::remove_file(&ckpt);
             let stopped = Runner::new(problem)
                 .with_checkpoint(&ckpt)
+                .with_checkpoint_interval(std::time::Duration::from_secs(interval))
                 .stop_after(k)
                 .run_partial(s.as_ref(), 11)
                 .unwrap();
