@@ -246,20 +246,17 @@ pub fn reference_protocol(
 /// Samples, cost and `(step, misfit)` of one run.
 type CaseRun = (Array2<f32>, CostSummary, Vec<(usize, f64)>);
 
-#[allow(clippy::too_many_arguments)]
 fn run_case(
     cache: &RowCache,
     key: &str,
-    resume: bool,
+    req: &Request,
     method: &str,
     problem: Problem,
-    preset: Preset,
-    particles: Option<usize>,
     sp: SolverProblem<'_>,
     seed: u64,
 ) -> Result<CaseRun> {
-    let solver = build(method, problem, preset, particles)?;
-    let out = cache.run_checkpointed(key, resume, sp, solver.as_ref(), seed)?;
+    let solver = build(method, problem, req.preset, req.particles)?;
+    let out = cache.run_checkpointed(key, req.resume, sp, solver.as_ref(), seed)?;
     // The step log is what the runner's observers saw (and it survives a resume, which an
     // observer of the second process alone would not).
     let misfit = out
@@ -394,17 +391,8 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
                 let r = cache.get_or_compute(&key, req.resume, || {
                     let sp = SolverProblem::new(&prior, &fwd, lik)?;
                     let seed = req.seed.wrapping_add(17 * f as u64);
-                    let (samples, cost, misfit) = run_case(
-                        &cache,
-                        &key,
-                        req.resume,
-                        method,
-                        Problem::NavierStokes,
-                        req.preset,
-                        req.particles,
-                        sp,
-                        seed,
-                    )?;
+                    let (samples, cost, misfit) =
+                        run_case(&cache, &key, req, method, Problem::NavierStokes, sp, seed)?;
                     let x = fwd.to_physical(samples.view());
                     let recon = mean_row(&x);
                     let e = diffinv_metrics::relative_l2(recon.view(), truth.row(0))?;
@@ -484,6 +472,21 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
     Ok(table)
 }
 
+/// A black-hole metric cell over the images: `mean (std)` for several images, the value alone
+/// for one (2 decimals for the PSNR columns `k < 2`, 3 for chi^2), `-` for none.
+fn metric_cell(k: usize, v: &[f64]) -> String {
+    let (m, s) = mean_std(v);
+    if v.is_empty() {
+        "-".into()
+    } else if v.len() > 1 {
+        format!("{m:.3} ({s:.3})")
+    } else if k < 2 {
+        format!("{m:.2}")
+    } else {
+        format!("{m:.3}")
+    }
+}
+
 /// The black-hole table (EnKG Table 3): PSNR, blurred PSNR, reduced chi^2 of closure phases and
 /// of log closure amplitudes, then costs.
 pub fn black_hole(req: &Request) -> Result<Table> {
@@ -554,17 +557,8 @@ pub fn black_hole(req: &Request) -> Result<Table> {
             let r = cache.get_or_compute(&key, req.resume, || {
                 let sp = SolverProblem::new(&prior, &fwd, lik)?;
                 let seed = req.seed.wrapping_add(17 * c as u64);
-                let (samples, cost, misfit) = run_case(
-                    &cache,
-                    &key,
-                    req.resume,
-                    method,
-                    Problem::BlackHole,
-                    req.preset,
-                    req.particles,
-                    sp,
-                    seed,
-                )?;
+                let (samples, cost, misfit) =
+                    run_case(&cache, &key, req, method, Problem::BlackHole, sp, seed)?;
                 let x = fwd.to_physical(samples.view());
                 let recon = mean_row(&x);
                 let truth = imgs.row(c);
@@ -608,32 +602,12 @@ pub fn black_hole(req: &Request) -> Result<Table> {
             }
         }
         let mut row = vec![method.clone()];
-        for (k, v) in ms.iter().enumerate() {
-            let (m, s) = mean_std(v);
-            row.push(if v.len() > 1 {
-                format!("{m:.3} ({s:.3})")
-            } else if k < 2 {
-                format!("{m:.2}")
-            } else {
-                format!("{m:.3}")
-            });
-        }
+        row.extend(ms.iter().enumerate().map(|(k, v)| metric_cell(k, v)));
         row.extend(cost_cells(&costs));
         row.push(n_cases.to_string());
         table.push(row);
         let mut ref_row = vec![method.clone()];
-        for (k, v) in refs.iter().enumerate() {
-            let (m, s) = mean_std(v);
-            ref_row.push(if v.is_empty() {
-                "-".into()
-            } else if v.len() > 1 {
-                format!("{m:.3} ({s:.3})")
-            } else if k < 2 {
-                format!("{m:.2}")
-            } else {
-                format!("{m:.3}")
-            });
-        }
+        ref_row.extend(refs.iter().enumerate().map(|(k, v)| metric_cell(k, v)));
         ref_row.push(n_samples.map_or("-".into(), |v| v.to_string()));
         ref_row.push(refs[0].len().to_string());
         ref_table.push(ref_row);

@@ -221,7 +221,7 @@ impl Solver for Cps {
                 // Failure policy: a failed candidate is left out of its chain's combination.
                 let fr = eval.forward_robust(x0.view(), i, m)?;
                 let nll = eval.nll(fr.y.view(), i)?;
-                let lin = eval.linearize(&fr, m, self.cfg.linearization, i)?;
+                let lin = eval.linearize(fr, m, self.cfg.linearization, i)?;
                 let (y, rgrad) = (lin.y, lin.r);
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
                 let mut next = mu;

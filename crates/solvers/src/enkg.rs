@@ -193,9 +193,9 @@ impl Solver for Enkg {
                 .map_err(|e| prior_error(e, i))?;
                 // Failure policy: a failed particle is left out of this update.
                 let fr = eval.forward_robust(x0.view(), i, x0.nrows())?;
-                let lin = eval.linearize(&fr, x0.nrows(), self.cfg.linearization, i)?;
                 let nll = eval.nll(fr.y.view(), i)?;
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
+                let lin = eval.linearize(fr, x0.nrows(), self.cfg.linearization, i)?;
                 let kd = kalman_direction(state.x.view(), lin.y.view(), lin.r.view())
                     .map_err(|source| SolverError::Ensemble { step: i, source })?;
                 let norm =

@@ -276,14 +276,9 @@ impl<'a> Evaluator<'a> {
         let n = x.nrows();
         let group = group.clamp(1, n.max(1));
         let (mut y, ok) = self.forward_marked(x, step)?;
-        let mut failed = Vec::new();
         for start in (0..n).step_by(group) {
             let end = (start + group).min(n);
-            let alive: Vec<usize> = (start..end).filter(|&k| ok[k]).collect();
-            if alive.len() == end - start {
-                continue;
-            }
-            if alive.is_empty() {
+            if !ok[start..end].iter().any(|&a| a) {
                 return Err(SolverError::ParticleFailed {
                     particle: start,
                     step,
@@ -292,16 +287,9 @@ impl<'a> Evaluator<'a> {
                     ),
                 });
             }
-            let mut mean = Array1::<f64>::zeros(y.ncols());
-            for &k in &alive {
-                mean.zip_mut_with(&y.row(k), |m, v| *m += *v as f64);
-            }
-            let mean = mean.mapv(|v| (v / alive.len() as f64) as f32);
-            for j in (start..end).filter(|&j| !ok[j]) {
-                y.row_mut(j).assign(&mean);
-                failed.push(j);
-            }
         }
+        let failed: Vec<usize> = (0..n).filter(|&j| !ok[j]).collect();
+        fill_failed_with_block_mean(&mut y, &ok, group);
         Ok(RobustForward { y, failed })
     }
 
@@ -445,7 +433,7 @@ impl<'a> Evaluator<'a> {
     /// the mean of its block's survivors and its residual gradient is zero.
     pub fn linearize(
         &self,
-        fr: &RobustForward,
+        fr: RobustForward,
         group: usize,
         mode: Linearization,
         step: usize,
@@ -465,24 +453,12 @@ impl<'a> Evaluator<'a> {
                     )));
                 }
                 if !fr.failed.is_empty() {
-                    let n = g.nrows();
-                    let group = group.clamp(1, n.max(1));
-                    for start in (0..n).step_by(group) {
-                        let end = (start + group).min(n);
-                        let alive: Vec<usize> =
-                            (start..end).filter(|k| !fr.failed.contains(k)).collect();
-                        if alive.len() == end - start || alive.is_empty() {
-                            continue;
-                        }
-                        let mut mean = Array1::<f64>::zeros(g.ncols());
-                        for &k in &alive {
-                            mean.zip_mut_with(&g.row(k), |m, v| *m += *v as f64);
-                        }
-                        let mean = mean.mapv(|v| (v / alive.len() as f64) as f32);
-                        for j in (start..end).filter(|j| fr.failed.contains(j)) {
-                            g.row_mut(j).assign(&mean);
-                        }
+                    let mut ok = vec![true; g.nrows()];
+                    for &j in &fr.failed {
+                        ok[j] = false;
                     }
+                    let group = group.clamp(1, g.nrows().max(1));
+                    fill_failed_with_block_mean(&mut g, &ok, group);
                 }
                 if let Some(particle) = first_non_finite_row(g.view()) {
                     return Err(SolverError::ParticleFailed {
@@ -498,7 +474,7 @@ impl<'a> Evaluator<'a> {
         }
         let mut r = self.likelihood_grad(fr.y.view(), step)?;
         fr.zero_failed(&mut r);
-        Ok(Linearized { y: fr.y.clone(), r })
+        Ok(Linearized { y: fr.y, r })
     }
 
     /// `L(y)` at every row of `y`.
@@ -507,6 +483,28 @@ impl<'a> Evaluator<'a> {
             .likelihood
             .nll(y)
             .map_err(|e| operator_error(e, step))
+    }
+}
+
+/// Set every row `j` with `!ok[j]` to the mean of the rows with `ok` in its block of `group`
+/// consecutive rows (the failure policy's "excluded from the step's statistics": a zero
+/// anomaly). Blocks without a surviving row are left as they are.
+fn fill_failed_with_block_mean(a: &mut Array2<f32>, ok: &[bool], group: usize) {
+    let n = a.nrows();
+    for start in (0..n).step_by(group.max(1)) {
+        let end = (start + group.max(1)).min(n);
+        let alive: Vec<usize> = (start..end).filter(|&k| ok[k]).collect();
+        if alive.len() == end - start || alive.is_empty() {
+            continue;
+        }
+        let mut mean = Array1::<f64>::zeros(a.ncols());
+        for &k in &alive {
+            mean.zip_mut_with(&a.row(k), |m, v| *m += *v as f64);
+        }
+        let mean = mean.mapv(|v| (v / alive.len() as f64) as f32);
+        for j in (start..end).filter(|&j| !ok[j]) {
+            a.row_mut(j).assign(&mean);
+        }
     }
 }
 
