@@ -57,6 +57,19 @@ pub trait ForwardModel: Send + Sync {
             Err(e) => Err(e),
         }
     }
+
+    /// Capability: this model as a linear operator with its adjoint `A^T`, when it is one.
+    /// Solvers that need `A^T` (DDS's conjugate gradients, PiGDM, DAPS, the classical solvers)
+    /// find it here; a linear model's vector-Jacobian product is `v -> A^T v`, so a model that
+    /// answers this needs no separate [`Differentiable`] implementation. Default: `None` (a black box).
+    fn as_linear(&self) -> Option<&dyn LinearOperator> {
+        None
+    }
+    /// Capability: this model with its vector-Jacobian product `J_G(x)^T v`, when it has one
+    /// (the gradient-based solvers: DPS, RED-diff, MCG, ...). Default: `None` (a black box).
+    fn as_differentiable(&self) -> Option<&dyn Differentiable> {
+        None
+    }
 }
 
 /// A linear forward model `y = A x` with its adjoint.
@@ -238,6 +251,12 @@ impl MatrixOperator {
 }
 
 impl ForwardModel for MatrixOperator {
+    fn as_linear(&self) -> Option<&dyn crate::LinearOperator> {
+        Some(self)
+    }
+    fn as_differentiable(&self) -> Option<&dyn crate::Differentiable> {
+        Some(self)
+    }
     fn input_shape(&self) -> Vec<usize> {
         vec![self.a.ncols()]
     }

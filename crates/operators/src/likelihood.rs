@@ -25,6 +25,13 @@ pub trait Likelihood: Send + Sync {
         let _ = y_pred;
         Ok(None)
     }
+    /// Capability: this likelihood as an isotropic Gaussian `||y - y_obs||^2 / (2 sigma_y^2)`,
+    /// when it is one. The solvers that need the observation and the noise level in closed form
+    /// (PiGDM, MCG, RED-diff, SMC, MO, the conjugate-gradient data terms) find them here.
+    /// Default: `None`.
+    fn as_gaussian(&self) -> Option<&GaussianLikelihood> {
+        None
+    }
 }
 
 /// Gaussian measurement noise: `y_obs = y + sigma_y n`, `n ~ N(0, I)`, so
@@ -63,7 +70,8 @@ impl GaussianLikelihood {
     pub fn sigma_y(&self) -> f32 {
         self.sigma_y
     }
-    fn inv_var(&self) -> f32 {
+    /// The weight `1 / sigma_y^2` of the squared residual (1 in the noiseless case `sigma_y = 0`).
+    pub fn inv_var(&self) -> f32 {
         if self.sigma_y > 0.0 {
             1.0 / (self.sigma_y * self.sigma_y)
         } else {
@@ -75,6 +83,9 @@ impl GaussianLikelihood {
 impl Likelihood for GaussianLikelihood {
     fn measurement_dim(&self) -> usize {
         self.y_obs.len()
+    }
+    fn as_gaussian(&self) -> Option<&GaussianLikelihood> {
+        Some(self)
     }
     fn nll(&self, y_pred: ArrayView2<'_, f32>) -> Result<Array1<f32>> {
         check_batch(y_pred, self.y_obs.len(), "predicted measurement")?;

@@ -270,6 +270,9 @@ impl ClosureForward {
 }
 
 impl ForwardModel for ClosureForward {
+    fn as_differentiable(&self) -> Option<&dyn crate::Differentiable> {
+        Some(self)
+    }
     fn input_shape(&self) -> Vec<usize> {
         self.vis.input_shape()
     }

@@ -241,6 +241,9 @@ impl VisibilityOperator {
 }
 
 impl ForwardModel for VisibilityOperator {
+    fn as_linear(&self) -> Option<&dyn crate::LinearOperator> {
+        Some(self)
+    }
     fn input_shape(&self) -> Vec<usize> {
         vec![1, self.grid.npix, self.grid.npix]
     }

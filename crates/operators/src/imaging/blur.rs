@@ -146,6 +146,12 @@ impl Blur {
 }
 
 impl ForwardModel for Blur {
+    fn as_linear(&self) -> Option<&dyn crate::LinearOperator> {
+        Some(self)
+    }
+    fn as_differentiable(&self) -> Option<&dyn crate::Differentiable> {
+        Some(self)
+    }
     fn input_shape(&self) -> Vec<usize> {
         self.shape.to_vec()
     }

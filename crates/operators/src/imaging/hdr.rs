@@ -42,6 +42,9 @@ impl Hdr {
 }
 
 impl ForwardModel for Hdr {
+    fn as_differentiable(&self) -> Option<&dyn crate::Differentiable> {
+        Some(self)
+    }
     fn input_shape(&self) -> Vec<usize> {
         self.shape.to_vec()
     }

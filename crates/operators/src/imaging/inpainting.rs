@@ -245,6 +245,12 @@ impl Inpainting {
 }
 
 impl ForwardModel for Inpainting {
+    fn as_linear(&self) -> Option<&dyn crate::LinearOperator> {
+        Some(self)
+    }
+    fn as_differentiable(&self) -> Option<&dyn crate::Differentiable> {
+        Some(self)
+    }
     fn input_shape(&self) -> Vec<usize> {
         self.shape.to_vec()
     }

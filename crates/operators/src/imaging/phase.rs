@@ -161,6 +161,9 @@ impl PhaseRetrieval {
 }
 
 impl ForwardModel for PhaseRetrieval {
+    fn as_differentiable(&self) -> Option<&dyn crate::Differentiable> {
+        Some(self)
+    }
     fn input_shape(&self) -> Vec<usize> {
         self.shape.to_vec()
     }

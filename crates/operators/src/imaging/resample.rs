@@ -213,6 +213,12 @@ impl SuperResolution {
 }
 
 impl ForwardModel for SuperResolution {
+    fn as_linear(&self) -> Option<&dyn crate::LinearOperator> {
+        Some(self)
+    }
+    fn as_differentiable(&self) -> Option<&dyn crate::Differentiable> {
+        Some(self)
+    }
     fn input_shape(&self) -> Vec<usize> {
         self.shape.to_vec()
     }
