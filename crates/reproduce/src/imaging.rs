@@ -24,7 +24,7 @@ use diffinv_priors::Denoiser;
 use diffinv_solvers::{
     CgOptions, Cps, CpsConfig, Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig, Dps,
     DpsConfig, Enkg, EnkgConfig, Mcg, McgConfig, MoConfig, Pigdm, PigdmConfig, PnpAdmm,
-    PnpAdmmConfig, Problem as SolverProblem, Red, RedConfig, RedDiff, RedDiffConfig, Solver,
+    PnpAdmmConfig, Problem as SolverProblem, Red, RedConfig, RedDiff, RedDiffConfig, DynSolver,
     Tikhonov, TikhonovConfig, TotalVariation, TvConfig,
 };
 use ndarray::{Array1, Array2, ArrayView1, Axis};
@@ -180,11 +180,11 @@ impl TaskOperator {
         lik: &'a GaussianLikelihood,
     ) -> diffinv_solvers::Result<SolverProblem<'a>> {
         match self {
-            Self::Sr(a) => SolverProblem::linear(prior, a, lik),
-            Self::Inpaint(a) => SolverProblem::linear(prior, a, lik),
-            Self::Blur(a) => SolverProblem::linear(prior, a, lik),
-            Self::Phase(a) => SolverProblem::differentiable(prior, a, lik),
-            Self::Hdr(a) => SolverProblem::differentiable(prior, a, lik),
+            Self::Sr(a) => SolverProblem::new(prior, a, lik),
+            Self::Inpaint(a) => SolverProblem::new(prior, a, lik),
+            Self::Blur(a) => SolverProblem::new(prior, a, lik),
+            Self::Phase(a) => SolverProblem::new(prior, a, lik),
+            Self::Hdr(a) => SolverProblem::new(prior, a, lik),
         }
     }
 }
@@ -202,7 +202,7 @@ fn sizes(p: Preset) -> (usize, usize, usize, usize, usize) {
 }
 
 /// Build imaging method `name` for `task` at `preset`.
-pub fn build(name: &str, task: Task, preset: Preset) -> Result<Box<dyn Solver>> {
+pub fn build(name: &str, task: Task, preset: Preset) -> Result<Box<dyn DynSolver>> {
     let (big, small, n, m, k) = sizes(preset);
     let tiny = preset == Preset::Tiny;
     let zeta = task.dps_zeta();

@@ -3,7 +3,7 @@
 
 use diffinv_solvers::{
     Cps, CpsConfig, Dpg, DpgConfig, Eki, EkiConfig, Enkg, EnkgConfig, Gsg, GsgConfig, GsgScheme,
-    Scg, ScgConfig, Solver,
+    Scg, ScgConfig, DynSolver,
 };
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +65,7 @@ pub fn build(
     problem: Problem,
     preset: Preset,
     particles: Option<usize>,
-) -> diffinv_solvers::Result<Box<dyn Solver>> {
+) -> diffinv_solvers::Result<Box<dyn DynSolver>> {
     let (n, m, k) = preset.size();
     let (n, m) = particles.map_or((n, m), |p| (p, p));
     let bh = problem == Problem::BlackHole;

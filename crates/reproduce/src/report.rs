@@ -141,7 +141,7 @@ impl RowCache {
         key: &str,
         resume: bool,
         problem: diffinv_solvers::Problem<'_>,
-        solver: &dyn diffinv_solvers::Solver,
+        solver: &dyn diffinv_solvers::DynSolver,
         seed: u64,
     ) -> Result<diffinv_solvers::RunOutput> {
         let ckpt = self.checkpoint(key);

@@ -156,16 +156,23 @@ fn add_noise(x: &mut Array2<f32>, scale: f32, seed: u64, tag: u64, step: u64) {
 }
 
 impl Solver for Cps {
+    type Config = CpsConfig;
+    type State = State;
+    type Prepared = ();
+
+    fn config(&self) -> &CpsConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "CPS".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, _eval: &Evaluator<'_>) -> Result<()> {
+    fn prepare(&self, _eval: &Evaluator<'_>) -> Result<Self::Prepared> {
         Ok(())
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
@@ -174,7 +181,12 @@ impl Solver for Cps {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let (b, m, d) = (state.x.nrows(), self.cfg.num_candidates, state.x.ncols());

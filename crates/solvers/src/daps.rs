@@ -31,6 +31,7 @@ use diffinv_priors::EdmSchedule;
 use ndarray::{Array2, Zip};
 use serde::{Deserialize, Serialize};
 
+use crate::problem::Capability;
 use crate::cg::LinearGaussianData;
 use crate::dds::{add_noise, check_finite};
 use crate::problem::{prior_error, Evaluator};
@@ -160,16 +161,32 @@ fn normal_norm(
 }
 
 impl Solver for Daps {
+    type Config = DapsConfig;
+    type State = State;
+    /// `||A^T W A||_2` by power iteration when the model is linear (bounds the Langevin step).
+    type Prepared = Option<f64>;
+
+    fn config(&self) -> &DapsConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "DAPS".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.annealing_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_gradient("DAPS").map(|_| ())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Gradient]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        if self.cfg.power_iters > 0 && eval.problem().linear.is_some() {
+            let data = LinearGaussianData::new(eval, "DAPS", 0)?;
+            let d = eval.problem().dim();
+            return Ok(Some(normal_norm(&data, eval, d, self.cfg.power_iters, 0)?));
+        }
+        Ok(None)
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
@@ -178,7 +195,12 @@ impl Solver for Daps {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let prior = eval.counted_prior();
@@ -193,11 +215,8 @@ impl Solver for Daps {
         .map_err(|e| prior_error(e, i))?;
         let inv_r2 = 1.0 / (sigma * sigma);
         let mut lr = self.lr_at(i);
-        if self.cfg.power_iters > 0 && eval.problem().linear.is_some() {
-            let data = LinearGaussianData::new(eval, "DAPS", i)?;
-            let k =
-                inv_r2 + normal_norm(&data, eval, eval.problem().dim(), self.cfg.power_iters, i)?;
-            lr = lr.min(1.0 / k);
+        if let Some(norm) = prep {
+            lr = lr.min(1.0 / (inv_r2 + norm));
         }
         let mut x0 = x0_hat.clone();
         let mut misfit = None;
@@ -251,7 +270,7 @@ mod tests {
     #[test]
     fn mean_near_posterior_mean_within_documented_bias() {
         let p = linear_gaussian(8, 4, 0.1, false, 5);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let s = Daps::new(DapsConfig {
             num_samples: 500,
             annealing_steps: 50,
@@ -275,7 +294,7 @@ mod tests {
     #[test]
     fn isotropic_mean_is_close_to_the_posterior_mean() {
         let p = linear_gaussian(6, 2, 0.01, true, 3);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let s = Daps::new(DapsConfig {
             num_samples: 1000,
             annealing_steps: 50,
@@ -294,7 +313,7 @@ mod tests {
     #[test]
     fn step_cap_prevents_divergence_on_stiff_data() {
         let p = linear_gaussian(6, 3, 1e-3, false, 11);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let base = DapsConfig {
             num_samples: 20,
             annealing_steps: 10,
@@ -316,7 +335,7 @@ mod tests {
     #[test]
     fn deterministic_needs_a_gradient_and_validates() {
         let p = linear_gaussian(4, 2, 0.1, false, 7);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let s = Daps::new(DapsConfig {
             num_samples: 3,
             annealing_steps: 5,

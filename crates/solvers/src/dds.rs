@@ -31,6 +31,7 @@ use ndarray::{Array2, Axis, Zip};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::problem::Capability;
 use crate::cg::{CgOptions, LinearGaussianData};
 use crate::problem::Evaluator;
 use crate::solver::{Solver, State, StepInfo};
@@ -148,16 +149,27 @@ pub(crate) fn check_finite(x: &Array2<f32>, step: usize) -> Result<()> {
 }
 
 impl Solver for Dds {
+    type Config = DdsConfig;
+    type State = State;
+    /// `A^T W y` and the likelihood's weight, computed once.
+    type Prepared = LinearGaussianData;
+
+    fn config(&self) -> &DdsConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "DDS".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_linear("DDS").map(|_| ())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Linear]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        LinearGaussianData::new(eval, "DDS", 0)
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
@@ -166,10 +178,15 @@ impl Solver for Dds {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
-        let data = LinearGaussianData::new(eval, "DDS", i)?;
+        let data = prep;
         let x0 = eval.denoise(state.x.view(), sigma, i)?;
         let opts = CgOptions {
             max_iters: self.cfg.cg_iters,
@@ -221,7 +238,7 @@ mod tests {
     #[test]
     fn exact_mean_for_isotropic_prior_and_noiseless_data() {
         let p = linear_gaussian(6, 2, 0.0, true, 3);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let dds = Dds::new(DdsConfig {
             num_samples: 2000,
             cg_iters: 10,
@@ -266,7 +283,7 @@ mod tests {
     #[test]
     fn noisy_correlated_problem_mean_within_documented_bias() {
         let p = linear_gaussian(8, 4, 0.1, false, 5);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let dds = Dds::new(DdsConfig {
             num_samples: 1000,
             ..Default::default()
@@ -286,7 +303,7 @@ mod tests {
     #[test]
     fn deterministic_and_rejects_black_boxes_and_bad_configs() {
         let p = linear_gaussian(4, 2, 0.1, false, 7);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let dds = Dds::new(DdsConfig {
             num_samples: 3,
             num_steps: 10,

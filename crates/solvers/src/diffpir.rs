@@ -24,6 +24,7 @@ use diffinv_priors::EdmSchedule;
 use ndarray::Zip;
 use serde::{Deserialize, Serialize};
 
+use crate::problem::Capability;
 use crate::cg::{CgOptions, LinearGaussianData};
 use crate::dds::{add_noise, check_finite};
 use crate::problem::Evaluator;
@@ -113,16 +114,27 @@ impl DiffPir {
 }
 
 impl Solver for DiffPir {
+    type Config = DiffPirConfig;
+    type State = State;
+    /// `A^T W y` and the likelihood's weight, computed once.
+    type Prepared = LinearGaussianData;
+
+    fn config(&self) -> &DiffPirConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "DiffPIR".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_linear("DiffPIR").map(|_| ())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Linear]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        LinearGaussianData::new(eval, "DiffPIR", 0)
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
@@ -131,7 +143,12 @@ impl Solver for DiffPir {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let x0 = eval.denoise(state.x.view(), sigma, i)?;
@@ -139,7 +156,7 @@ impl Solver for DiffPir {
         if last {
             state.x = x0;
         } else {
-            let data = LinearGaussianData::new(eval, "DiffPIR", i)?;
+            let data = prep;
             let rho = self.cfg.lambda / (sigma * sigma);
             let x0p = data
                 .prox(eval, x0.view(), rho, x0.view(), &self.cfg.cg, i)?
@@ -185,7 +202,7 @@ mod tests {
     #[test]
     fn mean_near_posterior_mean_within_documented_bias() {
         let p = linear_gaussian(8, 4, 0.1, false, 5);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let s = DiffPir::new(DiffPirConfig {
             num_samples: 1000,
             ..Default::default()
@@ -207,7 +224,7 @@ mod tests {
     #[test]
     fn isotropic_nearly_noiseless_mean_is_exact_up_to_monte_carlo() {
         let p = linear_gaussian(6, 2, 0.01, true, 3);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let s = DiffPir::new(DiffPirConfig {
             num_samples: 2000,
             num_steps: 50,
@@ -222,7 +239,7 @@ mod tests {
     #[test]
     fn deterministic_and_validated() {
         let p = linear_gaussian(4, 2, 0.1, false, 7);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let s = DiffPir::new(DiffPirConfig {
             num_samples: 3,
             num_steps: 10,
@@ -241,7 +258,7 @@ mod tests {
             ..Default::default()
         })
         .is_err());
-        let black = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
+        let black = Problem::new(&p.prior, &p.op, &p.lik).unwrap().black_box();
         assert!(matches!(
             Runner::new(black).run(&s, 0),
             Err(SolverError::Problem(_))

@@ -29,12 +29,12 @@
 use diffinv_priors::rng::tags;
 use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
-use ndarray::{s, Array2};
+use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::guidance::finite_mean;
 use crate::problem::{first_non_finite_row, Evaluator};
-use crate::solver::{Solver, State, StepInfo};
+use crate::solver::{Solver, SolverState, StepInfo};
 use crate::stochastic::{add_noise, drift, normal_rows, row_norms, vp_scale};
 use crate::{Result, SolverError};
 
@@ -146,41 +146,78 @@ impl Dpg {
     }
 }
 
+/// The state of [`Dpg`]: the chains, the last policy gradient of each chain (the momentum's
+/// memory) and the running loss normaliser `Z` of each chain (negative until the first guided
+/// step), kept in single precision as before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DpgState {
+    /// Chains, `(B, d)`.
+    pub x: Array2<f32>,
+    /// Last policy gradient per chain, `(B, d)`.
+    pub grad: Array2<f32>,
+    /// Running normaliser `Z` per chain, `(B,)`.
+    pub normaliser: Array1<f32>,
+    /// Index of the next step.
+    pub step: usize,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl SolverState for DpgState {
+    fn particles(&self) -> ArrayView2<'_, f32> {
+        self.x.view()
+    }
+    fn step(&self) -> usize {
+        self.step
+    }
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
 impl Solver for Dpg {
+    type Config = DpgConfig;
+    type State = DpgState;
+    type Prepared = ();
+
+    fn config(&self) -> &DpgConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "DPG".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, _eval: &Evaluator<'_>) -> Result<()> {
+    fn prepare(&self, _eval: &Evaluator<'_>) -> Result<Self::Prepared> {
         Ok(())
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<DpgState> {
         let (b, d) = (self.cfg.num_samples, eval.problem().dim());
-        let mut x = Array2::<f32>::zeros((3 * b, d));
-        x.slice_mut(s![..b, ..])
-            .assign(&initial_noise(b, d, self.cfg.schedule.sigma_max, seed));
-        x.slice_mut(s![2 * b.., ..]).fill(-1.0);
-        Ok(State { x, step: 0, seed })
+        Ok(DpgState {
+            x: initial_noise(b, d, self.cfg.schedule.sigma_max, seed),
+            grad: Array2::zeros((b, d)),
+            normaliser: Array1::from_elem(b, -1.0),
+            step: 0,
+            seed,
+        })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: &mut DpgState,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
-        let b = self.cfg.num_samples;
-        if state.x.nrows() != 3 * b {
-            return Err(SolverError::Config(format!(
-                "DPG state must have 3 x {b} rows (chains, gradients, normalisers), got {}",
-                state.x.nrows()
-            )));
-        }
+        let b = state.x.nrows();
         let d = state.x.ncols();
-        let xc = state.x.slice(s![..b, ..]).to_owned();
+        let xc = state.x.clone();
         let den = eval.denoise(xc.view(), sigma, i)?;
         let guided = sigma_next > 0.0;
         let mut misfit = None;
         if !guided {
-            state.x.slice_mut(s![..b, ..]).assign(&den);
+            state.x.assign(&den);
         } else {
             // Failure policy (issue 5): a chain whose own estimate fails keeps its normaliser
             // and takes no guidance at this step; a failed Monte-Carlo sample is left out of
@@ -191,7 +228,7 @@ impl Solver for Dpg {
             let mut z = vec![0.0f64; b];
             let mut radius = vec![0.0f64; b];
             for c in 0..b {
-                let prev = state.x[[2 * b + c, 0]] as f64;
+                let prev = state.normaliser[c] as f64;
                 let l = l_ref[c] as f64;
                 z[c] = if !l.is_finite() {
                     // Failed: keep the previous normaliser; no guidance (z = NaN below).
@@ -202,7 +239,7 @@ impl Solver for Dpg {
                     self.cfg.ema * prev + (1.0 - self.cfg.ema) * l
                 };
                 if z[c].is_finite() {
-                    state.x[[2 * b + c, 0]] = z[c] as f32;
+                    state.normaliser[c] = z[c] as f32;
                 }
                 radius[c] = (self.cfg.radius_factor * (2.0 * z[c] / d as f64).sqrt())
                     .max(self.cfg.radius_min);
@@ -284,10 +321,10 @@ impl Solver for Dpg {
             // 5. Momentum.
             let k = self.cfg.num_steps as f64;
             let bb = (self.cfg.momentum * (k - i as f64 - 1.0) / k) as f32;
-            let mut mixed = state.x.slice(s![b..2 * b, ..]).to_owned();
+            let mut mixed = state.grad.clone();
             mixed *= bb;
             mixed.scaled_add(1.0 - bb, &g);
-            state.x.slice_mut(s![b..2 * b, ..]).assign(&g);
+            state.grad.assign(&g);
             // 6. Guided SDE step.
             let norms = row_norms(mixed.view());
             let mut next = drift(xc.view(), den.view(), sigma, sigma_next, self.cfg.sde);
@@ -309,9 +346,9 @@ impl Solver for Dpg {
                     0,
                 );
             }
-            state.x.slice_mut(s![..b, ..]).assign(&next);
+            state.x = next;
         }
-        if let Some(p) = first_non_finite_row(state.x.slice(s![..b, ..])) {
+        if let Some(p) = first_non_finite_row(state.x.view()) {
             return Err(SolverError::NonFiniteState {
                 particle: p,
                 step: i,
@@ -325,9 +362,13 @@ impl Solver for Dpg {
             misfit,
         })
     }
-    fn finish(&self, _eval: &Evaluator<'_>, state: State) -> Result<Array2<f32>> {
-        let b = self.cfg.num_samples.min(state.x.nrows());
-        Ok(state.x.slice(s![..b, ..]).to_owned())
+    fn finish(
+        &self,
+        _eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: DpgState,
+    ) -> Result<Array2<f32>> {
+        Ok(state.x)
     }
 }
 
@@ -401,26 +442,26 @@ mod tests {
         })
         .unwrap();
         let eval = Evaluator::new(p.problem());
-        let mut state = dpg.init(&eval, 9).unwrap();
+        let mut state = dpg.init(&eval, &(), 9).unwrap();
         for _ in 0..10 {
-            dpg.step(&eval, &mut state).unwrap();
+            dpg.step(&eval, &(), &mut state).unwrap();
         }
         let saved = state.clone();
         assert!(
-            saved.x[[16, 0]] > 0.0,
+            saved.normaliser[0] > 0.0,
             "the normaliser is stored after the first step"
         );
         while state.step < 30 {
-            dpg.step(&eval, &mut state).unwrap();
+            dpg.step(&eval, &(), &mut state).unwrap();
         }
         let eval2 = Evaluator::new(p.problem());
         let mut resumed = saved;
         while resumed.step < 30 {
-            dpg.step(&eval2, &mut resumed).unwrap();
+            dpg.step(&eval2, &(), &mut resumed).unwrap();
         }
         assert_eq!(
-            dpg.finish(&eval, state).unwrap(),
-            dpg.finish(&eval2, resumed).unwrap()
+            dpg.finish(&eval, &(), state).unwrap(),
+            dpg.finish(&eval2, &(), resumed).unwrap()
         );
     }
 

@@ -40,6 +40,7 @@ use diffinv_priors::EdmSchedule;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use crate::problem::Capability;
 use crate::guidance::{check_finite, data_gradient, normal_rows, sde_drift, GaussianData};
 use crate::mo::{refine, MoConfig};
 use crate::problem::Evaluator;
@@ -137,17 +138,16 @@ pub(crate) fn dps_update(
     sigma_next: f64,
     zeta: f64,
     ddpm_scaling: bool,
-    mo: Option<(&MoConfig, f64)>,
+    mo: Option<(&MoConfig, &GaussianData, f64)>,
     seed: u64,
     step: usize,
 ) -> Result<(Array2<f32>, f64)> {
     let dg = data_gradient(eval, x.view(), sigma, true, step)?;
     let mut next = match mo {
-        Some((cfg, sigma_floor)) => {
-            let data = GaussianData::probe(eval, "MO")?;
+        Some((cfg, data, sigma_floor)) => {
             let x0 = refine(
                 eval,
-                &data,
+                data,
                 dg.x0.view(),
                 sigma_next.max(sigma_floor),
                 cfg,
@@ -195,6 +195,14 @@ impl Dps {
 }
 
 impl Solver for Dps {
+    type Config = DpsConfig;
+    type State = State;
+    /// The Gaussian data of the MO refinement (DPS-MO only).
+    type Prepared = Option<GaussianData>;
+
+    fn config(&self) -> &DpsConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         if self.cfg.mo.is_some() {
             "DPS-MO".into()
@@ -205,14 +213,21 @@ impl Solver for Dps {
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_gradient(&self.name())?;
+    fn requires(&self) -> Vec<Capability> {
+        let mut r = vec![Capability::Gradient];
         if self.cfg.mo.is_some() {
-            GaussianData::probe(eval, "DPS-MO")?;
+            r.push(Capability::GaussianLikelihood);
         }
-        Ok(())
+        r
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        self.cfg
+            .mo
+            .as_ref()
+            .map(|_| GaussianData::probe(eval, "DPS-MO"))
+            .transpose()
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
@@ -221,7 +236,12 @@ impl Solver for Dps {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let (next, misfit) = dps_update(
@@ -234,7 +254,8 @@ impl Solver for Dps {
             self.cfg
                 .mo
                 .as_ref()
-                .map(|m| (m, self.cfg.schedule.sigma_min)),
+                .zip(prep.as_ref())
+                .map(|(m, data)| (m, data, self.cfg.schedule.sigma_min)),
             state.seed,
             i,
         )?;
@@ -278,7 +299,7 @@ mod tests {
         let op = MatrixOperator::new(a.clone()).unwrap();
         let y = array![0.4f32, -0.8];
         let lik = GaussianLikelihood::new(y.clone(), 0.2).unwrap();
-        let problem = Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = Problem::new(&prior, &op, &lik).unwrap();
         let eval = Evaluator::new(problem);
         let x = array![[0.3f32, 0.1, -0.4], [1.2, -0.3, 0.8]];
         let sigma = 0.8;

@@ -292,6 +292,13 @@ fn no_residual() -> SolverError {
 }
 
 impl Solver for Eki {
+    type Config = EkiConfig;
+    type State = State;
+    type Prepared = ();
+
+    fn config(&self) -> &EkiConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         if self.cfg.tikhonov_lambda > 0.0 {
             "TEKI".into()
@@ -302,7 +309,7 @@ impl Solver for Eki {
     fn num_steps(&self) -> usize {
         self.cfg.prior_steps + self.cfg.num_iterations
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
         let p = eval.problem();
         let probe = Array2::<f32>::zeros((1, p.measurement_dim()));
         match p.likelihood.residual(probe.view()) {
@@ -325,13 +332,18 @@ impl Solver for Eki {
         }
         Ok(())
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
-        self.prior.init(eval, seed)
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
+        self.prior.init(eval, &(), seed)
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         if i < self.cfg.prior_steps {
-            return self.prior.step(eval, state);
+            return self.prior.step(eval, &(), state);
         }
         // Failure policy: a failed particle gets the survivors' mean prediction (no anomaly).
         let y = eval.forward_robust(state.x.view(), i, state.x.nrows())?.y;
@@ -484,7 +496,7 @@ mod tests {
     #[test]
     fn one_kalman_step_gives_the_exact_posterior() {
         let (prior, op, lik, post, _) = setup();
-        let problem = crate::Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = crate::Problem::new(&prior, &op, &lik).unwrap();
         let eki = Eki::new(EkiConfig {
             num_particles: 4000,
             num_iterations: 1,
@@ -533,7 +545,7 @@ mod tests {
     #[test]
     fn teki_converges_to_the_tikhonov_solution() {
         let (prior, op, lik, _, _) = setup();
-        let problem = crate::Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = crate::Problem::new(&prior, &op, &lik).unwrap();
         let (lam, xc) = (0.8, [0.2f32, -0.1, 0.4]);
         let eki = Eki::new(EkiConfig {
             num_particles: 16,
@@ -578,7 +590,7 @@ mod tests {
     #[test]
     fn adaptive_update_reduces_the_misfit() {
         let (prior, op, lik, _, _) = setup();
-        let problem = crate::Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = crate::Problem::new(&prior, &op, &lik).unwrap();
         let eki = Eki::new(EkiConfig {
             num_particles: 32,
             num_iterations: 50,
@@ -688,7 +700,7 @@ mod tests {
     #[test]
     fn deterministic_per_seed() {
         let (prior, op, lik, _, _) = setup();
-        let problem = crate::Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = crate::Problem::new(&prior, &op, &lik).unwrap();
         let eki = Eki::new(EkiConfig {
             num_particles: 16,
             num_iterations: 3,

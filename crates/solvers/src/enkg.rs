@@ -154,16 +154,23 @@ impl Enkg {
 }
 
 impl Solver for Enkg {
+    type Config = EnkgConfig;
+    type State = State;
+    type Prepared = ();
+
+    fn config(&self) -> &EnkgConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "EnKG".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, _eval: &Evaluator<'_>) -> Result<()> {
+    fn prepare(&self, _eval: &Evaluator<'_>) -> Result<Self::Prepared> {
         Ok(())
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = initial_noise(
             self.cfg.num_particles,
             eval.problem().dim(),
@@ -172,7 +179,12 @@ impl Solver for Enkg {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let guided = self.is_guided(i);

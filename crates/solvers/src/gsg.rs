@@ -253,6 +253,13 @@ pub fn smoothed_gradient(
 }
 
 impl Solver for Gsg {
+    type Config = GsgConfig;
+    type State = State;
+    type Prepared = ();
+
+    fn config(&self) -> &GsgConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         match self.cfg.scheme {
             GsgScheme::Forward => "Forward-GSG".into(),
@@ -262,10 +269,10 @@ impl Solver for Gsg {
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, _eval: &Evaluator<'_>) -> Result<()> {
+    fn prepare(&self, _eval: &Evaluator<'_>) -> Result<Self::Prepared> {
         Ok(())
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = diffinv_priors::sampler::initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
@@ -274,7 +281,12 @@ impl Solver for Gsg {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let den = eval.denoise(state.x.view(), sigma, i)?;

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::cg::{conjugate_gradient, CgOptions};
 use crate::problem::Evaluator;
+use crate::solver::AdamMoments;
 use crate::{Result, SolverError};
 
 /// Purpose tags of the draws made by the gradient-based solvers (disjoint from
@@ -99,13 +100,13 @@ impl DataGradient {
     }
 }
 
-/// One Adam step (Kingma & Ba 2015, with bias correction at `t = step + 1`) on a state laid out
-/// as `[p | m | v]` (`d` columns each: parameters, first and second moments), so that a saved
-/// state resumes exactly: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
+/// One Adam step (Kingma & Ba 2015, with bias correction at `t = step + 1`) on the parameters
+/// `p` with moments `(m, v)` carried in the solver's state, so that a saved state resumes
+/// exactly: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
 /// `p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
 pub fn adam_step(
-    x: &mut Array2<f32>,
-    d: usize,
+    p: &mut Array2<f32>,
+    moments: &mut AdamMoments,
     grad: ArrayView2<'_, f32>,
     step: usize,
     lr: f64,
@@ -118,11 +119,9 @@ pub fn adam_step(
     let c2 = (1.0 - b2.powi(t)) as f32;
     let (lr, ae) = (lr as f32, eps as f32);
     let (b1, b2) = (b1 as f32, b2 as f32);
-    let (mut p_v, mut rest) = x.view_mut().split_at(Axis(1), d);
-    let (mut m_v, mut v_v) = rest.view_mut().split_at(Axis(1), d);
-    Zip::from(&mut p_v)
-        .and(&mut m_v)
-        .and(&mut v_v)
+    Zip::from(p)
+        .and(&mut moments.m)
+        .and(&mut moments.v)
         .and(grad)
         .for_each(|p, m, v, &g| {
             *m = b1 * *m + (1.0 - b1) * g;
@@ -161,10 +160,9 @@ pub fn data_gradient(
 }
 
 /// The observation `y` and inverse variance `1/s^2` of an isotropic Gaussian likelihood
-/// `L(u) = ||u - y||^2 / (2 s^2)`, read off the likelihood through its gradient only:
-/// `dL/du (0) = -y / s^2` and `dL/du (1) - dL/du (0) = 1 / s^2` in every coordinate. A
-/// likelihood whose gradient is not of this form (checked on a third point and against
-/// `L(0)`) is refused with a [`SolverError::Problem`] naming `method`.
+/// `L(u) = ||u - y||^2 / (2 s^2)`, taken from the likelihood's
+/// [`as_gaussian`](diffinv_operators::Likelihood::as_gaussian) capability once per run (in the
+/// solvers' `prepare`).
 ///
 /// `diffinv_operators::GaussianLikelihood` with `sigma_y = 0` reads as `s = 1` (its own
 /// convention for noiseless data).
@@ -177,45 +175,15 @@ pub struct GaussianData {
 }
 
 impl GaussianData {
-    /// Probe the problem's likelihood.
+    /// The observation and noise level of the problem's isotropic Gaussian likelihood
+    /// ([`Capability::GaussianLikelihood`](crate::Capability)), or a
+    /// [`SolverError::Problem`] naming `method`.
     pub fn probe(eval: &Evaluator<'_>, method: &str) -> Result<Self> {
-        let m = eval.problem().measurement_dim();
-        let lik = eval.problem().likelihood;
-        let refuse = |why: &str| {
-            SolverError::Problem(format!(
-                "{method} needs an isotropic Gaussian likelihood ||G(x) - y||^2 / (2 sigma_y^2): {why}"
-            ))
-        };
-        let mut pts = Array2::<f32>::zeros((3, m));
-        pts.row_mut(1).fill(1.0);
-        pts.row_mut(2)
-            .iter_mut()
-            .enumerate()
-            .for_each(|(j, v)| *v = (j % 3) as f32 - 1.0);
-        let g = lik
-            .grad(pts.view())
-            .map_err(|e| refuse(&format!("its gradient failed ({e})")))?;
-        let nll = lik
-            .nll(pts.view())
-            .map_err(|e| refuse(&format!("it failed ({e})")))?;
-        let w = (g[[1, 0]] - g[[0, 0]]) as f64;
-        if !(w > 0.0 && w.is_finite()) {
-            return Err(refuse("its curvature is not positive"));
-        }
-        let y = g.row(0).mapv(|v| (-(v as f64) / w) as f32);
-        let scale = y.iter().fold(1.0f64, |a, v| a.max(v.abs() as f64));
-        for j in 0..m {
-            let wj = (g[[1, j]] - g[[0, j]]) as f64;
-            let pred = w * (pts[[2, j]] as f64 - y[j] as f64);
-            if (wj - w).abs() > 1e-3 * w || (g[[2, j]] as f64 - pred).abs() > 1e-3 * w * scale {
-                return Err(refuse("its gradient is not affine and isotropic"));
-            }
-        }
-        let l0 = 0.5 * w * y.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
-        if (l0 - nll[0] as f64).abs() > 1e-3 * l0.max(1.0) {
-            return Err(refuse("its value does not match its gradient"));
-        }
-        Ok(Self { y, inv_var: w })
+        let g = eval.problem().require_gaussian(method)?;
+        Ok(Self {
+            y: g.observation().to_owned(),
+            inv_var: g.inv_var() as f64,
+        })
     }
     /// The noise standard deviation `s`.
     pub fn sigma_y(&self) -> f64 {
@@ -292,7 +260,7 @@ mod tests {
         let a = array![[1.0f32, 0.5, 0.0], [0.0, 1.0, -1.0]];
         let op = MatrixOperator::new(a.clone()).unwrap();
         let lik = GaussianLikelihood::new(array![0.7f32, -1.2], 0.25).unwrap();
-        let problem = Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = Problem::new(&prior, &op, &lik).unwrap();
         let eval = Evaluator::new(problem);
         let data = GaussianData::probe(&eval, "test").unwrap();
         assert_abs_diff_eq!(data.sigma_y(), 0.25, epsilon = 1e-5);
@@ -354,7 +322,7 @@ pub(crate) mod testing {
 
     impl LinearGaussian {
         pub(crate) fn problem(&self) -> Problem<'_> {
-            Problem::linear(&self.prior, &self.op, &self.lik).unwrap()
+            Problem::new(&self.prior, &self.op, &self.lik).unwrap()
         }
         /// RMS error of `mean` against the exact posterior mean.
         pub(crate) fn mean_error(&self, mean: &Array1<f64>) -> f64 {

@@ -31,12 +31,13 @@
 
 use diffinv_priors::rng::fill_normal;
 use diffinv_priors::EdmSchedule;
-use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis, Zip};
+use ndarray::{Array1, Array2, ArrayView2, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::guidance::{adam_step, check_finite};
 use crate::problem::Evaluator;
-use crate::solver::{Solver, State, StepInfo};
+use crate::problem::Capability;
+use crate::solver::{AdamMoments, AdamState, Solver, StepInfo};
 use crate::{Result, SolverError};
 
 /// Random-stream tag of the initial seeds.
@@ -155,6 +156,13 @@ impl LatentOptimization {
 }
 
 impl Solver for LatentOptimization {
+    type Config = LatentConfig;
+    type State = AdamState;
+    type Prepared = ();
+
+    fn config(&self) -> &LatentConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         if self.cfg.latent_weight > 0.0 {
             "CSGM".into()
@@ -165,11 +173,13 @@ impl Solver for LatentOptimization {
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_gradient(&self.name())?;
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Gradient]
+    }
+    fn prepare(&self, _eval: &Evaluator<'_>) -> Result<Self::Prepared> {
         Ok(())
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<AdamState> {
         let d = eval.problem().dim();
         let n = self.cfg.num_samples;
         let mut eps = Array2::<f32>::zeros((n, d));
@@ -179,31 +189,41 @@ impl Solver for LatentOptimization {
                 fill_normal(&mut rng, slice);
             }
         }
-        let zeros = Array2::<f32>::zeros((n, 2 * d));
-        let x = concatenate(Axis(1), &[eps.view(), zeros.view()]).map_err(|e| SolverError::Config(e.to_string()))?;
-        Ok(State { x, step: 0, seed })
+        Ok(AdamState {
+            x: eps,
+            adam: AdamMoments::zeros(n, d),
+            step: 0,
+            seed,
+        })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: &mut AdamState,
+    ) -> Result<StepInfo> {
         let i = state.step;
-        let d = eval.problem().dim();
-        if state.x.ncols() != 3 * d {
-            return Err(SolverError::Config(format!(
-                "latent-optimisation state must have 3 d = {} columns, got {}",
-                3 * d,
-                state.x.ncols()
-            )));
-        }
-        let eps = state.x.slice(s![.., 0..d]).to_owned();
-        let (j, grad) = self.objective_and_gradient(eval, eps.view(), i)?;
-        adam_step(&mut state.x, d, grad.view(), i, self.cfg.lr, self.cfg.betas, self.cfg.adam_eps);
+        let (j, grad) = self.objective_and_gradient(eval, state.x.view(), i)?;
+        adam_step(
+            &mut state.x,
+            &mut state.adam,
+            grad.view(),
+            i,
+            self.cfg.lr,
+            self.cfg.betas,
+            self.cfg.adam_eps,
+        );
         check_finite(state.x.view(), i)?;
         state.step += 1;
         Ok(StepInfo { step: i, sigma: 0.0, guided: true, misfit: Some(j.iter().sum::<f64>() / j.len().max(1) as f64) })
     }
-    fn finish(&self, eval: &Evaluator<'_>, state: State) -> Result<Array2<f32>> {
-        let d = eval.problem().dim();
-        let eps = state.x.slice(s![.., 0..d]).to_owned();
-        Ok(self.generate(eval, eps.view(), self.cfg.num_steps)?.1)
+    fn finish(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: AdamState,
+    ) -> Result<Array2<f32>> {
+        Ok(self.generate(eval, state.x.view(), self.cfg.num_steps)?.1)
     }
 }
 
@@ -294,7 +314,7 @@ mod tests {
         assert!(LatentOptimization::new(LatentConfig { sampler_steps: 0, ..Default::default() }).is_err());
         assert!(LatentOptimization::new(LatentConfig { betas: (1.0, 0.9), ..Default::default() }).is_err());
         let lg = linear_gaussian();
-        let p = crate::Problem::new(&lg.prior, &lg.op, &lg.lik).unwrap();
+        let p = crate::Problem::new(&lg.prior, &lg.op, &lg.lik).unwrap().black_box();
         let solver = LatentOptimization::new(LatentConfig::default()).unwrap();
         assert!(matches!(Runner::new(p).run(&solver, 0), Err(SolverError::Problem(_))));
     }

@@ -66,6 +66,7 @@ pub mod mo;
 pub mod pigdm;
 pub mod problem;
 pub mod reddiff;
+pub mod registry;
 pub mod runner;
 pub mod scg;
 pub mod smc;
@@ -93,10 +94,15 @@ pub use latent::{LatentConfig, LatentOptimization};
 pub use mcg::{Mcg, McgConfig};
 pub use mo::MoConfig;
 pub use pigdm::{Pigdm, PigdmConfig};
-pub use problem::{CostSummary, Evaluator, Linearization, Linearized, Problem, RobustForward};
+pub use problem::{
+    Capability, CostSummary, Evaluator, Linearization, Linearized, Problem, RobustForward,
+};
 pub use reddiff::{RedDiff, RedDiffConfig};
-pub use runner::{Checkpoint, Observer, ProgressObserver, RunOutput, Runner};
+pub use runner::{Checkpoint, Observer, ProblemShape, ProgressObserver, RunOutput, Runner, StepLog};
 pub use scg::{Scg, ScgConfig};
 pub use smc::{Smc, SmcConfig};
-pub use solver::{Solver, State, StepInfo};
+pub use solver::{
+    AdamMoments, AdamState, DynPrepared, DynSolver, DynState, Solver, SolverState, State, StateView,
+    StepInfo,
+};
 pub use unconditional::{Unconditional, UnconditionalConfig, UnconditionalMethod};

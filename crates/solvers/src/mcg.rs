@@ -17,6 +17,7 @@ use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
 use serde::{Deserialize, Serialize};
 
+use crate::problem::Capability;
 use crate::dps::{check_common, dps_update};
 use crate::guidance::{cg_solve, check_finite, normal_rows, tags, CgSettings, GaussianData};
 use crate::problem::Evaluator;
@@ -90,19 +91,27 @@ impl Mcg {
 }
 
 impl Solver for Mcg {
+    type Config = McgConfig;
+    type State = State;
+    /// The observation and noise level of the Gaussian likelihood.
+    type Prepared = GaussianData;
+
+    fn config(&self) -> &McgConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "MCG".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_linear("MCG")?;
-        eval.problem().require_gradient("MCG")?;
-        GaussianData::probe(eval, "MCG")?;
-        Ok(())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Linear, Capability::Gradient, Capability::GaussianLikelihood]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        GaussianData::probe(eval, "MCG")
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
@@ -111,7 +120,12 @@ impl Solver for Mcg {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let (mut next, misfit) = dps_update(
@@ -126,7 +140,7 @@ impl Solver for Mcg {
             i,
         )?;
         // Projection onto {x : A x = y_{i+1}}.
-        let data = GaussianData::probe(eval, "MCG")?;
+        let data = prep;
         let (n, d) = next.dim();
         let mut target = ndarray::Array2::<f32>::zeros((n, data.y.len()));
         for mut row in target.rows_mut() {

@@ -161,7 +161,7 @@ mod tests {
         let op = MatrixOperator::new(Array2::eye(2)).unwrap();
         // sigma_y = 0.3: MO's loss ignores it (the paper's unweighted residual).
         let lik = GaussianLikelihood::new(array![1.5f32, -0.5], 0.3).unwrap();
-        let problem = Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = Problem::new(&prior, &op, &lik).unwrap();
         let eval = Evaluator::new(problem);
         let data = GaussianData::probe(&eval, "MO").unwrap();
         let cfg = MoConfig {

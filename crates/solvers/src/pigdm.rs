@@ -29,6 +29,7 @@ use diffinv_priors::EdmSchedule;
 use ndarray::Zip;
 use serde::{Deserialize, Serialize};
 
+use crate::problem::Capability;
 use crate::dps::check_common;
 use crate::guidance::{cg_solve, check_finite, normal_rows, sde_drift, CgSettings, GaussianData};
 use crate::problem::Evaluator;
@@ -117,18 +118,27 @@ impl Pigdm {
 }
 
 impl Solver for Pigdm {
+    type Config = PigdmConfig;
+    type State = State;
+    /// The observation and noise level of the Gaussian likelihood.
+    type Prepared = GaussianData;
+
+    fn config(&self) -> &PigdmConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "PiGDM".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_gradient("PiGDM")?;
-        GaussianData::probe(eval, "PiGDM")?;
-        Ok(())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Gradient, Capability::GaussianLikelihood]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        GaussianData::probe(eval, "PiGDM")
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
@@ -137,10 +147,15 @@ impl Solver for Pigdm {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
-        let data = GaussianData::probe(eval, "PiGDM")?;
+        let data = prep;
         let sy = self.cfg.sigma_y.unwrap_or_else(|| data.sigma_y());
         let c = self.cfg.data_variance;
         let r2 = sigma * sigma * c / (sigma * sigma + c);
@@ -272,10 +287,10 @@ mod tests {
             num_steps: 30,
             ..Default::default()
         };
-        let lin = Runner::new(Problem::linear(&prior, &op, &lik).unwrap())
+        let lin = Runner::new(Problem::new(&prior, &op, &lik).unwrap())
             .run(&Pigdm::new(cfg.clone()).unwrap(), 2)
             .unwrap();
-        let dif = Runner::new(Problem::differentiable(&prior, &op, &lik).unwrap())
+        let dif = Runner::new(Problem::new(&prior, &op, &lik).unwrap())
             .run(&Pigdm::new(cfg).unwrap(), 2)
             .unwrap();
         for (a, b) in lin.samples.iter().zip(dif.samples.iter()) {

@@ -4,12 +4,65 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use diffinv_operators::{Differentiable, ForwardModel, Likelihood, LinearOperator, OperatorError};
+use diffinv_operators::{
+    Differentiable, ForwardModel, GaussianLikelihood, Likelihood, LinearOperator, OperatorError,
+};
 use diffinv_priors::Denoiser;
 use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, SolverError};
+
+/// What a problem offers beyond black-box evaluation, and what a solver may require
+/// ([`Solver::requires`](crate::Solver::requires)). Discovered by [`Problem::new`] from the
+/// forward model's and the likelihood's capability accessors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// The vector-Jacobian product `J_G(x)^T v` of the forward model
+    /// ([`ForwardModel::as_differentiable`], or the adjoint of a linear model).
+    Gradient,
+    /// A linear forward model `G(x) = A x` with its adjoint `A^T` ([`ForwardModel::as_linear`]).
+    Linear,
+    /// An isotropic Gaussian likelihood `||G(x) - y||^2 / (2 sigma_y^2)`
+    /// ([`Likelihood::as_gaussian`]).
+    GaussianLikelihood,
+}
+
+impl Capability {
+    /// Every capability.
+    pub const ALL: [Capability; 3] = [
+        Capability::Gradient,
+        Capability::Linear,
+        Capability::GaussianLikelihood,
+    ];
+    /// Kebab-case name (as in configuration files and `diffinv methods`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Gradient => "gradient",
+            Capability::Linear => "linear",
+            Capability::GaussianLikelihood => "gaussian-likelihood",
+        }
+    }
+    /// What it means, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Capability::Gradient => {
+                "the gradient (vector-Jacobian product) of the forward model"
+            }
+            Capability::Linear => "a linear forward model with its adjoint",
+            Capability::GaussianLikelihood => {
+                "an isotropic Gaussian likelihood ||G(x) - y||^2 / (2 sigma_y^2)"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// `y = G(x) + noise` with a diffusion prior on `x`.
 #[derive(Clone, Copy)]
@@ -21,11 +74,15 @@ pub struct Problem<'a> {
     /// The likelihood of the observed measurement.
     pub likelihood: &'a dyn Likelihood,
     /// The same forward model with its vector-Jacobian product, for the gradient-based solvers
-    /// (DPS, RED-diff, ...). `None` for a black box.
+    /// (DPS, RED-diff, ...), when it offers one ([`ForwardModel::as_differentiable`]).
     pub gradient: Option<&'a dyn Differentiable>,
     /// The same forward model as a linear operator with its adjoint, for the solvers that need
-    /// `A^T` (DDS's conjugate gradients, PiGDM, the classical solvers). `None` if not linear.
+    /// `A^T` (DDS's conjugate gradients, PiGDM, the classical solvers), when it is one
+    /// ([`ForwardModel::as_linear`]). A linear model's vector-Jacobian product is its adjoint.
     pub linear: Option<&'a dyn LinearOperator>,
+    /// The likelihood in closed form when it is an isotropic Gaussian
+    /// ([`Likelihood::as_gaussian`]).
+    pub gaussian: Option<&'a GaussianLikelihood>,
 }
 
 impl std::fmt::Debug for Problem<'_> {
@@ -33,13 +90,15 @@ impl std::fmt::Debug for Problem<'_> {
         f.debug_struct("Problem")
             .field("d", &self.prior.dim())
             .field("m", &self.likelihood.measurement_dim())
+            .field("capabilities", &self.capabilities())
             .finish()
     }
 }
 
 impl<'a> Problem<'a> {
-    /// Build a problem, checking that the dimensions agree:
-    /// `prior.dim() == forward.input_dim()` and `forward.output_dim() == likelihood.measurement_dim()`.
+    /// Build a problem, checking that the dimensions agree
+    /// (`prior.dim() == forward.input_dim()`, `forward.output_dim() == likelihood.measurement_dim()`)
+    /// and discovering the forward model's and the likelihood's [capabilities](Capability).
     pub fn new(
         prior: &'a dyn Denoiser,
         forward: &'a dyn ForwardModel,
@@ -65,50 +124,64 @@ impl<'a> Problem<'a> {
             prior,
             forward,
             likelihood,
-            gradient: None,
-            linear: None,
+            gradient: forward.as_differentiable(),
+            linear: forward.as_linear(),
+            gaussian: likelihood.as_gaussian(),
         })
     }
-    /// A problem whose forward model has a vector-Jacobian product (the gradient-based solvers
-    /// need it); the derivative-free solvers still use it only as a black box.
-    pub fn differentiable(
-        prior: &'a dyn Denoiser,
-        forward: &'a dyn Differentiable,
-        likelihood: &'a dyn Likelihood,
-    ) -> Result<Self> {
-        let mut p = Self::new(prior, forward, likelihood)?;
-        p.gradient = Some(forward);
-        Ok(p)
+    /// The same problem with the forward model's gradient and linearity hidden: what a
+    /// derivative-free method sees, and how the tables make sure that a black-box row never
+    /// uses a derivative.
+    pub fn black_box(mut self) -> Self {
+        self.gradient = None;
+        self.linear = None;
+        self
     }
-    /// A problem whose forward model is linear, `G(x) = A x`: it has both the adjoint `A^T` and
-    /// (the same map) the vector-Jacobian product `v -> A^T v`.
-    pub fn linear<L: LinearOperator + Differentiable>(
-        prior: &'a dyn Denoiser,
-        forward: &'a L,
-        likelihood: &'a dyn Likelihood,
-    ) -> Result<Self> {
-        let mut p = Self::new(prior, forward, likelihood)?;
-        p.gradient = Some(forward);
-        p.linear = Some(forward);
-        Ok(p)
+    /// Whether the problem offers `c`.
+    pub fn has(&self, c: Capability) -> bool {
+        match c {
+            Capability::Gradient => self.gradient.is_some() || self.linear.is_some(),
+            Capability::Linear => self.linear.is_some(),
+            Capability::GaussianLikelihood => self.gaussian.is_some(),
+        }
     }
-    /// The vector-Jacobian product of the forward model, or a [`SolverError::Problem`] naming
-    /// `method` when the problem is a black box.
-    pub fn require_gradient(&self, method: &str) -> Result<&'a dyn Differentiable> {
-        self.gradient.ok_or_else(|| {
-            SolverError::Problem(format!(
-                "{method} needs the gradient of the forward model, but this problem's forward model is a black box \
-                 (build it with Problem::differentiable or Problem::linear)"
-            ))
-        })
+    /// Every capability the problem offers.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        Capability::ALL.into_iter().filter(|c| self.has(*c)).collect()
+    }
+    /// `Ok` when the problem offers every capability in `required`, else a
+    /// [`SolverError::Problem`] naming `method`, what is missing and what the problem offers.
+    pub fn check(&self, method: &str, required: &[Capability]) -> Result<()> {
+        let missing: Vec<&str> = required
+            .iter()
+            .filter(|c| !self.has(**c))
+            .map(|c| c.describe())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let offers = self.capabilities();
+        let offers = if offers.is_empty() {
+            "black-box evaluation only".to_string()
+        } else {
+            offers.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+        };
+        Err(SolverError::Problem(format!(
+            "{method} needs {}; this problem offers {offers}",
+            missing.join(" and ")
+        )))
     }
     /// The adjoint of a linear forward model, or a [`SolverError::Problem`] naming `method`.
     pub fn require_linear(&self, method: &str) -> Result<&'a dyn LinearOperator> {
-        self.linear.ok_or_else(|| {
-            SolverError::Problem(format!(
-                "{method} needs a linear forward model with its adjoint (build the problem with Problem::linear)"
-            ))
-        })
+        self.check(method, &[Capability::Linear])?;
+        self.linear
+            .ok_or_else(|| SolverError::Problem(format!("{method}: no linear forward model")))
+    }
+    /// The isotropic Gaussian likelihood, or a [`SolverError::Problem`] naming `method`.
+    pub fn require_gaussian(&self, method: &str) -> Result<&'a GaussianLikelihood> {
+        self.check(method, &[Capability::GaussianLikelihood])?;
+        self.gaussian
+            .ok_or_else(|| SolverError::Problem(format!("{method}: no Gaussian likelihood")))
     }
     /// Dimension `d` of the unknown.
     pub fn dim(&self) -> usize {
@@ -145,10 +218,34 @@ pub struct CostSummary {
     pub fwd_grad_seq: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Seconds spent inside the forward model (evaluations, vector-Jacobian products and
+    /// adjoints).
+    #[serde(default)]
+    pub fwd_seconds: f64,
+    /// Seconds spent inside the prior (denoiser evaluations and their vector-Jacobian
+    /// products).
+    #[serde(default)]
+    pub den_seconds: f64,
     /// Forward evaluations that failed (an error or a non-finite output for that row) and were
     /// handled by the failure policy of [`Evaluator::forward_robust`] instead of aborting.
     #[serde(default)]
     pub failed: u64,
+}
+
+impl CostSummary {
+    /// Seconds spent outside the forward model and the prior: the solver's own work
+    /// (linear algebra, allocation, copies) and the runner's (observers, checkpoints).
+    pub fn overhead_seconds(&self) -> f64 {
+        (self.seconds - self.fwd_seconds - self.den_seconds).max(0.0)
+    }
+    /// [`overhead_seconds`](Self::overhead_seconds) as a fraction of the wall time.
+    pub fn overhead_fraction(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.overhead_seconds() / self.seconds
+        } else {
+            0.0
+        }
+    }
 }
 
 /// The solvers' only door to the problem: every call is counted, and failures are turned into
@@ -164,6 +261,8 @@ pub struct Evaluator<'a> {
     fwd_grad_total: AtomicU64,
     fwd_grad_seq: AtomicU64,
     failed: AtomicU64,
+    fwd_nanos: AtomicU64,
+    den_nanos: AtomicU64,
     start: Instant,
     offset: CostSummary,
 }
@@ -194,6 +293,8 @@ impl<'a> Evaluator<'a> {
             fwd_grad_total: AtomicU64::new(0),
             fwd_grad_seq: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            fwd_nanos: AtomicU64::new(0),
+            den_nanos: AtomicU64::new(0),
             start: Instant::now(),
             offset,
         }
@@ -216,7 +317,17 @@ impl<'a> Evaluator<'a> {
             fwd_grad_seq: o.fwd_grad_seq + self.fwd_grad_seq.load(Ordering::Relaxed),
             seconds: o.seconds + self.start.elapsed().as_secs_f64(),
             failed: o.failed + self.failed.load(Ordering::Relaxed),
+            fwd_seconds: o.fwd_seconds + self.fwd_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
+            den_seconds: o.den_seconds + self.den_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
         }
+    }
+    fn add_fwd_time(&self, since: Instant) {
+        self.fwd_nanos
+            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+    fn add_den_time(&self, since: Instant) {
+        self.den_nanos
+            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// `D(x; sigma)`, counted.
@@ -224,10 +335,10 @@ impl<'a> Evaluator<'a> {
         self.den_total
             .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.den_seq.fetch_add(1, Ordering::Relaxed);
-        self.problem
-            .prior
-            .denoise(x, sigma as f32)
-            .map_err(|source| prior_error(source, step))
+        let t = Instant::now();
+        let out = self.problem.prior.denoise(x, sigma as f32);
+        self.add_den_time(t);
+        out.map_err(|source| prior_error(source, step))
     }
 
     /// The counted prior, for samplers that take a `&dyn Denoiser`.
@@ -240,11 +351,10 @@ impl<'a> Evaluator<'a> {
         self.fwd_total
             .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.fwd_seq.fetch_add(1, Ordering::Relaxed);
-        let y = self
-            .problem
-            .forward
-            .forward(x)
-            .map_err(|e| operator_error(e, step))?;
+        let t = Instant::now();
+        let y = self.problem.forward.forward(x);
+        self.add_fwd_time(t);
+        let y = y.map_err(|e| operator_error(e, step))?;
         if let Some(particle) = first_non_finite_row(y.view()) {
             return Err(SolverError::ParticleFailed {
                 particle,
@@ -337,11 +447,10 @@ impl<'a> Evaluator<'a> {
         // Per-sample failures come from `ForwardModel::forward_partial` (a model that cannot
         // isolate them cheaply retries row by row there); other errors (wrong shape, a
         // non-finite input) are not a particle's simulation failing and stay errors.
-        let out = self
-            .problem
-            .forward
-            .forward_partial(x)
-            .map_err(|e| operator_error(e, step))?;
+        let t = Instant::now();
+        let out = self.problem.forward.forward_partial(x);
+        self.add_fwd_time(t);
+        let out = out.map_err(|e| operator_error(e, step))?;
         for f in &out.failures {
             if let Some(o) = ok.get_mut(f.row) {
                 *o = false;
@@ -366,11 +475,23 @@ impl<'a> Evaluator<'a> {
         v: ArrayView2<'_, f32>,
         step: usize,
     ) -> Result<Array2<f32>> {
-        let g = self.problem.require_gradient("this solver")?;
+        self.problem.check("this solver", &[Capability::Gradient])?;
         self.fwd_grad_total
             .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.fwd_grad_seq.fetch_add(1, Ordering::Relaxed);
-        let out = g.vjp(x, v).map_err(|e| operator_error(e, step))?;
+        let t = Instant::now();
+        let out = match (self.problem.gradient, self.problem.linear) {
+            (Some(g), _) => g.vjp(x, v),
+            // A linear model's vector-Jacobian product is its adjoint.
+            (None, Some(a)) => a.adjoint(v),
+            (None, None) => {
+                return Err(SolverError::Problem(
+                    "the forward model has neither a gradient nor an adjoint".into(),
+                ))
+            }
+        };
+        self.add_fwd_time(t);
+        let out = out.map_err(|e| operator_error(e, step))?;
         if let Some(particle) = first_non_finite_row(out.view()) {
             return Err(SolverError::ParticleFailed {
                 particle,
@@ -388,7 +509,10 @@ impl<'a> Evaluator<'a> {
         self.fwd_grad_total
             .fetch_add(y.nrows() as u64, Ordering::Relaxed);
         self.fwd_grad_seq.fetch_add(1, Ordering::Relaxed);
-        a.adjoint(y).map_err(|e| operator_error(e, step))
+        let t = Instant::now();
+        let out = a.adjoint(y);
+        self.add_fwd_time(t);
+        out.map_err(|e| operator_error(e, step))
     }
 
     /// `D(x; sigma)` and the vector-Jacobian product `(dD/dx)^T v`, counted as one denoiser
@@ -403,10 +527,10 @@ impl<'a> Evaluator<'a> {
         self.grad_total
             .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.grad_seq.fetch_add(1, Ordering::Relaxed);
-        self.problem
-            .prior
-            .vjp(x, sigma as f32, v)
-            .map_err(|source| prior_error(source, step))
+        let t = Instant::now();
+        let out = self.problem.prior.vjp(x, sigma as f32, v);
+        self.add_den_time(t);
+        out.map_err(|source| prior_error(source, step))
     }
 
     /// `dL/dy` at every row of `y`.
@@ -579,7 +703,10 @@ impl Denoiser for CountedPrior<'_, '_> {
             .den_total
             .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.eval.den_seq.fetch_add(1, Ordering::Relaxed);
-        self.eval.problem.prior.denoise(x, sigma)
+        let t = Instant::now();
+        let out = self.eval.problem.prior.denoise(x, sigma);
+        self.eval.add_den_time(t);
+        out
     }
     fn vjp(
         &self,
@@ -591,7 +718,10 @@ impl Denoiser for CountedPrior<'_, '_> {
             .grad_total
             .fetch_add(x.nrows() as u64, Ordering::Relaxed);
         self.eval.grad_seq.fetch_add(1, Ordering::Relaxed);
-        self.eval.problem.prior.vjp(x, sigma, v)
+        let t = Instant::now();
+        let out = self.eval.problem.prior.vjp(x, sigma, v);
+        self.eval.add_den_time(t);
+        out
     }
 }
 

@@ -28,14 +28,15 @@
 
 use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
-use ndarray::{concatenate, s, Array2, Axis, Zip};
+use ndarray::Zip;
 use serde::{Deserialize, Serialize};
 
 use crate::dps::check_common;
 use crate::guidance::{adam_step, check_finite, normal_rows, tags, GaussianData};
 use crate::mo::{refine, MoConfig};
 use crate::problem::Evaluator;
-use crate::solver::{Solver, State, StepInfo};
+use crate::problem::Capability;
+use crate::solver::{AdamMoments, AdamState, Solver, StepInfo};
 use crate::{Result, SolverError};
 
 /// Hyperparameters of [`RedDiff`]; defaults are the paper's.
@@ -126,6 +127,14 @@ impl RedDiff {
 }
 
 impl Solver for RedDiff {
+    type Config = RedDiffConfig;
+    type State = AdamState;
+    /// The Gaussian data of the MO refinement (RED-diff-MO only).
+    type Prepared = Option<GaussianData>;
+
+    fn config(&self) -> &RedDiffConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         if self.cfg.mo.is_some() {
             "RED-diff-MO".into()
@@ -136,36 +145,43 @@ impl Solver for RedDiff {
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_gradient(&self.name())?;
+    fn requires(&self) -> Vec<Capability> {
+        let mut r = vec![Capability::Gradient];
         if self.cfg.mo.is_some() {
-            GaussianData::probe(eval, "RED-diff-MO")?;
+            r.push(Capability::GaussianLikelihood);
         }
-        Ok(())
+        r
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        self.cfg
+            .mo
+            .as_ref()
+            .map(|_| GaussianData::probe(eval, "RED-diff-MO"))
+            .transpose()
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<AdamState> {
         let d = eval.problem().dim();
         let smax = self.cfg.schedule.sigma_max;
         let xt = initial_noise(self.cfg.num_samples, d, smax, seed);
         let mu = eval.denoise(xt.view(), smax, 0)?;
-        let zeros = Array2::<f32>::zeros((self.cfg.num_samples, 2 * d));
-        let x = concatenate(Axis(1), &[mu.view(), zeros.view()])
-            .map_err(|e| SolverError::Config(e.to_string()))?;
-        Ok(State { x, step: 0, seed })
+        Ok(AdamState {
+            x: mu,
+            adam: AdamMoments::zeros(self.cfg.num_samples, d),
+            step: 0,
+            seed,
+        })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut AdamState,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let sigma = self.sigmas[i];
         let d = eval.problem().dim();
-        if state.x.ncols() != 3 * d {
-            return Err(SolverError::Config(format!(
-                "RED-diff state must have 3 d = {} columns, got {}",
-                3 * d,
-                state.x.ncols()
-            )));
-        }
         let n = state.x.nrows();
-        let mu = state.x.slice(s![.., 0..d]).to_owned();
+        let mu = state.x.clone();
         // Regulariser: lambda (mu - D(mu + sigma eps; sigma)).
         let eps = normal_rows(n, d, state.seed, tags::REDDIFF, i as u64);
         let mut xt = mu.clone();
@@ -182,13 +198,18 @@ impl Solver for RedDiff {
             .and(&den)
             .for_each(|g, &m, &dn| *g += lam * (m - dn));
         // Adam with bias correction at t = i + 1.
-        adam_step(&mut state.x, d, grad.view(), i, self.cfg.lr, self.cfg.betas, self.cfg.adam_eps);
-        if let Some(mo) = &self.cfg.mo {
-            let data = GaussianData::probe(eval, "RED-diff-MO")?;
+        adam_step(
+            &mut state.x,
+            &mut state.adam,
+            grad.view(),
+            i,
+            self.cfg.lr,
+            self.cfg.betas,
+            self.cfg.adam_eps,
+        );
+        if let (Some(mo), Some(data)) = (&self.cfg.mo, prep) {
             let level = self.sigmas[i + 1].max(self.cfg.schedule.sigma_min);
-            let mu = state.x.slice(s![.., 0..d]).to_owned();
-            let refined = refine(eval, &data, mu.view(), level, mo, state.seed, i)?;
-            state.x.slice_mut(s![.., 0..d]).assign(&refined);
+            state.x = refine(eval, data, state.x.view(), level, mo, state.seed, i)?;
         }
         check_finite(state.x.view(), i)?;
         state.step += 1;
@@ -198,10 +219,6 @@ impl Solver for RedDiff {
             guided: true,
             misfit: Some(nll.iter().map(|v| *v as f64).sum::<f64>() / n as f64),
         })
-    }
-    fn finish(&self, eval: &Evaluator<'_>, state: State) -> Result<Array2<f32>> {
-        let d = eval.problem().dim();
-        Ok(state.x.slice(s![.., 0..d]).to_owned())
     }
 }
 

@@ -114,16 +114,23 @@ impl Scg {
 }
 
 impl Solver for Scg {
+    type Config = ScgConfig;
+    type State = State;
+    type Prepared = ();
+
+    fn config(&self) -> &ScgConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "SCG".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, _eval: &Evaluator<'_>) -> Result<()> {
+    fn prepare(&self, _eval: &Evaluator<'_>) -> Result<Self::Prepared> {
         Ok(())
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         let x = initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
@@ -132,7 +139,12 @@ impl Solver for Scg {
         );
         Ok(State { x, step: 0, seed })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let den = eval.denoise(state.x.view(), sigma, i)?;

@@ -41,14 +41,14 @@
 use diffinv_priors::rng::{stream, tags as prior_tags};
 use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
-use ndarray::{concatenate, s, Array1, Array2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::dps::check_common;
 use crate::guidance::{check_finite, data_gradient, normal_rows, row_dots, tags, GaussianData};
-use crate::problem::Evaluator;
-use crate::solver::{Solver, State, StepInfo};
+use crate::problem::{Capability, Evaluator};
+use crate::solver::{Solver, SolverState, StepInfo};
 use crate::{Result, SolverError};
 
 /// Hyperparameters of [`Smc`].
@@ -141,47 +141,83 @@ fn gather(x: &Array2<f32>, idx: &[usize]) -> Array2<f32> {
     x.select(Axis(0), idx)
 }
 
+/// The state of [`Smc`]: the particles and their carried log-weights (the incremental weights
+/// not yet consumed by a resampling), stored in single precision as they always were.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmcState {
+    /// Particles, `(N, d)`.
+    pub x: Array2<f32>,
+    /// Carried log-weights, `(N,)`.
+    pub log_weights: Array1<f32>,
+    /// Index of the next step.
+    pub step: usize,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl SolverState for SmcState {
+    fn particles(&self) -> ArrayView2<'_, f32> {
+        self.x.view()
+    }
+    fn step(&self) -> usize {
+        self.step
+    }
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
 impl Solver for Smc {
+    type Config = SmcConfig;
+    type State = SmcState;
+    /// The noise variance of a Gaussian likelihood (the twist's damping), if it is one.
+    type Prepared = Option<GaussianData>;
+
+    fn config(&self) -> &SmcConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         format!("SMC (N={})", self.cfg.num_particles)
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_gradient("SMC (TDS)")?;
-        Ok(())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Gradient]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        Ok(GaussianData::probe(eval, "SMC").ok())
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<SmcState> {
         let x = initial_noise(
             self.cfg.num_particles,
             eval.problem().dim(),
             self.cfg.schedule.sigma_max,
             seed,
         );
-        let c = Array2::<f32>::zeros((self.cfg.num_particles, 1));
-        let x = concatenate(Axis(1), &[x.view(), c.view()])
-            .map_err(|e| SolverError::Config(e.to_string()))?;
-        Ok(State { x, step: 0, seed })
+        Ok(SmcState {
+            x,
+            log_weights: Array1::zeros(self.cfg.num_particles),
+            step: 0,
+            seed,
+        })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut SmcState,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let d = eval.problem().dim();
-        if state.x.ncols() != d + 1 {
-            return Err(SolverError::Config(format!(
-                "SMC state must have d + 1 = {} columns, got {}",
-                d + 1,
-                state.x.ncols()
-            )));
-        }
         let n = state.x.nrows();
-        let x = state.x.slice(s![.., 0..d]).to_owned();
-        let carry: Array1<f64> = state.x.column(d).mapv(|v| v as f64);
+        let x = state.x.clone();
+        let carry: Array1<f64> = state.log_weights.mapv(|v| v as f64);
         // Twist at the current particles: log p~_i = -L(G(D(x))), gradient -J^T dL/dy.
         let last = sigma_next <= 0.0;
-        let kappa = match (last, GaussianData::probe(eval, "SMC")) {
-            (false, Ok(data)) => {
+        let kappa = match (last, prep) {
+            (false, Some(data)) => {
                 let c = self.cfg.data_variance;
                 let r2 = sigma * sigma * c / (sigma * sigma + c);
                 let s2 = 1.0 / data.inv_var;
@@ -211,9 +247,8 @@ impl Solver for Smc {
         let misfit = Some(dg.nll.iter().map(|v| *v as f64).sum::<f64>() / n as f64);
         if last {
             // Output the clean estimates of the resampled particles.
-            let c = Array2::<f32>::zeros((n, 1));
-            state.x = concatenate(Axis(1), &[x0.view(), c.view()])
-                .map_err(|e| SolverError::Config(e.to_string()))?;
+            state.x = x0;
+            state.log_weights = Array1::zeros(n);
             state.step += 1;
             return Ok(StepInfo {
                 step: i,
@@ -235,15 +270,15 @@ impl Solver for Smc {
         let tt = row_dots(grad.view(), grad.view());
         let log_pq = zt.mapv(|v| -f.sqrt() * v) - tt.mapv(|v| 0.5 * f * v);
         let new_carry = &acc + &log_pq - &ell;
-        let c = new_carry.mapv(|v| v as f32).insert_axis(Axis(1));
+        let c = new_carry.mapv(|v| v as f32);
         if let Some(p) = c.iter().position(|v| !v.is_finite()) {
             return Err(SolverError::NonFiniteState {
                 particle: p,
                 step: i,
             });
         }
-        state.x = concatenate(Axis(1), &[next.view(), c.view()])
-            .map_err(|e| SolverError::Config(e.to_string()))?;
+        state.x = next;
+        state.log_weights = c;
         state.step += 1;
         Ok(StepInfo {
             step: i,
@@ -251,10 +286,6 @@ impl Solver for Smc {
             guided: true,
             misfit,
         })
-    }
-    fn finish(&self, eval: &Evaluator<'_>, state: State) -> Result<Array2<f32>> {
-        let d = eval.problem().dim();
-        Ok(state.x.slice(s![.., 0..d]).to_owned())
     }
 }
 
@@ -321,7 +352,7 @@ mod tests {
         let reference = post.sample(4000, 77);
         let op = MatrixOperator::new(a.mapv(|v| v as f32)).unwrap();
         let lik = GaussianLikelihood::new(y.mapv(|v| v as f32), 0.5).unwrap();
-        let problem = Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = Problem::new(&prior, &op, &lik).unwrap();
         let sw_cfg = SlicedWassersteinConfig {
             projections: 200,
             seed: 1,

@@ -71,16 +71,23 @@ impl Unconditional {
 }
 
 impl Solver for Unconditional {
+    type Config = UnconditionalConfig;
+    type State = State;
+    type Prepared = ();
+
+    fn config(&self) -> &UnconditionalConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "unconditional".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, _eval: &Evaluator<'_>) -> Result<()> {
+    fn prepare(&self, _eval: &Evaluator<'_>) -> Result<Self::Prepared> {
         Ok(())
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         Ok(State {
             x: initial_noise(
                 self.cfg.num_samples,
@@ -92,7 +99,12 @@ impl Solver for Unconditional {
             seed,
         })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         match self.cfg.method {

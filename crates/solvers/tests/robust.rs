@@ -90,7 +90,7 @@ fn forward_robust_gives_failed_rows_the_survivors_mean_and_counts_them() {
 fn failing_particles_never_abort_a_run_and_are_counted() {
     let p = prior(4);
     let lik = GaussianLikelihood::new(array![0.5f32, -0.2], 0.2).unwrap();
-    let solvers: Vec<Box<dyn Solver>> = vec![
+    let solvers: Vec<Box<dyn DynSolver>> = vec![
         Box::new(
             Enkg::new(EnkgConfig {
                 num_particles: 32,
@@ -183,7 +183,7 @@ fn a_killed_run_resumes_bit_identically() {
     });
     let lik = GaussianLikelihood::new(array![0.5f32, -0.2], 0.2).unwrap();
     let problem = Problem::new(&p, &f, &lik).unwrap();
-    let solvers: Vec<Box<dyn Solver>> = vec![
+    let solvers: Vec<Box<dyn DynSolver>> = vec![
         Box::new(
             Enkg::new(EnkgConfig {
                 num_particles: 16,
@@ -225,7 +225,7 @@ fn a_killed_run_resumes_bit_identically() {
                 .unwrap();
             assert!(stopped.is_none(), "{} stopped after {k} steps", s.name());
             let saved = Checkpoint::load(&ckpt).unwrap();
-            assert_eq!(saved.state.step, k);
+            assert_eq!(saved.step, k);
             // The "killed" runner is dropped; a fresh one resumes from the file.
             let resumed = Runner::new(problem)
                 .with_checkpoint(&ckpt)

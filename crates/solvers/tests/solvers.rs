@@ -157,7 +157,7 @@ fn runs_are_bit_identical_across_thread_counts() {
         ..Default::default()
     })
     .unwrap();
-    let solvers: [&dyn Solver; 2] = [&enkg, &cps];
+    let solvers: [&dyn DynSolver; 2] = [&enkg, &cps];
     for s in solvers {
         let a = run_in_pool(1, || Runner::new(problem).run(s, 42).unwrap().samples);
         let b = run_in_pool(2, || Runner::new(problem).run(s, 42).unwrap().samples);
@@ -250,7 +250,7 @@ fn nan_from_the_forward_model_names_particle_and_step() {
         }
     });
     let problem = Problem::new(&p.prior, &flaky, &p.lik).unwrap();
-    for s in [&enkg as &dyn Solver, &cps] {
+    for s in [&enkg as &dyn DynSolver, &cps] {
         let out = Runner::new(problem).run(s, 0).unwrap();
         assert!(out.cost.failed > 0, "{}: no particle failed", s.name());
         assert!(out.samples.iter().all(|v| v.is_finite()), "{}", s.name());

@@ -15,7 +15,7 @@ use diffinv_operators::{ForwardModel, GaussianLikelihood, MatrixOperator};
 use diffinv_priors::rng::stream;
 use diffinv_priors::GaussianMixture;
 use diffinv_solvers::{
-    Cps, CpsConfig, Enkg, EnkgConfig, Problem, Runner, Solver, Unconditional, UnconditionalConfig,
+    Cps, CpsConfig, Enkg, EnkgConfig, Problem, Runner, DynSolver, Unconditional, UnconditionalConfig,
 };
 use diffinv_solvers::{Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig};
 use diffinv_solvers::{Dpg, DpgConfig, Eki, EkiConfig, Gsg, GsgConfig, GsgScheme, Scg, ScgConfig};
@@ -378,7 +378,7 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
             }
             let p = make_problem(d, dy, pre.reference_samples, seed)
                 .with_context(|| format!("building d={d} d_y={dy}"))?;
-            let problem = Problem::linear(&p.prior, &p.op, &p.lik)?;
+            let problem = Problem::new(&p.prior, &p.op, &p.lik)?;
             for (m, key) in methods.iter().zip(&keys) {
                 bar.set_message(format!("{m} d={d} d_y={dy}"));
                 if let Some(r) = cache.get::<Row>(key) {
@@ -398,7 +398,7 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                         (s, 0, 0, t.elapsed().as_secs_f64())
                     }
                     name => {
-                        let solver: Box<dyn Solver> = match name {
+                        let solver: Box<dyn DynSolver> = match name {
                             "unconditional" => Box::new(Unconditional::new(UnconditionalConfig {
                                 num_samples: pre.samples,
                                 ..pre.unconditional.clone()

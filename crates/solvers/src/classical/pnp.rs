@@ -26,12 +26,13 @@
 //!
 //! Both carry no randomness; their state for PnP-ADMM is `[x | z | u]` (`3 d` columns).
 
-use ndarray::{s, Array2, Zip};
+use ndarray::{Array2, ArrayView2, Zip};
 use serde::{Deserialize, Serialize};
 
+
 use crate::cg::{CgOptions, LinearGaussianData};
-use crate::problem::Evaluator;
-use crate::solver::{Solver, State, StepInfo};
+use crate::problem::{Capability, Evaluator};
+use crate::solver::{Solver, SolverState, State, StepInfo};
 use crate::{Result, SolverError};
 
 fn check_common(sigma: f64, scale: f64, steps: usize, cg: &CgOptions) -> Result<()> {
@@ -99,40 +100,78 @@ impl PnpAdmm {
     }
 }
 
+/// The state of [`PnpAdmm`]: the data-prox iterate `x`, the denoised splitting variable `z`
+/// and the scaled dual variable `u`, each `(1, d)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdmmState {
+    /// Data-prox iterate `x`.
+    pub x: Array2<f32>,
+    /// Splitting variable `z = D(x + u)`.
+    pub z: Array2<f32>,
+    /// Scaled dual variable `u`.
+    pub u: Array2<f32>,
+    /// Index of the next step.
+    pub step: usize,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl SolverState for AdmmState {
+    fn particles(&self) -> ArrayView2<'_, f32> {
+        self.x.view()
+    }
+    fn step(&self) -> usize {
+        self.step
+    }
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
 impl Solver for PnpAdmm {
+    type Config = PnpAdmmConfig;
+    type State = AdmmState;
+    /// `A^T W y` and the likelihood's weight, computed once.
+    type Prepared = LinearGaussianData;
+
+    fn config(&self) -> &PnpAdmmConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "PnP-ADMM".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_linear("PnP-ADMM").map(|_| ())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Linear]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
-        Ok(State {
-            x: Array2::zeros((1, 3 * eval.problem().dim())),
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        LinearGaussianData::new(eval, "PnP-ADMM", 0)
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<AdmmState> {
+        let zeros = Array2::zeros((1, eval.problem().dim()));
+        Ok(AdmmState {
+            x: zeros.clone(),
+            z: zeros.clone(),
+            u: zeros,
             step: 0,
             seed,
         })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut AdmmState,
+    ) -> Result<StepInfo> {
         let i = state.step;
-        let d = eval.problem().dim();
-        if state.x.dim() != (1, 3 * d) {
-            return Err(SolverError::Problem(format!(
-                "PnP-ADMM state has shape {:?}, expected (1, {})",
-                state.x.dim(),
-                3 * d
-            )));
-        }
-        let data = LinearGaussianData::new(eval, "PnP-ADMM", i)?;
-        let x = state.x.slice(s![.., 0..d]).to_owned();
-        let z = state.x.slice(s![.., d..2 * d]).to_owned();
-        let u = state.x.slice(s![.., 2 * d..3 * d]).to_owned();
+        let data = prep;
+        let (x, z) = (&state.x, &state.z);
+        let u = state.u.clone();
         let rho = self.cfg.rho_scale / (self.cfg.sigma * self.cfg.sigma);
         let x_new = data
-            .prox(eval, (&z - &u).view(), rho, x.view(), &self.cfg.cg, i)?
+            .prox(eval, (z - &u).view(), rho, x.view(), &self.cfg.cg, i)?
             .x;
         let z_new = eval.denoise((&x_new + &u).view(), self.cfg.sigma, i)?;
         let mut u_new = u;
@@ -140,12 +179,12 @@ impl Solver for PnpAdmm {
             .and(&x_new)
             .and(&z_new)
             .for_each(|a, &xn, &zn| *a += xn - zn);
-        let mut next = Array2::<f32>::zeros((1, 3 * d));
-        next.slice_mut(s![.., 0..d]).assign(&x_new);
-        next.slice_mut(s![.., d..2 * d]).assign(&z_new);
-        next.slice_mut(s![.., 2 * d..3 * d]).assign(&u_new);
-        crate::dds::check_finite(&next, i)?;
-        state.x = next;
+        for a in [&x_new, &z_new, &u_new] {
+            crate::dds::check_finite(a, i)?;
+        }
+        state.x = x_new;
+        state.z = z_new;
+        state.u = u_new;
         state.step += 1;
         Ok(StepInfo {
             step: i,
@@ -154,9 +193,14 @@ impl Solver for PnpAdmm {
             misfit: None,
         })
     }
-    fn finish(&self, eval: &Evaluator<'_>, state: State) -> Result<Array2<f32>> {
-        let d = eval.problem().dim();
-        Ok(state.x.slice(s![.., 0..d]).to_owned())
+    fn finish(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: AdmmState,
+    ) -> Result<Array2<f32>> {
+        let _ = eval;
+        Ok(state.x)
     }
 }
 
@@ -203,25 +247,41 @@ impl Red {
 }
 
 impl Solver for Red {
+    type Config = RedConfig;
+    type State = State;
+    /// `A^T W y` and the likelihood's weight, computed once.
+    type Prepared = LinearGaussianData;
+
+    fn config(&self) -> &RedConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "RED".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_linear("RED").map(|_| ())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Linear]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        LinearGaussianData::new(eval, "RED", 0)
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         Ok(State {
             x: Array2::zeros((1, eval.problem().dim())),
             step: 0,
             seed,
         })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
-        let data = LinearGaussianData::new(eval, "RED", i)?;
+        let data = prep;
         let lambda = self.cfg.lambda_scale / (self.cfg.sigma * self.cfg.sigma);
         let den = eval.denoise(state.x.view(), self.cfg.sigma, i)?;
         state.x = data
@@ -251,7 +311,7 @@ mod tests {
     #[test]
     fn pnp_admm_converges_to_the_exact_map() {
         let p = linear_gaussian(8, 4, 0.1, false, 5);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let s = PnpAdmm::new(PnpAdmmConfig {
             sigma: 0.5,
             num_steps: 300,
@@ -300,7 +360,7 @@ mod tests {
     #[test]
     fn red_converges_to_the_inflated_prior_map() {
         let p = linear_gaussian(8, 4, 0.1, false, 5);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         let w = 1.0 / (p.sigma_y * p.sigma_y);
         let mut biases = Vec::new();
         for sigma in [0.5, 0.3] {

@@ -10,6 +10,7 @@
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use crate::problem::Capability;
 use crate::cg::{CgOptions, LinearGaussianData};
 use crate::problem::Evaluator;
 use crate::solver::{Solver, State, StepInfo};
@@ -70,25 +71,41 @@ impl Tikhonov {
 }
 
 impl Solver for Tikhonov {
+    type Config = TikhonovConfig;
+    type State = State;
+    /// `A^T W y` and the likelihood's weight, computed once.
+    type Prepared = LinearGaussianData;
+
+    fn config(&self) -> &TikhonovConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "Tikhonov".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_linear("Tikhonov").map(|_| ())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Linear]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        LinearGaussianData::new(eval, "Tikhonov", 0)
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         Ok(State {
             x: Array2::zeros((1, eval.problem().dim())),
             step: 0,
             seed,
         })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut State,
+    ) -> Result<StepInfo> {
         let i = state.step;
-        let data = LinearGaussianData::new(eval, "Tikhonov", i)?;
+        let data = prep;
         let zero = Array2::<f32>::zeros(state.x.raw_dim());
         let sol = data.prox(
             eval,
@@ -122,7 +139,7 @@ mod tests {
     #[test]
     fn equals_the_dense_closed_form() {
         let p = linear_gaussian(12, 7, 0.1, false, 21);
-        let problem = Problem::linear(&p.prior, &p.op, &p.lik).unwrap();
+        let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
         for lambda in [0.5, 10.0] {
             let s = Tikhonov::new(TikhonovConfig {
                 lambda,

@@ -16,12 +16,13 @@
 //! `D(p) = -<y, div p> - ||div p||^2 / (2 w)`, and the gap `P(x) - D(p)` certifies convergence
 //! (see the test). The state carries `[x | xbar | p]` as `4 d` columns.
 
-use ndarray::{s, Array2, Array3, Array4, ArrayView3, ArrayView4, Zip};
+use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayView4, Zip};
 use serde::{Deserialize, Serialize};
 
+
 use crate::cg::{CgOptions, LinearGaussianData};
-use crate::problem::Evaluator;
-use crate::solver::{Solver, State, StepInfo};
+use crate::problem::{Capability, Evaluator};
+use crate::solver::{Solver, SolverState, StepInfo};
 use crate::{Result, SolverError};
 
 /// Forward-difference gradient of a `(C, H, W)` image: `(2, C, H, W)`, component 0 along `H`,
@@ -170,49 +171,89 @@ impl TotalVariation {
     }
 }
 
+/// The state of [`TotalVariation`] (Chambolle-Pock): the primal iterate `x`, its extrapolation
+/// `xbar = 2 x_new - x_old`, each `(1, d)`, and the dual field `p` (the two gradient
+/// components), `(2, d)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TvState {
+    /// Primal iterate.
+    pub x: Array2<f32>,
+    /// Extrapolated primal iterate.
+    pub xbar: Array2<f32>,
+    /// Dual variable, one row per gradient component.
+    pub p: Array2<f32>,
+    /// Index of the next step.
+    pub step: usize,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl SolverState for TvState {
+    fn particles(&self) -> ArrayView2<'_, f32> {
+        self.x.view()
+    }
+    fn step(&self) -> usize {
+        self.step
+    }
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
 impl Solver for TotalVariation {
+    type Config = TvConfig;
+    type State = TvState;
+    /// `A^T W y` and the likelihood's weight, computed once.
+    type Prepared = LinearGaussianData;
+
+    fn config(&self) -> &TvConfig {
+        &self.cfg
+    }
     fn name(&self) -> String {
         "TV".into()
     }
     fn num_steps(&self) -> usize {
         self.cfg.num_steps
     }
-    fn validate(&self, eval: &Evaluator<'_>) -> Result<()> {
-        eval.problem().require_linear("TV")?;
-        self.image_shape(eval).map(|_| ())
+    fn requires(&self) -> Vec<Capability> {
+        vec![Capability::Linear]
     }
-    fn init(&self, eval: &Evaluator<'_>, seed: u64) -> Result<State> {
-        Ok(State {
-            x: Array2::zeros((1, 4 * eval.problem().dim())),
+    fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
+        self.image_shape(eval)?;
+        LinearGaussianData::new(eval, "TV", 0)
+    }
+    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<TvState> {
+        let d = eval.problem().dim();
+        Ok(TvState {
+            x: Array2::zeros((1, d)),
+            xbar: Array2::zeros((1, d)),
+            p: Array2::zeros((2, d)),
             step: 0,
             seed,
         })
     }
-    fn step(&self, eval: &Evaluator<'_>, state: &mut State) -> Result<StepInfo> {
+    fn step(
+        &self,
+        eval: &Evaluator<'_>,
+        prep: &Self::Prepared,
+        state: &mut TvState,
+    ) -> Result<StepInfo> {
         let i = state.step;
         let (c, h, w) = self.image_shape(eval)?;
         let d = c * h * w;
-        if state.x.dim() != (1, 4 * d) {
-            return Err(SolverError::Problem(format!(
-                "TV state has shape {:?}, expected (1, {})",
-                state.x.dim(),
-                4 * d
-            )));
-        }
-        let data = LinearGaussianData::new(eval, "TV", i)?;
+        let data = prep;
         let tau = TV_STEP as f32;
         let lam = self.cfg.lambda as f32;
-        let row = state.x.row(0);
         let to3 = |v: ndarray::ArrayView1<'_, f32>| -> Result<Array3<f32>> {
             v.to_owned()
                 .into_shape_with_order((c, h, w))
                 .map_err(|e| SolverError::Problem(e.to_string()))
         };
-        let x = to3(row.slice(s![0..d]))?;
-        let xbar = to3(row.slice(s![d..2 * d]))?;
-        let mut p = row
-            .slice(s![2 * d..4 * d])
-            .to_owned()
+        let x = to3(state.x.row(0))?;
+        let xbar = to3(state.xbar.row(0))?;
+        let mut p = state
+            .p
+            .clone()
             .into_shape_with_order((2, c, h, w))
             .map_err(|e| SolverError::Problem(e.to_string()))?;
         // Dual ascent and projection onto the pointwise lambda-ball.
@@ -243,18 +284,20 @@ impl Solver for TotalVariation {
         let x_new = data
             .prox(eval, v2.view(), 1.0 / TV_STEP, x2.view(), &self.cfg.cg, i)?
             .x;
-        let mut next = Array2::<f32>::zeros((1, 4 * d));
-        next.slice_mut(s![.., 0..d]).assign(&x_new);
-        Zip::from(next.slice_mut(s![.., d..2 * d]))
+        let mut xbar = Array2::<f32>::zeros((1, d));
+        Zip::from(&mut xbar)
             .and(&x_new)
             .and(&x2)
             .for_each(|b, &n, &o| *b = 2.0 * n - o);
-        next.slice_mut(s![0, 2 * d..4 * d]).assign(
-            &p.into_shape_with_order(2 * d)
-                .map_err(|e| SolverError::Problem(e.to_string()))?,
-        );
-        crate::dds::check_finite(&next, i)?;
-        state.x = next;
+        let p = p
+            .into_shape_with_order((2, d))
+            .map_err(|e| SolverError::Problem(e.to_string()))?;
+        for a in [&x_new, &xbar, &p] {
+            crate::dds::check_finite(a, i)?;
+        }
+        state.x = x_new;
+        state.xbar = xbar;
+        state.p = p;
         state.step += 1;
         Ok(StepInfo {
             step: i,
@@ -263,9 +306,14 @@ impl Solver for TotalVariation {
             misfit: None,
         })
     }
-    fn finish(&self, eval: &Evaluator<'_>, state: State) -> Result<Array2<f32>> {
-        let d = eval.problem().dim();
-        Ok(state.x.slice(s![.., 0..d]).to_owned())
+    fn finish(
+        &self,
+        eval: &Evaluator<'_>,
+        _prep: &Self::Prepared,
+        state: TvState,
+    ) -> Result<Array2<f32>> {
+        let _ = eval;
+        Ok(state.x)
     }
 }
 
@@ -273,7 +321,7 @@ impl Solver for TotalVariation {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::Problem;
+    use crate::{Problem, Solver};
     use diffinv_operators::{GaussianLikelihood, MatrixOperator};
     use diffinv_priors::rng::{fill_normal, stream};
     use diffinv_priors::{Gaussian, GaussianPrior};
@@ -328,7 +376,7 @@ mod tests {
         let op = MatrixOperator::new(Array2::eye(d)).unwrap();
         let lik = GaussianLikelihood::new(y.clone(), sy as f32).unwrap();
         let prior = GaussianPrior::new(Gaussian::isotropic(Array1::zeros(d), 1.0).unwrap());
-        let problem = Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = Problem::new(&prior, &op, &lik).unwrap();
         let wgt = 1.0 / (sy * sy);
         let lambda = 0.08 * wgt; // ROF weight mu = 0.08
         let tv = TotalVariation::new(TvConfig {
@@ -339,15 +387,11 @@ mod tests {
         })
         .unwrap();
         let eval = Evaluator::new(problem);
-        tv.validate(&eval).unwrap();
-        let mut state = tv.init(&eval, 0).unwrap();
-        let gap = |st: &State| -> (f64, f64) {
-            let x = st.x.slice(s![0, 0..d]).to_owned();
-            let p =
-                st.x.slice(s![0, 2 * d..4 * d])
-                    .to_owned()
-                    .into_shape_with_order((2, 1, h, w))
-                    .unwrap();
+        let prep = tv.prepare(&eval).unwrap();
+        let mut state = tv.init(&eval, &prep, 0).unwrap();
+        let gap = |st: &TvState| -> (f64, f64) {
+            let x = st.x.row(0).to_owned();
+            let p = st.p.clone().into_shape_with_order((2, 1, h, w)).unwrap();
             let x3 = x.clone().into_shape_with_order((1, h, w)).unwrap();
             let primal = 0.5
                 * wgt
@@ -367,12 +411,12 @@ mod tests {
         };
         let mut gaps = Vec::new();
         while state.step < tv.num_steps() {
-            tv.step(&eval, &mut state).unwrap();
+            tv.step(&eval, &prep, &mut state).unwrap();
             if state.step == 50 || state.step == 200 || state.step == 1000 {
                 gaps.push(gap(&state));
             }
         }
-        let x = tv.finish(&eval, state).unwrap();
+        let x = tv.finish(&eval, &prep, state).unwrap();
         let rms = |a: &Array1<f32>| {
             (a.iter()
                 .zip(truth.iter())
@@ -398,10 +442,10 @@ mod tests {
         let op = MatrixOperator::new(Array2::eye(6)).unwrap();
         let lik = GaussianLikelihood::new(Array1::zeros(6), 0.1).unwrap();
         let prior = GaussianPrior::new(Gaussian::isotropic(Array1::zeros(6), 1.0).unwrap());
-        let problem = Problem::linear(&prior, &op, &lik).unwrap();
+        let problem = Problem::new(&prior, &op, &lik).unwrap();
         let tv = TotalVariation::new(TvConfig::default()).unwrap();
         assert!(matches!(
-            tv.validate(&Evaluator::new(problem)),
+            tv.prepare(&Evaluator::new(problem)),
             Err(SolverError::Problem(_))
         ));
         let tv = TotalVariation::new(TvConfig {
@@ -409,7 +453,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert!(tv.validate(&Evaluator::new(problem)).is_err());
+        assert!(tv.prepare(&Evaluator::new(problem)).is_err());
         assert!(TotalVariation::new(TvConfig {
             lambda: -1.0,
             ..Default::default()
