@@ -22,6 +22,7 @@ pub mod imaging;
 pub mod likelihood;
 pub mod navier_stokes;
 pub mod noise;
+pub mod npy;
 
 pub use eht::{ClosureForward, ClosureLikelihood, EhtConfig, VisibilityOperator};
 pub use error::OperatorError;
