@@ -27,7 +27,7 @@ pub mod npy;
 pub use eht::{ClosureForward, ClosureLikelihood, EhtConfig, VisibilityOperator};
 pub use error::OperatorError;
 pub use forward::{
-    check_batch, BatchOutput, Differentiable, FnForward, ForwardModel, LinearOperator,
+    check_batch, BatchOutput, Differentiable, Fallible, FnForward, ForwardModel, LinearOperator,
     MatrixOperator, SampleFailure,
 };
 pub use imaging::{
