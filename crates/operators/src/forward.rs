@@ -72,6 +72,35 @@ pub trait ForwardModel: Send + Sync {
     }
 }
 
+/// A reference to a forward model is one (e.g. to wrap a `&dyn ForwardModel` in
+/// [`Affine`](crate::Affine)); every method, capabilities included, forwards.
+impl<T: ForwardModel + ?Sized> ForwardModel for &T {
+    fn input_shape(&self) -> Vec<usize> {
+        (**self).input_shape()
+    }
+    fn output_shape(&self) -> Vec<usize> {
+        (**self).output_shape()
+    }
+    fn input_dim(&self) -> usize {
+        (**self).input_dim()
+    }
+    fn output_dim(&self) -> usize {
+        (**self).output_dim()
+    }
+    fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        (**self).forward(x)
+    }
+    fn forward_partial(&self, x: ArrayView2<'_, f32>) -> Result<BatchOutput> {
+        (**self).forward_partial(x)
+    }
+    fn as_linear(&self) -> Option<&dyn LinearOperator> {
+        (**self).as_linear()
+    }
+    fn as_differentiable(&self) -> Option<&dyn Differentiable> {
+        (**self).as_differentiable()
+    }
+}
+
 /// A linear forward model `y = A x` with its adjoint.
 pub trait LinearOperator: ForwardModel {
     /// The adjoint `A^T y`, row by row: input `(N, m)`, output `(N, d)`.
