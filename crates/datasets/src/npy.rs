@@ -40,9 +40,12 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     Ok((a.shape, data))
 }
 
+/// One named array of an `.npz` archive: `(name, shape, data)`, data in C order.
+pub type NamedArray = (String, Vec<usize>, Vec<f32>);
+
 /// Read every array of an `.npz` archive (`numpy.savez` or `numpy.savez_compressed`) as `f32`:
 /// `(name, shape, data)` in archive order.
-pub fn read_npz_f32(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub fn read_npz_f32(path: &Path) -> Result<Vec<NamedArray>> {
     Ok(codec::load_npz(path)?.into_iter().map(|(name, a)| {
         let data = a.to_f32();
         (name, a.shape, data)

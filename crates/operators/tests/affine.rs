@@ -2,6 +2,8 @@
 //! finite differences, the adjoint identity, per-row failures, and `as_linear` only without a
 //! shift.
 
+#![allow(clippy::unwrap_used)]
+
 use diffinv_operators::{
     check_batch, Affine, Differentiable, FnForward, ForwardModel, MatrixOperator, OperatorError,
 };

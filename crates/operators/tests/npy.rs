@@ -38,7 +38,7 @@ fn reads_fortran_order_as_c_order() {
     assert_eq!(a.data, NpyData::F64(vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
     // Same for f32 in three dimensions: element (i, j, k) at offset i + 2 j + 4 k.
     let shape = [2usize, 2, 3];
-    let mut f = vec![0f32; 12];
+    let mut f = [0f32; 12];
     for i in 0..2 {
         for j in 0..2 {
             for k in 0..3 {
