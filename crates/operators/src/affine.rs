@@ -30,7 +30,7 @@ use crate::{
 /// // The prior lives in z = (x - 10) / 4, i.e. x = 4 z + 10.
 /// let g = Affine::new(a, 4.0, 10.0).unwrap();
 /// let y = g.forward(array![[0.0f32, 1.0]].view()).unwrap();
-/// assert_eq!(y, array![[34.0f32, 14.0]]); // A (10, 14)
+/// assert_eq!(y, array![[38.0f32, 14.0]]); // A (10, 14)
 /// assert!(g.as_linear().is_none(), "a shifted map is affine, not linear");
 /// let v = g.as_differentiable().unwrap().vjp(array![[0.0f32, 1.0]].view(), array![[1.0f32, 0.0]].view());
 /// assert_eq!(v.unwrap(), array![[4.0f32, 8.0]]); // 4 A^T (1, 0)
