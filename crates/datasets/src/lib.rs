@@ -5,8 +5,9 @@
 //! - [`blackhole`]: a synthetic family of black-hole images, m-ring models (EHT 2019 paper IV)
 //!   with random diameter, thickness, m = 1 and m = 2 brightness modes and multiplicative
 //!   random-field turbulence, in place of the GRMHD simulations that cannot be had offline;
-//! - [`npy`]: a minimal reader and writer of NumPy `.npy` files (little-endian `f32`, C order),
-//!   the format of every data set written by `cargo xtask data`.
+//! - [`npy`]: NumPy `.npy`/`.npz` reading (any float/int dtype, either endianness, C or Fortran
+//!   order) and writing (little-endian `f32`, C order), the format of every data set written by
+//!   `cargo xtask data`.
 //!
 //! Every generator is seeded per sample, so a data set is reproducible and a split is defined by
 //! disjoint index ranges (train and test never overlap).

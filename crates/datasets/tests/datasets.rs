@@ -90,3 +90,42 @@ fn npy_round_trip_and_errors() {
     assert!(npy::read_f32(&path).is_err());
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn npy_reads_fortran_order_and_other_dtypes_as_f32() {
+    let dir = std::env::temp_dir().join(format!("diffinv-npy-f-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // Written by hand as NumPy does for np.asfortranarray([[0, 1, 2], [3, 4, 5]], dtype='>f8').
+    let npy = |descr: &str, fortran: &str, shape: &str, body: &[u8]| {
+        let dict = format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}");
+        let total = (10 + dict.len() + 1).div_ceil(64) * 64;
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&((total - 10) as u16).to_le_bytes());
+        out.extend_from_slice(dict.as_bytes());
+        out.resize(total - 1, b' ');
+        out.push(b'\n');
+        out.extend_from_slice(body);
+        out
+    };
+    let body: Vec<u8> = [0.0f64, 3.0, 1.0, 4.0, 2.0, 5.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+    let path = dir.join("f.npy");
+    std::fs::write(&path, npy(">f8", "True", "(2, 3)", &body)).expect("write");
+    let (shape, data) = npy::read_f32(&path).expect("Fortran-order big-endian f8");
+    assert_eq!(shape, vec![2, 3]);
+    assert_eq!(data, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    // uint8 images, the other common format.
+    std::fs::write(&path, npy("|u1", "False", "(1, 2, 2)", &[0, 128, 255, 7])).expect("write");
+    assert_eq!(npy::read_f32(&path).expect("u1").1, vec![0.0, 128.0, 255.0, 7.0]);
+    // Errors: one line naming the file and the cause.
+    std::fs::write(&path, npy("<U3", "False", "(1,)", &[0; 12])).expect("write");
+    let msg = npy::read_f32(&path).expect_err("strings are not numbers").to_string();
+    assert!(msg.starts_with(&path.display().to_string()) && msg.contains("unsupported dtype") && !msg.contains('\n'), "{msg}");
+    let msg = npy::read_f32(&dir.join("nope.npy")).expect_err("missing").to_string();
+    assert!(msg.contains("nope.npy"), "{msg}");
+    // npz round trip.
+    let z = dir.join("a.npz");
+    npy::write_npz_f32(&z, &[("images", &[2, 2], &[1.0, 2.0, 3.0, 4.0])]).expect("npz");
+    let got = npy::read_npz_f32(&z).expect("read npz");
+    assert_eq!(got, vec![("images".to_string(), vec![2, 2], vec![1.0, 2.0, 3.0, 4.0])]);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

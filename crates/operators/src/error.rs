@@ -41,6 +41,18 @@ pub enum OperatorError {
         /// Why, in words (e.g. "vorticity became non-finite at t = 0.73").
         reason: String,
     },
+    /// A user-supplied per-sample function broke its contract by returning a measurement of the
+    /// wrong length. This is a bug in the model, not a failure of one sample, so it is never
+    /// reported as [`OperatorError::SampleFailed`] and `forward_partial` propagates it.
+    #[error("forward closure returned {got} values for row {row}, expected {expected}")]
+    OutputLength {
+        /// The particle (row) index.
+        row: usize,
+        /// Number of values returned.
+        got: usize,
+        /// Number of values the model declared (its `output_dim`).
+        expected: usize,
+    },
     /// A configuration parameter is out of its valid range.
     #[error("invalid parameter {name}: {reason}")]
     InvalidParameter {

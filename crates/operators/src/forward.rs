@@ -72,6 +72,35 @@ pub trait ForwardModel: Send + Sync {
     }
 }
 
+/// A reference to a forward model is one (e.g. to wrap a `&dyn ForwardModel` in
+/// [`Affine`](crate::Affine)); every method, capabilities included, forwards.
+impl<T: ForwardModel + ?Sized> ForwardModel for &T {
+    fn input_shape(&self) -> Vec<usize> {
+        (**self).input_shape()
+    }
+    fn output_shape(&self) -> Vec<usize> {
+        (**self).output_shape()
+    }
+    fn input_dim(&self) -> usize {
+        (**self).input_dim()
+    }
+    fn output_dim(&self) -> usize {
+        (**self).output_dim()
+    }
+    fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        (**self).forward(x)
+    }
+    fn forward_partial(&self, x: ArrayView2<'_, f32>) -> Result<BatchOutput> {
+        (**self).forward_partial(x)
+    }
+    fn as_linear(&self) -> Option<&dyn LinearOperator> {
+        (**self).as_linear()
+    }
+    fn as_differentiable(&self) -> Option<&dyn Differentiable> {
+        (**self).as_differentiable()
+    }
+}
+
 /// A linear forward model `y = A x` with its adjoint.
 pub trait LinearOperator: ForwardModel {
     /// The adjoint `A^T y`, row by row: input `(N, m)`, output `(N, d)`.
@@ -121,11 +150,19 @@ pub fn check_batch(x: ArrayView2<'_, f32>, cols: usize, what: &'static str) -> R
     Ok(())
 }
 
-/// A black-box forward model from a plain per-sample closure `Fn(&[f32]) -> Vec<f32>`.
+/// A black-box forward model from a plain per-sample closure `Fn(&[f32]) -> Vec<f32>`
+/// ([`FnForward::new`]) or a fallible one `Fn(&[f32]) -> Result<Vec<f32>, E>`
+/// ([`FnForward::fallible`]).
 ///
 /// This is how a user plugs in their own simulator: the closure receives one flattened sample
-/// and returns its flattened measurement. Rows are evaluated in parallel with rayon. A returned
-/// vector of the wrong length or with non-finite values becomes a typed error naming the row.
+/// and returns its flattened measurement. Rows are evaluated in parallel with rayon.
+///
+/// - A measurement with a non-finite value, or an `Err` from a fallible closure, is a failure
+///   of that sample: [`OperatorError::SampleFailed`] naming the row, which
+///   [`ForwardModel::forward_partial`] turns into a failed row for the solvers' failure policy.
+/// - A measurement of the wrong length is a broken contract (a bug in the closure), reported as
+///   [`OperatorError::OutputLength`] naming the row, the length returned and the length
+///   expected; `forward_partial` propagates it instead of marking the row failed.
 ///
 /// ```
 /// use diffinv_operators::{FnForward, ForwardModel};
@@ -149,15 +186,87 @@ impl<F> std::fmt::Debug for FnForward<F> {
     }
 }
 
+/// A per-sample function that [`FnForward`] can drive: one flattened sample in, its measurement
+/// or the reason it failed out. Implemented for every `Fn(&[f32]) -> Vec<f32>` (never fails) and
+/// for [`Fallible`]; you never need to implement it yourself.
+pub trait RowFn: Send + Sync {
+    /// Evaluate one sample; `Err(reason)` marks that sample as failed.
+    fn eval_row(&self, x: &[f32]) -> std::result::Result<Vec<f32>, String>;
+}
+
+impl<F> RowFn for F
+where
+    F: Fn(&[f32]) -> Vec<f32> + Send + Sync,
+{
+    fn eval_row(&self, x: &[f32]) -> std::result::Result<Vec<f32>, String> {
+        Ok(self(x))
+    }
+}
+
+/// A fallible per-sample closure `Fn(&[f32]) -> Result<Vec<f32>, E>`, as wrapped by
+/// [`FnForward::fallible`].
+pub struct Fallible<G>(G);
+
+impl<G, E> RowFn for Fallible<G>
+where
+    G: Fn(&[f32]) -> std::result::Result<Vec<f32>, E> + Send + Sync,
+    E: std::fmt::Display,
+{
+    fn eval_row(&self, x: &[f32]) -> std::result::Result<Vec<f32>, String> {
+        (self.0)(x).map_err(|e| e.to_string())
+    }
+}
+
 impl<F> FnForward<F>
 where
     F: Fn(&[f32]) -> Vec<f32> + Send + Sync,
 {
-    /// Wrap a closure mapping `d` inputs to `m` outputs.
+    /// Wrap an infallible closure mapping `d` inputs to `m` outputs.
     pub fn new(d: usize, m: usize, f: F) -> Self {
         Self { d, m, f }
     }
+}
 
+impl<G> FnForward<Fallible<G>> {
+    /// Wrap a fallible closure mapping `d` inputs to `m` outputs. An `Err(e)` for a sample
+    /// makes that sample fail ([`OperatorError::SampleFailed`] with `e`'s message), so
+    /// [`forward_partial`](ForwardModel::forward_partial) reports the row as failed (NaN) and
+    /// the other rows as usual, and the solvers' failure policy handles it, with no NaN
+    /// coming from the closure.
+    ///
+    /// ```
+    /// use diffinv_operators::{FnForward, ForwardModel, OperatorError};
+    /// use ndarray::array;
+    /// // A "simulator" that diverges for negative input.
+    /// let g = FnForward::fallible(1, 1, |x: &[f32]| {
+    ///     if x[0] < 0.0 { Err(format!("diverged at x = {}", x[0])) } else { Ok(vec![x[0].sqrt()]) }
+    /// });
+    /// let out = g.forward_partial(array![[4.0f32], [-1.0], [9.0]].view()).unwrap();
+    /// assert_eq!(out.y[[0, 0]], 2.0);
+    /// assert_eq!(out.y[[2, 0]], 3.0);
+    /// assert_eq!(out.failures.len(), 1);
+    /// assert_eq!(out.failures[0].row, 1);
+    /// assert!(out.failures[0].reason.contains("diverged at x = -1"));
+    /// // The whole-batch call fails with an error naming the row.
+    /// assert!(matches!(
+    ///     g.forward(array![[-1.0f32]].view()),
+    ///     Err(OperatorError::SampleFailed { row: 0, .. })
+    /// ));
+    /// ```
+    pub fn fallible<E>(d: usize, m: usize, f: G) -> Self
+    where
+        G: Fn(&[f32]) -> std::result::Result<Vec<f32>, E> + Send + Sync,
+        E: std::fmt::Display,
+    {
+        Self {
+            d,
+            m,
+            f: Fallible(f),
+        }
+    }
+}
+
+impl<F: RowFn> FnForward<F> {
     fn eval_row(&self, row: usize, x: ArrayView1<'_, f32>) -> Result<Array1<f32>> {
         let owned;
         let slice = match x.as_slice() {
@@ -167,11 +276,15 @@ where
                 &owned
             }
         };
-        let y = (self.f)(slice);
+        let y = self
+            .f
+            .eval_row(slice)
+            .map_err(|reason| OperatorError::SampleFailed { row, reason })?;
         if y.len() != self.m {
-            return Err(OperatorError::SampleFailed {
+            return Err(OperatorError::OutputLength {
                 row,
-                reason: format!("closure returned {} values, expected {}", y.len(), self.m),
+                got: y.len(),
+                expected: self.m,
             });
         }
         if let Some(j) = y.iter().position(|v| !v.is_finite()) {
@@ -182,12 +295,18 @@ where
         }
         Ok(Array1::from(y))
     }
+
+    /// Evaluate every row in parallel, each to its measurement or its error.
+    fn eval_rows(&self, x: ArrayView2<'_, f32>) -> Result<Vec<Result<Array1<f32>>>> {
+        check_batch(x, self.d, "forward input")?;
+        Ok((0..x.nrows())
+            .into_par_iter()
+            .map(|i| self.eval_row(i, x.row(i)))
+            .collect())
+    }
 }
 
-impl<F> ForwardModel for FnForward<F>
-where
-    F: Fn(&[f32]) -> Vec<f32> + Send + Sync,
-{
+impl<F: RowFn> ForwardModel for FnForward<F> {
     fn input_shape(&self) -> Vec<usize> {
         vec![self.d]
     }
@@ -195,23 +314,22 @@ where
         vec![self.m]
     }
     fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        check_batch(x, self.d, "forward input")?;
-        let rows: Vec<Result<Array1<f32>>> = (0..x.nrows())
-            .into_par_iter()
-            .map(|i| self.eval_row(i, x.row(i)))
-            .collect();
+        let rows = self.eval_rows(x)?;
         let mut y = Array2::<f32>::zeros((x.nrows(), self.m));
+        // A contract violation anywhere wins over a sample failure, whatever the row order.
+        if let Some(Err(e)) = rows
+            .iter()
+            .find(|r| matches!(r, Err(e) if !matches!(e, OperatorError::SampleFailed { .. })))
+        {
+            return Err(e.clone());
+        }
         for (i, r) in rows.into_iter().enumerate() {
             y.row_mut(i).assign(&r?);
         }
         Ok(y)
     }
     fn forward_partial(&self, x: ArrayView2<'_, f32>) -> Result<BatchOutput> {
-        check_batch(x, self.d, "forward input")?;
-        let rows: Vec<Result<Array1<f32>>> = (0..x.nrows())
-            .into_par_iter()
-            .map(|i| self.eval_row(i, x.row(i)))
-            .collect();
+        let rows = self.eval_rows(x)?;
         let mut y = Array2::<f32>::from_elem((x.nrows(), self.m), f32::NAN);
         let mut failures = Vec::new();
         for (i, r) in rows.into_iter().enumerate() {
@@ -287,5 +405,116 @@ impl Differentiable for MatrixOperator {
             });
         }
         self.adjoint(v)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn wrong_output_length_is_a_contract_violation_not_a_sample_failure() {
+        // Row 1 returns 3 values instead of 2; row 2 returns NaN (a real sample failure).
+        let g = FnForward::new(1, 2, |x: &[f32]| match x[0] as i32 {
+            1 => vec![0.0; 3],
+            2 => vec![f32::NAN, 0.0],
+            _ => vec![x[0], -x[0]],
+        });
+        let x = array![[0.0f32], [1.0], [2.0]];
+        let expect = OperatorError::OutputLength {
+            row: 1,
+            got: 3,
+            expected: 2,
+        };
+        assert_eq!(g.forward(x.view()).unwrap_err(), expect);
+        assert_eq!(g.forward_partial(x.view()).unwrap_err(), expect);
+        let msg = expect.to_string();
+        assert!(
+            msg.contains("row 1") && msg.contains("returned 3") && msg.contains("expected 2"),
+            "{msg}"
+        );
+        // The trait's default forward_partial (one-row retries) propagates it too.
+        struct Default<'a, F: RowFn>(&'a FnForward<F>);
+        impl<F: RowFn> ForwardModel for Default<'_, F> {
+            fn input_shape(&self) -> Vec<usize> {
+                self.0.input_shape()
+            }
+            fn output_shape(&self) -> Vec<usize> {
+                self.0.output_shape()
+            }
+            fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+                self.0.forward(x)
+            }
+        }
+        let x = array![[2.0f32], [1.0]];
+        assert!(matches!(
+            Default(&g).forward_partial(x.view()),
+            Err(OperatorError::OutputLength { .. })
+        ));
+        // Without the broken row, the NaN row is a per-sample failure.
+        let out = g.forward_partial(array![[0.0f32], [2.0]].view()).unwrap();
+        assert_eq!(out.failures.len(), 1);
+        assert_eq!(out.failures[0].row, 1);
+        assert!(out.failures[0].reason.contains("non-finite"));
+    }
+
+    #[test]
+    fn fallible_closure_errors_mark_rows_failed() {
+        #[derive(Debug)]
+        struct Diverged(f32);
+        impl std::fmt::Display for Diverged {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "solver diverged at t = {}", self.0)
+            }
+        }
+        let g = FnForward::fallible(2, 1, |x: &[f32]| {
+            if x[0] > 0.0 {
+                Ok(vec![x[0] + x[1]])
+            } else {
+                Err(Diverged(0.5))
+            }
+        });
+        let x = array![[1.0f32, 2.0], [-1.0, 0.0], [3.0, 4.0], [0.0, 1.0]];
+        let out = g.forward_partial(x.view()).unwrap();
+        assert_eq!(out.y[[0, 0]], 3.0);
+        assert_eq!(out.y[[2, 0]], 7.0);
+        assert!(out.y[[1, 0]].is_nan() && out.y[[3, 0]].is_nan());
+        assert_eq!(
+            out.failures,
+            vec![
+                SampleFailure {
+                    row: 1,
+                    reason: "solver diverged at t = 0.5".into()
+                },
+                SampleFailure {
+                    row: 3,
+                    reason: "solver diverged at t = 0.5".into()
+                },
+            ]
+        );
+        assert_eq!(
+            g.forward(x.view()).unwrap_err(),
+            OperatorError::SampleFailed {
+                row: 1,
+                reason: "solver diverged at t = 0.5".into()
+            }
+        );
+        // A fallible closure is held to the same length contract.
+        let bad = FnForward::fallible(1, 2, |_: &[f32]| Ok::<_, String>(vec![1.0]));
+        assert!(matches!(
+            bad.forward_partial(array![[0.0f32]].view()),
+            Err(OperatorError::OutputLength {
+                row: 0,
+                got: 1,
+                expected: 2
+            })
+        ));
+        // Shapes are still checked first.
+        assert!(matches!(
+            g.forward(array![[1.0f32]].view()),
+            Err(OperatorError::Shape { .. })
+        ));
     }
 }

@@ -11,10 +11,14 @@
 //! - [`LinearOperator`]: the adjoint `A^T`,
 //! - [`Differentiable`]: the vector-Jacobian product `J_G(x)^T v`.
 //!
+//! [`Affine`] composes a model with an affine change of its input (`G(scale x + shift)`), passing
+//! these capabilities through.
+//!
 //! The derivative-free solvers (EnKG, CPS) only ever call [`ForwardModel::forward`].
 //! The [`Likelihood`] trait turns a predicted measurement into a negative log-likelihood and its
 //! gradient with respect to the predicted measurement, which is all the ensemble methods need.
 
+pub mod affine;
 pub mod eht;
 pub mod error;
 pub mod forward;
@@ -22,11 +26,13 @@ pub mod imaging;
 pub mod likelihood;
 pub mod navier_stokes;
 pub mod noise;
+pub mod npy;
 
+pub use affine::Affine;
 pub use eht::{ClosureForward, ClosureLikelihood, EhtConfig, VisibilityOperator};
 pub use error::OperatorError;
 pub use forward::{
-    check_batch, BatchOutput, Differentiable, FnForward, ForwardModel, LinearOperator,
+    check_batch, BatchOutput, Differentiable, Fallible, FnForward, ForwardModel, LinearOperator,
     MatrixOperator, SampleFailure,
 };
 pub use imaging::{

@@ -47,7 +47,27 @@ pub struct GaussianLikelihood {
 
 impl GaussianLikelihood {
     /// Likelihood of the observation `y_obs` with noise standard deviation `sigma_y >= 0`.
+    ///
+    /// `sigma_y = 0` is the noiseless case, defined with unit weight (see the type's docs).
+    /// Errors: [`OperatorError::InvalidParameter`] for an empty `y_obs` or a negative, NaN or
+    /// infinite `sigma_y`; [`OperatorError::NonFiniteInput`] for a non-finite observation.
+    ///
+    /// ```
+    /// use diffinv_operators::{GaussianLikelihood, OperatorError};
+    /// use ndarray::Array1;
+    /// assert!(GaussianLikelihood::new(Array1::from(vec![1.0f32]), 0.0).is_ok());
+    /// assert!(matches!(
+    ///     GaussianLikelihood::new(Array1::<f32>::zeros(0), 0.1),
+    ///     Err(OperatorError::InvalidParameter { name: "y_obs", .. })
+    /// ));
+    /// ```
     pub fn new(y_obs: Array1<f32>, sigma_y: f32) -> Result<Self> {
+        if y_obs.is_empty() {
+            return Err(OperatorError::InvalidParameter {
+                name: "y_obs",
+                reason: "the observation is empty (0 values)".into(),
+            });
+        }
         if !(sigma_y >= 0.0 && sigma_y.is_finite()) {
             return Err(OperatorError::InvalidParameter {
                 name: "sigma_y",
@@ -119,7 +139,9 @@ impl Likelihood for GaussianLikelihood {
         let w = self.inv_var().sqrt();
         let mut r = y_pred.to_owned();
         Zip::from(r.rows_mut()).for_each(|mut row| {
-            Zip::from(&mut row).and(&self.y_obs).for_each(|a, &b| *a = (*a - b) * w);
+            Zip::from(&mut row)
+                .and(&self.y_obs)
+                .for_each(|a, &b| *a = (*a - b) * w);
         });
         Ok(Some(r))
     }
@@ -175,5 +197,48 @@ mod tests {
         ));
         assert!(GaussianLikelihood::new(array![1.0f32], -1.0).is_err());
         assert!(GaussianLikelihood::new(array![1.0f32], f32::NAN).is_err());
+        assert!(GaussianLikelihood::new(array![1.0f32], f32::INFINITY).is_err());
+        assert!(matches!(
+            GaussianLikelihood::new(array![f32::NAN], 1.0),
+            Err(OperatorError::NonFiniteInput { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_an_empty_observation() {
+        for sigma in [0.0f32, 0.5] {
+            let e = GaussianLikelihood::new(Array1::<f32>::zeros(0), sigma).unwrap_err();
+            assert!(
+                matches!(e, OperatorError::InvalidParameter { name: "y_obs", .. }),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("empty"), "{e}");
+        }
+    }
+
+    #[test]
+    fn noiseless_sigma_zero_is_finite_with_unit_weight() {
+        let y_obs = array![1.0f32, -2.0, 0.5];
+        let lik = GaussianLikelihood::new(y_obs.clone(), 0.0).unwrap();
+        assert_eq!(lik.sigma_y(), 0.0);
+        assert_eq!(lik.inv_var(), 1.0);
+        let y = array![[0.0f32, 0.0, 0.0], [1.0, -2.0, 0.5], [1e3, -1e3, 7.0]];
+        let nll = lik.nll(y.view()).unwrap();
+        let g = lik.grad(y.view()).unwrap();
+        let r = lik.residual(y.view()).unwrap().unwrap();
+        assert!(nll
+            .iter()
+            .chain(g.iter())
+            .chain(r.iter())
+            .all(|v| v.is_finite()));
+        // Unit weight: L = ||y - y_obs||^2 / 2, dL/dy = r = y - y_obs.
+        assert_relative_eq!(nll[0], 0.5 * (1.0 + 4.0 + 0.25), max_relative = 1e-6);
+        assert_eq!(nll[1], 0.0);
+        for i in 0..3 {
+            for j in 0..3 {
+                assert_relative_eq!(g[[i, j]], y[[i, j]] - y_obs[j]);
+                assert_relative_eq!(r[[i, j]], y[[i, j]] - y_obs[j]);
+            }
+        }
     }
 }

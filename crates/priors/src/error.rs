@@ -42,6 +42,15 @@ pub enum PriorError {
     /// The operation is not provided by this prior.
     #[error("{0} is not supported by this prior")]
     Unsupported(&'static str),
+    /// A model file that could not be loaded (missing, unreadable, or not what it should be,
+    /// e.g. not TorchScript): one line naming the file and the cause.
+    #[error("{path}: {reason}")]
+    Load {
+        /// The file.
+        path: String,
+        /// The cause (for a libtorch failure, the first line of its message, no backtrace).
+        reason: String,
+    },
     /// A failure inside a neural backend.
     #[error("backend: {0}")]
     Backend(String),

@@ -228,3 +228,43 @@ fn torchscript_round_trip() {
     assert!(ScriptedEdm::load(&dir.join("missing.pt"), [1, 4, 4], Device::Cpu).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A file that is not TorchScript, or no file at all, is a one-line typed error naming the file
+/// and the cause, not libtorch's C++ backtrace.
+#[test]
+fn loading_a_non_torchscript_file_is_a_one_line_error() {
+    use diffinv_priors::neural::load_torchscript;
+    use diffinv_priors::PriorError;
+    let dir = temp_dir("not-ts");
+    // Random bytes (a fixed xorshift stream), a zip-less text file, and a missing path.
+    let junk = dir.join("junk.pt");
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect();
+    std::fs::write(&junk, bytes).expect("write junk");
+    let text = dir.join("weights.pt");
+    std::fs::write(&text, "this is a state_dict, honest\n").expect("write text");
+    let missing = dir.join("missing.pt");
+    for path in [&junk, &text, &missing, &dir] {
+        for e in [
+            load_torchscript(path, Device::Cpu).expect_err("not TorchScript"),
+            ScriptedEdm::load(path, [1, 4, 4], Device::Cpu).expect_err("not TorchScript"),
+            ScriptedVpEpsilon::load_ddpm(path, [1, 4, 4], Device::Cpu).expect_err("not TorchScript"),
+        ] {
+            let msg = e.to_string();
+            assert!(matches!(e, PriorError::Load { .. }), "{e:?}");
+            assert!(msg.starts_with(&path.display().to_string()), "{msg}");
+            assert!(!msg.contains('\n'), "one line, got {msg:?}");
+            assert!(!msg.contains("frame #") && !msg.contains("Exception raised from"), "{msg}");
+            assert!(msg.len() < 300, "{} chars: {msg}", msg.len());
+            eprintln!("{msg}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,7 +21,7 @@ pub mod unet;
 
 pub use device::DeviceChoice;
 pub use edm::{EdmNetwork, NeuralDenoiser, TorchDenoise};
-pub use torchscript::{ScriptedEdm, ScriptedVpEpsilon};
+pub use torchscript::{load_torchscript, ScriptedEdm, ScriptedVpEpsilon};
 pub use train::{EdmLoss, TrainConfig, Trainer};
 pub use unet::{NoiseEmbedding, UNet, UNetConfig};
 

@@ -20,13 +20,46 @@ use super::edm::TorchDenoise;
 use super::torch_err;
 use crate::{PriorError, Result};
 
-fn load_module(path: &Path, device: Device) -> Result<CModule> {
-    if !path.exists() {
-        return Err(PriorError::InvalidParameter { name: "prior", reason: format!("{} does not exist", path.display()) });
+/// The first meaningful line of a libtorch error: its message without the C++ backtrace
+/// ("Exception raised from ...", "frame #N: ...") and without tch's "Internal torch error:"
+/// prefix; a long line (libtorch appends paragraphs of advice) is cut after its first sentence.
+pub(crate) fn torch_cause(e: &tch::TchError) -> String {
+    let text = match e {
+        tch::TchError::Torch(s) => s.clone(),
+        other => other.to_string(),
+    };
+    text.lines()
+        .map(str::trim)
+        .map(|l| l.strip_prefix("Internal torch error:").map(str::trim).unwrap_or(l))
+        .find(|l| !l.is_empty() && !l.starts_with("Exception raised from") && !l.starts_with("frame #"))
+        .map(|l| match l.find(". ") {
+            Some(p) if l.len() > 160 => &l[..=p],
+            _ => l,
+        })
+        .unwrap_or("libtorch gave no message")
+        .to_string()
+}
+
+/// Load the TorchScript module `path` onto `device`, in evaluation mode.
+///
+/// A missing file, a folder, or a file that is not TorchScript (e.g. a plain `state_dict`
+/// checkpoint or random bytes) gives [`PriorError::Load`]: one line naming the file and the
+/// cause, without libtorch's C++ backtrace.
+pub fn load_torchscript(path: &Path, device: Device) -> Result<CModule> {
+    let load_err = |reason: String| PriorError::Load { path: path.display().to_string(), reason };
+    match std::fs::metadata(path) {
+        Err(e) => return Err(load_err(format!("cannot open the TorchScript prior: {e}"))),
+        Ok(m) if !m.is_file() => return Err(load_err("is not a file (expected a TorchScript .pt module)".into())),
+        Ok(_) => {}
     }
-    let mut m = CModule::load_on_device(path, device).map_err(|e| torch_err(&format!("loading TorchScript {}", path.display()), e))?;
+    let mut m = CModule::load_on_device(path, device)
+        .map_err(|e| load_err(format!("not a loadable TorchScript module: {}", torch_cause(&e))))?;
     m.set_eval();
     Ok(m)
+}
+
+fn load_module(path: &Path, device: Device) -> Result<CModule> {
+    load_torchscript(path, device)
 }
 
 fn check_shape(shape: [i64; 3]) -> Result<()> {
@@ -159,5 +192,25 @@ impl TorchDenoise for ScriptedVpEpsilon {
     }
     fn device(&self) -> Device {
         self.device
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::torch_cause;
+
+    #[test]
+    fn torch_cause_keeps_the_first_meaningful_line() {
+        let e = tch::TchError::Torch(
+            "\nPytorchStreamReader failed reading zip archive: failed finding central directory\n\
+             Exception raised from valid at ../caffe2/serialize/inline_container.cc:185 (most recent call first):\n\
+             frame #0: c10::Error::Error(c10::SourceLocation, std::string) + 0x96 (0x7f in libc10.so)\n\
+             frame #1: c10::detail::torchCheckFail(char const*) + 0x68 (0x7f in libc10.so)"
+                .into(),
+        );
+        assert_eq!(torch_cause(&e), "PytorchStreamReader failed reading zip archive: failed finding central directory");
+        let long = format!("first sentence. {}", "advice ".repeat(40));
+        assert_eq!(torch_cause(&tch::TchError::Torch(long)), "first sentence.");
+        assert_eq!(torch_cause(&tch::TchError::Torch("frame #0: x".into())), "libtorch gave no message");
     }
 }
