@@ -23,12 +23,12 @@
 
 use diffinv_ensemble::{combine, gram};
 use diffinv_priors::rng::{fill_normal, stream, tags};
-use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
 use ndarray::{s, Array2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::add_noise;
 use crate::problem::{Evaluator, Linearization};
 use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
@@ -140,20 +140,6 @@ impl Cps {
     }
 }
 
-/// Add `scale * z` with `z` from stream `(seed, tag, step, row)` to every row.
-fn add_noise(x: &mut Array2<f32>, scale: f32, seed: u64, tag: u64, step: u64) {
-    x.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(r, mut row)| {
-            let mut rng = stream(seed, tag, step, r as u64);
-            let mut z = vec![0.0f32; row.len()];
-            fill_normal(&mut rng, &mut z);
-            for (a, b) in row.iter_mut().zip(z) {
-                *a += scale * b;
-            }
-        });
-}
 
 impl Solver for Cps {
     type Config = CpsConfig;
@@ -173,13 +159,12 @@ impl Solver for Cps {
         Ok(())
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        let x = initial_noise(
+        Ok(State::initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
             self.cfg.schedule.sigma_max,
             seed,
-        );
-        Ok(State { x, step: 0, seed })
+        ))
     }
     fn step(
         &self,
@@ -209,7 +194,7 @@ impl Solver for Cps {
                 // Draw identity of this repetition: step i, repetition rep.
                 let draw = (i * self.cfg.restarts.max(1) + rep) as u64;
                 if !guided {
-                    add_noise(&mut mu, sf, state.seed, tags::SDE, draw);
+                    add_noise(&mut mu, sf, state.seed, tags::SDE, draw, 0);
                     state.x = mu;
                     break;
                 }
@@ -266,7 +251,7 @@ impl Solver for Cps {
                 }
                 if rep + 1 < reps {
                     // Restart: re-noise from sigma_{i+1} back to sigma_i.
-                    add_noise(&mut next, sf, state.seed, tags::RESTART, draw);
+                    add_noise(&mut next, sf, state.seed, tags::RESTART, draw, 0);
                 }
                 state.x = next;
             }

@@ -26,14 +26,14 @@
 //! binds in the reference's settings.
 
 use diffinv_priors::rng::tags;
-use diffinv_priors::sampler::{clean_estimate, initial_noise};
+use diffinv_priors::sampler::clean_estimate;
 use diffinv_priors::EdmSchedule;
 use ndarray::{Array2, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Capability;
 use crate::cg::LinearGaussianData;
-use crate::dds::{add_noise, check_finite};
+use crate::kernels::{add_noise, check_finite};
 use crate::problem::{prior_error, Evaluator};
 use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
@@ -187,13 +187,12 @@ impl Solver for Daps {
         Ok(None)
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        let x = initial_noise(
+        Ok(State::initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
             self.cfg.annealing.sigma_max,
             seed,
-        );
-        Ok(State { x, step: 0, seed })
+        ))
     }
     fn step(
         &self,
@@ -234,11 +233,11 @@ impl Solver for Daps {
                 .and(&x0_hat)
                 .for_each(|x, &gl, &m| *x -= h * gl + pull * (*x - m));
             let draw = (i * self.cfg.langevin_steps + k) as u64;
-            add_noise(&mut x0, noise, state.seed, LANGEVIN, draw);
+            add_noise(&mut x0, noise, state.seed, LANGEVIN, draw, 0);
             check_finite(&x0, i)?;
         }
         if sigma_next > 0.0 {
-            add_noise(&mut x0, sigma_next as f32, state.seed, tags::SDE, i as u64);
+            add_noise(&mut x0, sigma_next as f32, state.seed, tags::SDE, i as u64, 0);
         }
         state.x = x0;
         check_finite(&state.x, i)?;

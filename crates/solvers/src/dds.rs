@@ -24,13 +24,12 @@
 //! exactly, with no dependence on the VP schedule. DDS uses 50 to 100 DDIM steps of the
 //! linear-beta VP schedule; here the levels are the EDM schedule with the same step count.
 
-use diffinv_priors::rng::{fill_normal, stream, tags};
-use diffinv_priors::sampler::initial_noise;
+use diffinv_priors::rng::tags;
 use diffinv_priors::EdmSchedule;
-use ndarray::{Array2, Axis, Zip};
-use rayon::prelude::*;
+use ndarray::Zip;
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::{add_noise, check_finite};
 use crate::problem::Capability;
 use crate::cg::{CgOptions, LinearGaussianData};
 use crate::problem::Evaluator;
@@ -125,28 +124,7 @@ impl Dds {
     }
 }
 
-/// Add `scale * z` to every row, `z` from stream `(seed, tag, step, row)`.
-pub(crate) fn add_noise(x: &mut Array2<f32>, scale: f32, seed: u64, tag: u64, step: u64) {
-    x.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(r, mut row)| {
-            let mut rng = stream(seed, tag, step, r as u64);
-            let mut z = vec![0.0f32; row.len()];
-            fill_normal(&mut rng, &mut z);
-            for (a, b) in row.iter_mut().zip(z) {
-                *a += scale * b;
-            }
-        });
-}
 
-/// A non-finite row of `x` as an error at `step`.
-pub(crate) fn check_finite(x: &Array2<f32>, step: usize) -> Result<()> {
-    match crate::problem::first_non_finite_row(x.view()) {
-        Some(p) => Err(SolverError::NonFiniteState { particle: p, step }),
-        None => Ok(()),
-    }
-}
 
 impl Solver for Dds {
     type Config = DdsConfig;
@@ -170,13 +148,12 @@ impl Solver for Dds {
         LinearGaussianData::new(eval, "DDS", 0)
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        let x = initial_noise(
+        Ok(State::initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
             self.cfg.schedule.sigma_max,
             seed,
-        );
-        Ok(State { x, step: 0, seed })
+        ))
     }
     fn step(
         &self,
@@ -206,7 +183,7 @@ impl Solver for Dds {
                 .and(&x0)
                 .for_each(|n, &x, &d| *n += keep * (x - d));
             if c > 0.0 {
-                add_noise(&mut next, c as f32, state.seed, tags::SDE, i as u64);
+                add_noise(&mut next, c as f32, state.seed, tags::SDE, i as u64, 0);
             }
             state.x = next;
         }

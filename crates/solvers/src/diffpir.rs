@@ -19,14 +19,13 @@
 //! `sigma = 0`) skips the data step and returns `D(x; sigma_min)`.
 
 use diffinv_priors::rng::tags;
-use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
 use ndarray::Zip;
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Capability;
 use crate::cg::{CgOptions, LinearGaussianData};
-use crate::dds::{add_noise, check_finite};
+use crate::kernels::{add_noise, check_finite};
 use crate::problem::Evaluator;
 use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
@@ -135,13 +134,12 @@ impl Solver for DiffPir {
         LinearGaussianData::new(eval, "DiffPIR", 0)
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        let x = initial_noise(
+        Ok(State::initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
             self.cfg.schedule.sigma_max,
             seed,
-        );
-        Ok(State { x, step: 0, seed })
+        ))
     }
     fn step(
         &self,
@@ -169,7 +167,7 @@ impl Solver for DiffPir {
                 .for_each(|n, &x, &d| *n += keep * (x - d));
             if self.cfg.zeta > 0.0 {
                 let fresh = (sigma_next * self.cfg.zeta.sqrt()) as f32;
-                add_noise(&mut next, fresh, state.seed, tags::SDE, i as u64);
+                add_noise(&mut next, fresh, state.seed, tags::SDE, i as u64, 0);
             }
             state.x = next;
         }

@@ -32,10 +32,10 @@ use diffinv_priors::EdmSchedule;
 use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::guidance::finite_mean;
+use crate::kernels::finite_mean;
 use crate::problem::{first_non_finite_row, Evaluator};
 use crate::solver::{Solver, SolverState, StepInfo};
-use crate::stochastic::{add_noise, drift, normal_rows, row_norms, vp_scale};
+use crate::kernels::{add_noise, drift, normal_rows, row_norms, vp_scale};
 use crate::{Result, SolverError};
 
 /// Hyperparameters of [`Dpg`]. Defaults are the reference's (devzhk/enkg-pytorch

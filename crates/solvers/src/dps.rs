@@ -34,15 +34,14 @@
 //! `x_{i+1} = x0' + (sigma_{i+1} / sigma_i) (x_i - x0') - zeta w_i grad`. Defaults of
 //! [`DpsConfig::mo_default`]: 50 steps, 2 denoiser evaluations each (100 NFE).
 
-use diffinv_priors::rng::tags as prior_tags;
-use diffinv_priors::sampler::{euler_step, initial_noise};
 use diffinv_priors::EdmSchedule;
-use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use crate::guidance::dps_update;
+use crate::kernels::check_common;
 use crate::problem::Capability;
-use crate::guidance::{check_finite, data_gradient, normal_rows, sde_drift, GaussianData};
-use crate::mo::{refine, MoConfig};
+use crate::guidance::GaussianData;
+use crate::mo::MoConfig;
 use crate::problem::Evaluator;
 use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
@@ -95,82 +94,6 @@ impl DpsConfig {
 pub struct Dps {
     cfg: DpsConfig,
     sigmas: Vec<f64>,
-}
-
-/// Check the settings shared by the DPS family.
-pub(crate) fn check_common(
-    method: &str,
-    num_samples: usize,
-    num_steps: usize,
-    schedule: &EdmSchedule,
-) -> Result<Vec<f64>> {
-    if num_samples == 0 {
-        return Err(SolverError::Config(format!(
-            "{method} needs at least one sample"
-        )));
-    }
-    if num_steps < 2 {
-        return Err(SolverError::Config(format!(
-            "{method} needs at least 2 steps, got {num_steps}"
-        )));
-    }
-    schedule
-        .sigmas(num_steps)
-        .map_err(|e| SolverError::Config(e.to_string()))
-}
-
-/// The DDPM-to-VE factor `sqrt((1 + sigma^2)(1 + sigma_next^2))`, or 1.
-pub(crate) fn ddpm_factor(enabled: bool, sigma: f64, sigma_next: f64) -> f64 {
-    if enabled {
-        ((1.0 + sigma * sigma) * (1.0 + sigma_next * sigma_next)).sqrt()
-    } else {
-        1.0
-    }
-}
-
-/// One DPS step from `x` at `sigma` to `sigma_next` (see the module docs); returns the next
-/// state and the mean misfit of the clean estimates. Shared with MCG.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn dps_update(
-    eval: &Evaluator<'_>,
-    x: &Array2<f32>,
-    sigma: f64,
-    sigma_next: f64,
-    zeta: f64,
-    ddpm_scaling: bool,
-    mo: Option<(&MoConfig, &GaussianData, f64)>,
-    seed: u64,
-    step: usize,
-) -> Result<(Array2<f32>, f64)> {
-    let dg = data_gradient(eval, x.view(), sigma, true, step)?;
-    let mut next = match mo {
-        Some((cfg, data, sigma_floor)) => {
-            let x0 = refine(
-                eval,
-                data,
-                dg.x0.view(),
-                sigma_next.max(sigma_floor),
-                cfg,
-                seed,
-                step,
-            )?;
-            euler_step(x.view(), x0.view(), sigma, sigma_next)
-        }
-        None => {
-            let mut next = x.clone();
-            sde_drift(&mut next, dg.x0.view(), sigma, sigma_next);
-            if sigma_next > 0.0 {
-                let f = sigma * sigma - sigma_next * sigma_next;
-                let z = normal_rows(x.nrows(), x.ncols(), seed, prior_tags::SDE, step as u64);
-                next.scaled_add(f.sqrt() as f32, &z);
-            }
-            next
-        }
-    };
-    let h = zeta * ddpm_factor(ddpm_scaling, sigma, sigma_next);
-    next.scaled_add(-(h as f32), &dg.grad);
-    check_finite(next.view(), step)?;
-    Ok((next, dg.misfit()))
 }
 
 impl Dps {
@@ -228,13 +151,12 @@ impl Solver for Dps {
             .transpose()
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        let x = initial_noise(
+        Ok(State::initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
             self.cfg.schedule.sigma_max,
             seed,
-        );
-        Ok(State { x, step: 0, seed })
+        ))
     }
     fn step(
         &self,
@@ -274,6 +196,8 @@ impl Solver for Dps {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::guidance::data_gradient;
+    use ndarray::Array2;
     use crate::guidance::testing::{linear_gaussian, moments};
     use crate::{Problem, Runner};
     use approx::assert_abs_diff_eq;

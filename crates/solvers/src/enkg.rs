@@ -21,7 +21,7 @@
 //! `lr_i = g (1 - a)(K - i)/K + a` with `a = lr_min_ratio` when `a > 0`, else the constant `g`.
 
 use diffinv_ensemble::kalman_direction;
-use diffinv_priors::sampler::{clean_estimate, euler_step, initial_noise};
+use diffinv_priors::sampler::{clean_estimate, euler_step};
 use diffinv_priors::EdmSchedule;
 use ndarray::Zip;
 use serde::{Deserialize, Serialize};
@@ -171,13 +171,12 @@ impl Solver for Enkg {
         Ok(())
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        let x = initial_noise(
+        Ok(State::initial_noise(
             self.cfg.num_particles,
             eval.problem().dim(),
             self.cfg.schedule.sigma_max,
             seed,
-        );
-        Ok(State { x, step: 0, seed })
+        ))
     }
     fn step(
         &self,

@@ -37,10 +37,10 @@ use diffinv_priors::EdmSchedule;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::guidance::finite_mean;
+use crate::kernels::finite_mean;
 use crate::problem::{first_non_finite_row, Evaluator};
 use crate::solver::{Solver, State, StepInfo};
-use crate::stochastic::{add_noise, drift, normal_rows, vp_scale};
+use crate::kernels::{add_noise, drift, normal_rows, vp_scale};
 use crate::{Result, SolverError};
 
 /// Finite-difference scheme of the smoothed gradient.

@@ -2,14 +2,15 @@
 //! seeded noise, the gradient of the data term through the denoiser, the observation of an
 //! isotropic Gaussian likelihood, and batched conjugate gradients on `r^2 A A^T + s^2 I`.
 
-use diffinv_priors::rng::{fill_normal, stream};
-use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
-use rayon::prelude::*;
+use diffinv_priors::rng::tags as prior_tags;
+use diffinv_priors::sampler::euler_step;
+use ndarray::{Array1, Array2, ArrayView2, Zip};
 
+use crate::kernels::{check_finite, normal_rows, row_norms, sde_drift};
+use crate::mo::{refine, MoConfig};
 use crate::cg::{conjugate_gradient, CgOptions};
 use crate::problem::Evaluator;
-use crate::solver::AdamMoments;
-use crate::{Result, SolverError};
+use crate::Result;
 
 /// Purpose tags of the draws made by the gradient-based solvers (disjoint from
 /// `diffinv_priors::rng::tags`, which end at 8).
@@ -26,55 +27,10 @@ pub mod tags {
     pub const RESAMPLE: u64 = 0x736d_0001;
 }
 
-/// Standard normal draws `(n, d)`, row `r` from stream `(seed, tag, step, r)`.
-pub fn normal_rows(n: usize, d: usize, seed: u64, tag: u64, step: u64) -> Array2<f32> {
-    let mut z = Array2::<f32>::zeros((n, d));
-    z.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(r, mut row)| {
-            let mut rng = stream(seed, tag, step, r as u64);
-            let mut buf = vec![0.0f32; d];
-            fill_normal(&mut rng, &mut buf);
-            row.assign(&ndarray::ArrayView1::from(&buf[..]));
-        });
-    z
-}
 
-/// Euclidean norm of every row (f64 accumulation).
-pub fn row_norms(x: ArrayView2<'_, f32>) -> Array1<f64> {
-    x.map_axis(Axis(1), |r| {
-        r.iter()
-            .map(|v| (*v as f64) * (*v as f64))
-            .sum::<f64>()
-            .sqrt()
-    })
-}
 
-/// Row-wise dot products (f64 accumulation).
-pub fn row_dots(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array1<f64> {
-    Zip::from(a.rows()).and(b.rows()).map_collect(|ra, rb| {
-        ra.iter()
-            .zip(rb.iter())
-            .map(|(x, y)| (*x as f64) * (*y as f64))
-            .sum::<f64>()
-    })
-}
 
-/// `x <- x + f (d - x) / sigma^2`: the drift of one Euler-Maruyama step of the reverse VE SDE
-/// from `sigma` with `f = sigma^2 - sigma_next^2` and `d = D(x; sigma)`.
-pub fn sde_drift(x: &mut Array2<f32>, den: ArrayView2<'_, f32>, sigma: f64, sigma_next: f64) {
-    let g = ((sigma * sigma - sigma_next * sigma_next) / (sigma * sigma)) as f32;
-    Zip::from(x).and(den).for_each(|a, &d| *a += g * (d - *a));
-}
 
-/// Error if a row of `x` is non-finite.
-pub fn check_finite(x: ArrayView2<'_, f32>, step: usize) -> Result<()> {
-    match crate::problem::first_non_finite_row(x) {
-        Some(particle) => Err(SolverError::NonFiniteState { particle, step }),
-        None => Ok(()),
-    }
-}
 
 /// The data term through the denoiser at every row of `x`:
 /// `x0 = D(x; sigma)`, `r = dL/dy (G(x0))`, and, if asked, the chain
@@ -100,35 +56,6 @@ impl DataGradient {
     }
 }
 
-/// One Adam step (Kingma & Ba 2015, with bias correction at `t = step + 1`) on the parameters
-/// `p` with moments `(m, v)` carried in the solver's state, so that a saved state resumes
-/// exactly: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
-/// `p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
-pub fn adam_step(
-    p: &mut Array2<f32>,
-    moments: &mut AdamMoments,
-    grad: ArrayView2<'_, f32>,
-    step: usize,
-    lr: f64,
-    betas: (f64, f64),
-    eps: f64,
-) {
-    let (b1, b2) = betas;
-    let t = (step + 1) as i32;
-    let c1 = (1.0 - b1.powi(t)) as f32;
-    let c2 = (1.0 - b2.powi(t)) as f32;
-    let (lr, ae) = (lr as f32, eps as f32);
-    let (b1, b2) = (b1 as f32, b2 as f32);
-    Zip::from(p)
-        .and(&mut moments.m)
-        .and(&mut moments.v)
-        .and(grad)
-        .for_each(|p, m, v, &g| {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= lr * (*m / c1) / ((*v / c2).sqrt() + ae);
-        });
-}
 
 /// Compute [`DataGradient`] at `x` and `sigma` (see there).
 pub fn data_gradient(
@@ -191,25 +118,7 @@ impl GaussianData {
     }
 }
 
-/// Mean of the finite values of `l` (0 when none is finite): the misfit of a step whose failed
-/// rows carry NaN ([`Evaluator::nll_each`]).
-pub fn finite_mean(l: &Array1<f32>) -> f64 {
-    let (sum, n) = l
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold((0.0f64, 0usize), |(s, n), v| (s + *v as f64, n + 1));
-    sum / n.max(1) as f64
-}
 
-/// Settings of [`cg_solve`].
-#[derive(Debug, Clone, Copy)]
-pub struct CgSettings {
-    /// Stop when `||b - M z|| <= tol ||b||` in every row.
-    pub tol: f64,
-    /// Iteration cap; the last iterate is returned when reached (CG decreases the error in
-    /// the `M`-norm monotonically, so it is the best estimate so far).
-    pub max_iter: usize,
-}
 
 /// Solve `(r2 A A^T + s2 I) z = b` for every row of `b` `(N, m)` by conjugate gradients
 /// ([`crate::cg::conjugate_gradient`], from `z = 0`), with `A` applied only through the counted
@@ -223,7 +132,7 @@ pub fn cg_solve(
     b: ArrayView2<'_, f32>,
     r2: f64,
     s2: f64,
-    settings: CgSettings,
+    opts: &CgOptions,
     step: usize,
 ) -> Result<(Array2<f32>, usize)> {
     let apply = |v: ArrayView2<'_, f32>| -> Result<Array2<f32>> {
@@ -234,14 +143,64 @@ pub fn cg_solve(
         Ok(out)
     };
     let x0 = Array2::<f32>::zeros(b.raw_dim());
-    let opts = CgOptions {
-        max_iters: settings.max_iter,
-        tol: settings.tol,
-    };
-    let sol = conjugate_gradient(apply, b, x0.view(), &opts).map_err(|e| e.at_step(step))?;
+    let sol = conjugate_gradient(apply, b, x0.view(), opts).map_err(|e| e.at_step(step))?;
     check_finite(sol.x.view(), step)?;
     let it = sol.iterations.iter().copied().max().unwrap_or(0);
     Ok((sol.x, it))
+}
+
+/// The DDPM-to-VE factor `sqrt((1 + sigma^2)(1 + sigma_next^2))`, or 1.
+pub(crate) fn ddpm_factor(enabled: bool, sigma: f64, sigma_next: f64) -> f64 {
+    if enabled {
+        ((1.0 + sigma * sigma) * (1.0 + sigma_next * sigma_next)).sqrt()
+    } else {
+        1.0
+    }
+}
+
+/// One DPS step from `x` at `sigma` to `sigma_next` (see the module docs); returns the next
+/// state and the mean misfit of the clean estimates. Shared with MCG.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dps_update(
+    eval: &Evaluator<'_>,
+    x: &Array2<f32>,
+    sigma: f64,
+    sigma_next: f64,
+    zeta: f64,
+    ddpm_scaling: bool,
+    mo: Option<(&MoConfig, &GaussianData, f64)>,
+    seed: u64,
+    step: usize,
+) -> Result<(Array2<f32>, f64)> {
+    let dg = data_gradient(eval, x.view(), sigma, true, step)?;
+    let mut next = match mo {
+        Some((cfg, data, sigma_floor)) => {
+            let x0 = refine(
+                eval,
+                data,
+                dg.x0.view(),
+                sigma_next.max(sigma_floor),
+                cfg,
+                seed,
+                step,
+            )?;
+            euler_step(x.view(), x0.view(), sigma, sigma_next)
+        }
+        None => {
+            let mut next = x.clone();
+            sde_drift(&mut next, dg.x0.view(), sigma, sigma_next);
+            if sigma_next > 0.0 {
+                let f = sigma * sigma - sigma_next * sigma_next;
+                let z = normal_rows(x.nrows(), x.ncols(), seed, prior_tags::SDE, step as u64, 0);
+                next.scaled_add(f.sqrt() as f32, &z);
+            }
+            next
+        }
+    };
+    let h = zeta * ddpm_factor(ddpm_scaling, sigma, sigma_next);
+    next.scaled_add(-(h as f32), &dg.grad);
+    check_finite(next.view(), step)?;
+    Ok((next, dg.misfit()))
 }
 
 #[cfg(test)]
@@ -272,9 +231,9 @@ mod tests {
             b.view(),
             0.7,
             0.1,
-            CgSettings {
+            &CgOptions {
                 tol: 1e-7,
-                max_iter: 10,
+                max_iters: 10,
             },
             0,
         )

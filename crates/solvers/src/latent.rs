@@ -34,7 +34,7 @@ use diffinv_priors::EdmSchedule;
 use ndarray::{Array1, Array2, ArrayView2, Zip};
 use serde::{Deserialize, Serialize};
 
-use crate::guidance::{adam_step, check_finite};
+use crate::kernels::{adam_step, check_finite};
 use crate::problem::Evaluator;
 use crate::problem::Capability;
 use crate::solver::{AdamMoments, AdamState, Solver, StepInfo};

@@ -59,7 +59,7 @@ pub mod enkg;
 pub mod error;
 pub mod gsg;
 pub mod dps;
-pub mod guidance;
+mod guidance;
 pub mod latent;
 pub mod mcg;
 pub mod mo;
@@ -71,7 +71,7 @@ pub mod runner;
 pub mod scg;
 pub mod smc;
 pub mod solver;
-mod stochastic;
+mod kernels;
 #[cfg(test)]
 mod tests_common;
 pub mod unconditional;

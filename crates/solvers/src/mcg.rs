@@ -13,13 +13,15 @@
 //! `A^T` ([`crate::guidance::cg_solve`]). MCG is a noiseless method: with `sigma_y > 0` the
 //! projection fits the noise in `y` (the bias that motivated DPS); it is applied as written.
 
-use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
 use serde::{Deserialize, Serialize};
 
+use crate::cg::CgOptions;
 use crate::problem::Capability;
-use crate::dps::{check_common, dps_update};
-use crate::guidance::{cg_solve, check_finite, normal_rows, tags, CgSettings, GaussianData};
+use crate::guidance::dps_update;
+use crate::kernels::check_common;
+use crate::guidance::{cg_solve, tags, GaussianData};
+use crate::kernels::{check_finite, normal_rows};
 use crate::problem::Evaluator;
 use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
@@ -112,13 +114,12 @@ impl Solver for Mcg {
         GaussianData::probe(eval, "MCG")
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        let x = initial_noise(
+        Ok(State::initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
             self.cfg.schedule.sigma_max,
             seed,
-        );
-        Ok(State { x, step: 0, seed })
+        ))
     }
     fn step(
         &self,
@@ -147,7 +148,7 @@ impl Solver for Mcg {
             row.assign(&data.y);
         }
         if sigma_next > 0.0 {
-            let z = normal_rows(n, d, state.seed, tags::MCG_MEASUREMENT, i as u64);
+            let z = normal_rows(n, d, state.seed, tags::MCG_MEASUREMENT, i as u64, 0);
             let az = eval.forward(z.view(), i)?;
             target.scaled_add(sigma_next as f32, &az);
         }
@@ -158,9 +159,9 @@ impl Solver for Mcg {
             resid.view(),
             1.0,
             0.0,
-            CgSettings {
+            &CgOptions {
                 tol: self.cfg.cg_tol,
-                max_iter: self.cfg.cg_max_iter,
+                max_iters: self.cfg.cg_max_iter,
             },
             i,
         )?;

@@ -31,7 +31,8 @@
 use ndarray::{Array2, ArrayView2, Zip};
 use serde::{Deserialize, Serialize};
 
-use crate::guidance::{check_finite, normal_rows, tags, GaussianData};
+use crate::guidance::{tags, GaussianData};
+use crate::kernels::{check_finite, normal_rows};
 use crate::problem::Evaluator;
 use crate::{Result, SolverError};
 
@@ -103,7 +104,7 @@ pub fn sgld(
         let y = eval.forward(z.view(), step)?;
         let r = eval.likelihood_grad(y.view(), step)?;
         let g = eval.forward_vjp(z.view(), r.view(), step)?;
-        let xi = normal_rows(n, d, seed, tags::SGLD, (step * cfg.sgld_steps + k) as u64);
+        let xi = normal_rows(n, d, seed, tags::SGLD, (step * cfg.sgld_steps + k) as u64, 0);
         Zip::from(&mut z)
             .and(&g)
             .and(&xi)
@@ -135,7 +136,7 @@ pub fn refine(
 ) -> Result<Array2<f32>> {
     let mut z = sgld(eval, data, x_init, cfg, sigma.min(1.0), seed, step)?;
     let (n, d) = z.dim();
-    let eps = normal_rows(n, d, seed, tags::MO_RENOISE, step as u64);
+    let eps = normal_rows(n, d, seed, tags::MO_RENOISE, step as u64, 0);
     z.scaled_add(sigma as f32, &eps);
     eval.denoise(z.view(), sigma, step)
 }

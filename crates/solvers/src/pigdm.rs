@@ -24,14 +24,15 @@
 //! rows (inpainting, its motivating case). The paper runs 100 DDIM steps; 100 is the default.
 
 use diffinv_priors::rng::tags as prior_tags;
-use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
 use ndarray::Zip;
 use serde::{Deserialize, Serialize};
 
+use crate::cg::CgOptions;
 use crate::problem::Capability;
-use crate::dps::check_common;
-use crate::guidance::{cg_solve, check_finite, normal_rows, sde_drift, CgSettings, GaussianData};
+use crate::kernels::check_common;
+use crate::guidance::{cg_solve, GaussianData};
+use crate::kernels::{check_finite, normal_rows, sde_drift};
 use crate::problem::Evaluator;
 use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
@@ -139,13 +140,12 @@ impl Solver for Pigdm {
         GaussianData::probe(eval, "PiGDM")
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        let x = initial_noise(
+        Ok(State::initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
             self.cfg.schedule.sigma_max,
             seed,
-        );
-        Ok(State { x, step: 0, seed })
+        ))
     }
     fn step(
         &self,
@@ -174,9 +174,9 @@ impl Solver for Pigdm {
                     e.view(),
                     r2,
                     sy * sy,
-                    CgSettings {
+                    &CgOptions {
                         tol: self.cfg.cg_tol,
-                        max_iter: self.cfg.cg_max_iter,
+                        max_iters: self.cfg.cg_max_iter,
                     },
                     i,
                 )?;
@@ -201,7 +201,8 @@ impl Solver for Pigdm {
                 state.seed,
                 prior_tags::SDE,
                 i as u64,
-            );
+             0,
+);
             next.scaled_add(f.sqrt() as f32, &z);
         }
         check_finite(next.view(), i)?;

@@ -31,8 +31,9 @@ use diffinv_priors::EdmSchedule;
 use ndarray::Zip;
 use serde::{Deserialize, Serialize};
 
-use crate::dps::check_common;
-use crate::guidance::{adam_step, check_finite, normal_rows, tags, GaussianData};
+use crate::kernels::check_common;
+use crate::guidance::{tags, GaussianData};
+use crate::kernels::{adam_step, check_finite, normal_rows};
 use crate::mo::{refine, MoConfig};
 use crate::problem::Evaluator;
 use crate::problem::Capability;
@@ -183,7 +184,7 @@ impl Solver for RedDiff {
         let n = state.x.nrows();
         let mu = state.x.clone();
         // Regulariser: lambda (mu - D(mu + sigma eps; sigma)).
-        let eps = normal_rows(n, d, state.seed, tags::REDDIFF, i as u64);
+        let eps = normal_rows(n, d, state.seed, tags::REDDIFF, i as u64, 0);
         let mut xt = mu.clone();
         xt.scaled_add(sigma as f32, &eps);
         let den = eval.denoise(xt.view(), sigma, i)?;

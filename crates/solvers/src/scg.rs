@@ -20,14 +20,13 @@
 //! Cost per chain and guided step: `1 + M` denoiser evaluations and `M` forward evaluations.
 
 use diffinv_priors::rng::tags;
-use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
 use ndarray::{s, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::{first_non_finite_row, Evaluator};
 use crate::solver::{Solver, State, StepInfo};
-use crate::stochastic::{add_noise, drift, normal_rows};
+use crate::kernels::{add_noise, drift, normal_rows};
 use crate::{Result, SolverError};
 
 /// Hyperparameters of [`Scg`]. Defaults are the reference's (devzhk/enkg-pytorch
@@ -131,13 +130,12 @@ impl Solver for Scg {
         Ok(())
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        let x = initial_noise(
+        Ok(State::initial_noise(
             self.cfg.num_samples,
             eval.problem().dim(),
             self.cfg.schedule.sigma_max,
             seed,
-        );
-        Ok(State { x, step: 0, seed })
+        ))
     }
     fn step(
         &self,

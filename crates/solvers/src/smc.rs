@@ -45,8 +45,9 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::dps::check_common;
-use crate::guidance::{check_finite, data_gradient, normal_rows, row_dots, tags, GaussianData};
+use crate::kernels::check_common;
+use crate::guidance::{data_gradient, tags, GaussianData};
+use crate::kernels::{check_finite, normal_rows, row_dots};
 use crate::problem::{Capability, Evaluator};
 use crate::solver::{Solver, SolverState, StepInfo};
 use crate::{Result, SolverError};
@@ -259,9 +260,9 @@ impl Solver for Smc {
         }
         // Twisted proposal: x' = x + f (s + t) + sqrt(f) z, with t = -grad.
         let f = sigma * sigma - sigma_next * sigma_next;
-        let z = normal_rows(n, d, state.seed, prior_tags::SDE, i as u64);
+        let z = normal_rows(n, d, state.seed, prior_tags::SDE, i as u64, 0);
         let mut next = x.clone();
-        crate::guidance::sde_drift(&mut next, x0.view(), sigma, sigma_next);
+        crate::kernels::sde_drift(&mut next, x0.view(), sigma, sigma_next);
         next.scaled_add(-(f as f32), &grad);
         next.scaled_add(f.sqrt() as f32, &z);
         check_finite(next.view(), i)?;

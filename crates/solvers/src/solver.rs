@@ -39,6 +39,18 @@ pub struct State {
     pub seed: u64,
 }
 
+impl State {
+    /// `n` particles of pure noise at the top of the schedule, `x = sigma_max z` with `z` drawn
+    /// from the seeded per-row streams (the start of every diffusion sampler).
+    pub fn initial_noise(n: usize, d: usize, sigma_max: f64, seed: u64) -> Self {
+        Self {
+            x: diffinv_priors::sampler::initial_noise(n, d, sigma_max, seed),
+            step: 0,
+            seed,
+        }
+    }
+}
+
 impl SolverState for State {
     fn particles(&self) -> ArrayView2<'_, f32> {
         self.x.view()

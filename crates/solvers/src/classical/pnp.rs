@@ -35,7 +35,7 @@ use crate::problem::{Capability, Evaluator};
 use crate::solver::{Solver, SolverState, State, StepInfo};
 use crate::{Result, SolverError};
 
-fn check_common(sigma: f64, scale: f64, steps: usize, cg: &CgOptions) -> Result<()> {
+fn check_plug_and_play(sigma: f64, scale: f64, steps: usize, cg: &CgOptions) -> Result<()> {
     if !(sigma.is_finite() && sigma > 0.0) {
         return Err(SolverError::Config(format!(
             "sigma must be finite and > 0, got {sigma}"
@@ -95,7 +95,7 @@ pub struct PnpAdmm {
 impl PnpAdmm {
     /// Build the solver, validating the configuration.
     pub fn new(cfg: PnpAdmmConfig) -> Result<Self> {
-        check_common(cfg.sigma, cfg.rho_scale, cfg.num_steps, &cfg.cg)?;
+        check_plug_and_play(cfg.sigma, cfg.rho_scale, cfg.num_steps, &cfg.cg)?;
         Ok(Self { cfg })
     }
 }
@@ -180,7 +180,7 @@ impl Solver for PnpAdmm {
             .and(&z_new)
             .for_each(|a, &xn, &zn| *a += xn - zn);
         for a in [&x_new, &z_new, &u_new] {
-            crate::dds::check_finite(a, i)?;
+            crate::kernels::check_finite(a, i)?;
         }
         state.x = x_new;
         state.z = z_new;
@@ -241,7 +241,7 @@ pub struct Red {
 impl Red {
     /// Build the solver, validating the configuration.
     pub fn new(cfg: RedConfig) -> Result<Self> {
-        check_common(cfg.sigma, cfg.lambda_scale, cfg.num_steps, &cfg.cg)?;
+        check_plug_and_play(cfg.sigma, cfg.lambda_scale, cfg.num_steps, &cfg.cg)?;
         Ok(Self { cfg })
     }
 }
@@ -287,7 +287,7 @@ impl Solver for Red {
         state.x = data
             .prox(eval, den.view(), lambda, state.x.view(), &self.cfg.cg, i)?
             .x;
-        crate::dds::check_finite(&state.x, i)?;
+        crate::kernels::check_finite(&state.x, i)?;
         state.step += 1;
         Ok(StepInfo {
             step: i,

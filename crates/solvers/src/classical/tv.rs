@@ -293,7 +293,7 @@ impl Solver for TotalVariation {
             .into_shape_with_order((2, d))
             .map_err(|e| SolverError::Problem(e.to_string()))?;
         for a in [&x_new, &xbar, &p] {
-            crate::dds::check_finite(a, i)?;
+            crate::kernels::check_finite(a, i)?;
         }
         state.x = x_new;
         state.xbar = xbar;
