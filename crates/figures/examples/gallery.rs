@@ -190,20 +190,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         })
         .collect();
-    let panels: Vec<ScatterPanel> = ["EnKG", "DPS", "MCGdiff", "DAPS", "CPS", "EKI"]
-        .iter()
-        .enumerate()
-        .map(|(m, name)| ScatterPanel {
-            title: name.to_string(),
-            points: reference
-                .iter()
-                .step_by(4)
-                .map(|(x, y)| (x * (0.8 + 0.05 * m as f64) + 1.0, *y))
-                .collect(),
-            reference: reference.clone(),
-            color: None,
-        })
-        .collect();
+    let panels: Vec<ScatterPanel> = [
+        "EnKG (gs=2)",
+        "EnKG (gs=0.5)",
+        "CPS",
+        "EKI",
+        "Forward-GSG",
+        "Central-GSG",
+        "DPS",
+        "RED-diff-MO",
+        "TDS (N=1024)",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(m, name)| ScatterPanel {
+        title: name.to_string(),
+        points: reference
+            .iter()
+            .step_by(4)
+            .map(|(x, y)| (x * (0.6 + 0.05 * m as f64) + 1.0, *y))
+            .collect(),
+        reference: reference.clone(),
+        color: None,
+    })
+    .collect();
     scatter_panels(
         &out.join("scatter_gmm.png"),
         &ScatterOptions {
@@ -212,6 +222,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             y_label: "x2".into(),
             points_label: "samples".into(),
             reference_label: "exact posterior".into(),
+            columns: 4,
             ..ScatterOptions::default()
         },
         &panels,

@@ -37,6 +37,8 @@ pub struct ScatterOptions {
     pub reference_label: String,
     /// Side of each panel in pixels, axes and labels included (at least 120).
     pub size: u32,
+    /// Panels per row; `0`: all in one row. Further panels wrap onto new rows.
+    pub columns: usize,
 }
 
 impl Default for ScatterOptions {
@@ -48,6 +50,7 @@ impl Default for ScatterOptions {
             points_label: String::new(),
             reference_label: String::new(),
             size: 280,
+            columns: 0,
         }
     }
 }
@@ -61,18 +64,30 @@ fn finite(p: &&(f64, f64)) -> bool {
     p.0.is_finite() && p.1.is_finite()
 }
 
-/// Draw `panels` side by side with the same axis limits (from every finite point, 5% margin)
-/// and write a PNG to `path`: `size * panels.len()` wide.
+/// Draw `panels` side by side (`columns` per row) with the same axis limits (from every finite
+/// point, 5% margin) and write a PNG to `path`: `size * columns` wide, `size` high per row plus
+/// the title band.
 pub fn scatter_panels(path: &Path, opts: &ScatterOptions, panels: &[ScatterPanel]) -> Result<()> {
     if panels.is_empty() {
         return Err(FigureError::Empty("no panels".into()));
     }
     check_side("panel size", opts.size, 120)?;
-    let n = u32::try_from(panels.len()).unwrap_or(u32::MAX);
-    let width = n.saturating_mul(opts.size);
+    let cols = if opts.columns == 0 {
+        panels.len()
+    } else {
+        opts.columns.min(panels.len())
+    };
+    let nrows = panels.len().div_ceil(cols);
+    let width = u32::try_from(cols)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(opts.size);
     check_side("figure width", width, 1)?;
     let title_h = if opts.title.is_empty() { 0 } else { TITLE_H };
-    let height = opts.size + title_h;
+    let height = u32::try_from(nrows)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(opts.size)
+        .saturating_add(title_h);
+    check_side("figure height", height, 1)?;
     let (mut x0, mut x1, mut y0, mut y1) = (
         f64::INFINITY,
         f64::NEG_INFINITY,
@@ -114,7 +129,7 @@ pub fn scatter_panels(path: &Path, opts: &ScatterOptions, panels: &[ScatterPanel
                 ((width / 2) as i32, (title_h / 2) as i32),
             )?;
         }
-        let areas = body.split_evenly((1, panels.len()));
+        let areas = body.split_evenly((nrows, cols));
         for (k, (p, area)) in panels.iter().zip(&areas).enumerate() {
             let c = p.color.unwrap_or(PALETTE[k % PALETTE.len()]);
             let color = RGBColor(c[0], c[1], c[2]);

@@ -238,6 +238,7 @@ fn opts() -> ScatterOptions {
         points_label: "samples".into(),
         reference_label: "reference".into(),
         size: 200,
+        columns: 0,
     }
 }
 
@@ -304,4 +305,25 @@ fn scatter_panels_bad_input() {
     // A single point is fine (the axes are widened).
     scatter_panels(&path, &opts(), &one).expect("one point");
     assert_eq!(load(&path).dimensions(), (200, 234));
+}
+
+#[test]
+fn scatter_panels_wrap_into_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = out(&dir, "wrap.png");
+    let panels: Vec<ScatterPanel> = (0..3)
+        .map(|k| ScatterPanel {
+            title: format!("method {k}"),
+            points: vec![(k as f64, 1.0), (0.0, -1.0)],
+            reference: vec![],
+            color: None,
+        })
+        .collect();
+    let mut o = opts();
+    o.columns = 2;
+    scatter_panels(&path, &o, &panels).expect("scatter");
+    let img = load(&path);
+    assert_eq!(img.dimensions(), (400, 34 + 2 * 200));
+    // The second row's panel title.
+    assert!(dark_pixels(&img, 234, 260) > 20, "second-row title");
 }
