@@ -324,6 +324,8 @@ pub fn image_grid(path: &Path, title: &str, rows: &[ImageRow], zoom: usize) -> R
         + GAP as u64 * ncols.saturating_sub(1) as u64
         + if rbar_w > 0 { (GAP + rbar_w) as u64 } else { 0 }
         + PAD as u64;
+    // A long figure title widens the figure rather than being clipped.
+    let width = width.max(text_size(title, FS_TITLE)?.0 as u64 + 2 * PAD as u64);
     let height = (2 * PAD + title_h) as u64 + row_h.iter().map(|h| *h as u64).sum::<u64>();
     let (width, height) = (
         u32::try_from(width).unwrap_or(u32::MAX),

@@ -93,6 +93,29 @@ fn image_grid_own_and_hidden_bars() {
 }
 
 #[test]
+fn image_grid_long_title_widens_the_figure() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = out(&dir, "long.png");
+    let title = "A figure title much longer than the single small panel below it";
+    image_grid(
+        &path,
+        title,
+        &[ImageRow::new("", "", vec![Some(panel("p", 4, 4))])],
+        1,
+    )
+    .expect("grid");
+    let img = load(&path);
+    assert!(img.width() > 300, "width {}", img.width());
+    // Text reaches neither edge.
+    let edge_dark = (0..42).any(|y| {
+        [0, img.width() - 1]
+            .iter()
+            .any(|&x| img.get_pixel(x, y).0.iter().all(|c| *c < 90))
+    });
+    assert!(!edge_dark);
+}
+
+#[test]
 fn image_grid_bad_input() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = out(&dir, "bad.png");
