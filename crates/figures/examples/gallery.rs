@@ -152,14 +152,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         &[Series::new("EnKG", a), Series::new("CPS", b)],
     )?;
-    // Training loss: narrow log range, linear x.
-    let loss: Vec<(f64, f64)> = (0..2000)
+    // Training loss: noisy, narrow log range, and its moving average.
+    let loss: Vec<(f64, f64)> = (0..2000u64)
         .map(|s| {
+            let noise = ((s.wrapping_mul(2654435761) % 1000) as f64 / 1000.0 - 0.5) * 0.05;
             let s = s as f64;
-            (
-                s,
-                0.08 + 0.3 * (-s / 300.0).exp() + 0.02 * (s * 1.7).sin().abs(),
-            )
+            (s, 0.08 + 0.3 * (-s / 300.0).exp() + noise)
+        })
+        .collect();
+    let smooth: Vec<(f64, f64)> = (0..loss.len())
+        .map(|i| {
+            let lo = i.saturating_sub(49);
+            let m = loss[lo..=i].iter().map(|p| p.1).sum::<f64>() / (i - lo + 1) as f64;
+            (loss[i].0, m)
         })
         .collect();
     line_plot(
@@ -172,11 +177,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..LinePlot::default()
         },
         &[
-            Series::new("loss", loss.clone()).with_color([190, 190, 190]),
-            Series::new(
-                "moving average (50 steps)",
-                loss.iter().map(|(x, y)| (*x, 0.9 * y)).collect(),
-            ),
+            Series::new("loss", loss).with_color([190, 190, 190]),
+            Series::new("moving average (50 steps)", smooth).with_color([0, 90, 200]),
         ],
     )?;
 

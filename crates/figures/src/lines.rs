@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use plotters::coord::combinators::BindKeyPoints;
-use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
+use plotters::coord::ranged1d::{
+    AsRangedCoord, DefaultFormatting, KeyPointHint, Ranged, ValueFormatter,
+};
 use plotters::prelude::*;
 
 use crate::{check_side, ensure_font, fmt_axis, save, FigureError, Result, FAMILY, PALETTE, TEXT};
@@ -118,6 +120,12 @@ pub fn line_plot(path: &Path, plot: &LinePlot, series: &[Series]) -> Result<()> 
         let d = x0.abs().max(1.0) * 0.5;
         (x0, x1) = (x0 - d, x1 + d);
     }
+    // x ticks: "nice" values; integers only when every x is an integer (steps, epochs).
+    let integral = all.iter().flatten().flatten().all(|p| p.0.fract() == 0.0);
+    let (mut xt, _) = crate::nice_ticks(x0, x1, 8);
+    if integral && xt.iter().any(|v| v.fract() != 0.0) {
+        xt.retain(|v| v.fract() == 0.0);
+    }
     ensure_font()?;
     let (w, h) = (plot.width, plot.height);
     let mut buf = vec![255u8; w as usize * h as usize * 3];
@@ -137,7 +145,7 @@ pub fn line_plot(path: &Path, plot: &LinePlot, series: &[Series]) -> Result<()> 
                 plot,
                 series,
                 &all,
-                x0..x1,
+                Ticked::new(x0, x1, xt.clone()),
                 (a..b).log_scale().with_key_points(log_ticks(a, b)),
             )?;
         } else {
@@ -146,11 +154,56 @@ pub fn line_plot(path: &Path, plot: &LinePlot, series: &[Series]) -> Result<()> 
                 (y0, y1) = (y0 - d, y1 + d);
             }
             let m = 0.05 * (y1 - y0);
-            draw(&root, plot, series, &all, x0..x1, (y0 - m)..(y1 + m))?;
+            draw(
+                &root,
+                plot,
+                series,
+                &all,
+                Ticked::new(x0, x1, xt.clone()),
+                Ticked::new(y0 - m, y1 + m, crate::nice_ticks(y0 - m, y1 + m, 8).0),
+            )?;
         }
         root.present()?;
     }
     save(path, buf, w, h)
+}
+
+/// A linear axis over `[lo, hi]` whose labelled ticks are given (no light grid lines).
+#[derive(Debug, Clone)]
+struct Ticked {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
+}
+
+impl Ticked {
+    fn new(lo: f64, hi: f64, ticks: Vec<f64>) -> Self {
+        Self { lo, hi, ticks }
+    }
+}
+
+impl Ranged for Ticked {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let t = (v - self.lo) / (self.hi - self.lo);
+        let p = limit.0 as f64 + t * (limit.1 - limit.0) as f64;
+        // Far-off values (never drawn: the chart clips) stay in i32.
+        p.clamp(-1e6, 1e6).round() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.lo..self.hi
+    }
 }
 
 /// Ticks of a log axis over `[a, b]` (`0 < a < b`): powers of ten (every n-th one over many
@@ -185,15 +238,17 @@ pub(crate) fn log_ticks(a: f64, b: f64) -> Vec<f64> {
     crate::nice_ticks(a, b, 5).0
 }
 
-fn draw<Y>(
+fn draw<X, Y>(
     root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     plot: &LinePlot,
     series: &[Series],
     runs: &[Vec<Vec<(f64, f64)>>],
-    x: std::ops::Range<f64>,
+    x: X,
     y: Y,
 ) -> Result<()>
 where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
@@ -212,7 +267,7 @@ where
         .y_desc(plot.y_label.as_str())
         .axis_desc_style((FAMILY, 15.0).into_font().color(&TEXT))
         .label_style((FAMILY, 13.0).into_font().color(&TEXT))
-        .x_labels(8)
+        .x_labels(40)
         .y_labels(40)
         .x_label_formatter(&|v| fmt_axis(*v))
         .y_label_formatter(&|v| fmt_axis(*v))
@@ -224,7 +279,10 @@ where
     for (k, (s, rs)) in series.iter().zip(runs).enumerate() {
         let c = s.color.unwrap_or(PALETTE[k % PALETTE.len()]);
         let color = RGBColor(c[0], c[1], c[2]);
-        let style = color.stroke_width(2);
+        // Long (noisy) curves in thin lines: thick strokes of many short steep segments leave
+        // speckles.
+        let n: usize = rs.iter().map(Vec::len).sum();
+        let style = color.stroke_width(if n > 400 { 1 } else { 2 });
         let mut first = true;
         // An empty series still gets its legend entry.
         let parts: Vec<&[(f64, f64)]> = if rs.is_empty() {
