@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::plot::line_plot;
+use crate::plot::{line_plot, LinePlot, Series};
 
 /// Arguments of `cargo xtask train`.
 #[derive(Args, Debug)]
@@ -92,13 +92,19 @@ pub fn plot_loss(csv: &Path, png: &Path) -> Result<()> {
             (pts[i].0, mean)
         })
         .collect();
-    line_plot(
-        png,
-        &[(pts, [190, 190, 190]), (smooth, [0, 90, 200])],
-        true,
-        640,
-        360,
-    )?;
+    let plot = LinePlot {
+        title: "Training loss".into(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        log_y: true,
+        width: 720,
+        height: 420,
+    };
+    let series = [
+        Series::new("loss", pts).with_color([190, 190, 190]),
+        Series::new(format!("moving average ({window} steps)"), smooth).with_color([0, 90, 200]),
+    ];
+    line_plot(png, &plot, &series)?;
     eprintln!("xtask: loss curve in {}", png.display());
     Ok(())
 }

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tch::{CModule, Device, Kind, Tensor};
 
 use crate::methods::Preset;
-use crate::plot::{grid, Colormap, Tile};
+use crate::plot::{grid, ColorBar, Colormap, ImageRow, Panel};
 use crate::report::{RowCache, Table};
 
 /// Row order of the imaging table. `DPS-100` is DPS with 100 steps (100 NFE, the budget of
@@ -735,15 +735,8 @@ fn task_figure(
     let [c, h, w] = shape;
     // First channel only (the shipped prior is grayscale).
     let plane = |v: &[f32]| v[..h * w].to_vec();
-    let gray = |v: Vec<f32>, lo: f32, hi: f32| {
-        Some(Tile {
-            data: v,
-            h,
-            w,
-            cmap: Colormap::Gray,
-            lo,
-            hi,
-        })
+    let gray = |title: &str, v: Vec<f32>, lo: f32, hi: f32| {
+        Some(Panel::new(title, v, h, w, Colormap::Gray, lo, hi))
     };
     // The observation resampled (nearest) to h x w, its own value range; phase retrieval shows
     // log(1 + |Y|).
@@ -771,28 +764,25 @@ fn task_figure(
             (a.min(*v), b.max(*v))
         });
     let _ = c;
-    let mut top = vec![
-        gray(plane(truth), 0.0, 1.0),
-        gray(ov, olo, ohi.max(olo + 1e-6)),
-    ];
+    let obs_unit = if task == Task::PhaseRetrieval {
+        "log(1 + |y|)"
+    } else {
+        "measurement"
+    };
+    let obs_panel = gray("observation", ov, olo, ohi.max(olo + 1e-6))
+        .map(|p| p.with_bar(ColorBar::Own(obs_unit.into())));
+    let mut top = vec![gray("truth", plane(truth), 0.0, 1.0), obs_panel];
     let mut bottom = vec![None, None];
-    for (_, r) in recons {
+    for (m, r) in recons {
         match r {
             Some(r) => {
-                top.push(gray(plane(r), 0.0, 1.0));
+                top.push(gray(m, plane(r), 0.0, 1.0));
                 let err: Vec<f32> = plane(r)
                     .iter()
                     .zip(plane(truth))
                     .map(|(a, b)| (a - b).abs())
                     .collect();
-                bottom.push(Some(Tile {
-                    data: err,
-                    h,
-                    w,
-                    cmap: Colormap::Hot,
-                    lo: 0.0,
-                    hi: 0.5,
-                }));
+                bottom.push(Some(Panel::new(m, err, h, w, Colormap::Hot, 0.0, 0.5)));
             }
             None => {
                 top.push(None);
@@ -800,9 +790,15 @@ fn task_figure(
             }
         }
     }
+    let rows = [
+        ImageRow::new("reconstruction", "intensity (normalised)", top),
+        ImageRow::new("|error|", "|error|", bottom),
+    ];
+    let title = format!("Imaging task {}: first image", task.name());
     grid(
         &out.join(format!("imaging_{}.png", task.name())),
-        &[top, bottom],
+        &title,
+        &rows,
         2,
     )
 }

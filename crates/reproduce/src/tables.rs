@@ -28,7 +28,7 @@ use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::methods::{build, Preset, Problem, METHODS};
-use crate::plot::{grid, log_lines, Colormap, Series, Tile};
+use crate::plot::{grid, misfit_curves, ColorBar, Colormap, ImageRow, Panel};
 use crate::report::{mean_std, RowCache, Table};
 use crate::setup::{validate_methods, Normalized, PriorSpec};
 
@@ -310,14 +310,8 @@ fn methods_of(req: &Request) -> Vec<String> {
     }
 }
 
-fn misfit_figure(path: &Path, curves: &[(String, Vec<(usize, f64)>)]) -> Result<()> {
-    let colours = [[200u8, 40, 40], [0, 90, 200]];
-    let series: Vec<Series> = curves
-        .iter()
-        .zip(colours.iter().cycle())
-        .map(|((_, v), c)| (v.iter().map(|(s, m)| (*s as f64, *m)).collect(), *c))
-        .collect();
-    log_lines(path, &series, 640, 360)
+fn misfit_figure(path: &Path, title: &str, curves: &[(String, Vec<(usize, f64)>)]) -> Result<()> {
+    misfit_curves(path, title, curves)
 }
 
 /// The Navier-Stokes table (EnKG Table 2): relative L2 error of the recovered initial
@@ -432,30 +426,30 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
     }
     // Figures: truth, observation (nearest-neighbour upsampled), reconstructions; error maps.
     let lim = truth0.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-    let tile = |v: &[f32], n: usize, cmap, lo, hi| {
-        Some(Tile {
-            data: v.to_vec(),
-            h: n,
-            w: n,
-            cmap,
-            lo,
-            hi,
-        })
+    let tile = |title: &str, v: &[f32], n: usize, cmap, lo, hi| {
+        Some(Panel::new(title, v.to_vec(), n, n, cmap, lo, hi))
     };
     let on = (obs0.len() as f64).sqrt() as usize;
     let mut top = vec![
-        tile(&truth0, res, Colormap::Diverging, -lim, lim),
-        tile(&obs0, on, Colormap::Diverging, -lim, lim),
+        tile("truth", &truth0, res, Colormap::Diverging, -lim, lim),
+        tile("observation", &obs0, on, Colormap::Diverging, -lim, lim),
     ];
     let mut bottom = vec![None, None];
-    for (_, r) in &figure {
-        top.push(tile(r, res, Colormap::Diverging, -lim, lim));
+    for (m, r) in &figure {
+        top.push(tile(m, r, res, Colormap::Diverging, -lim, lim));
         let err: Vec<f32> = r.iter().zip(&truth0).map(|(a, b)| (a - b).abs()).collect();
-        bottom.push(tile(&err, res, Colormap::Hot, 0.0, lim));
+        bottom.push(tile(m, &err, res, Colormap::Hot, 0.0, lim));
     }
     std::fs::create_dir_all(&req.out)?;
-    grid(&req.out.join("ns.png"), &[top, bottom], 2)?;
-    misfit_figure(&req.out.join("ns_misfit.png"), &curves)?;
+    let rows = [
+        ImageRow::new("reconstruction", "vorticity", top),
+        ImageRow::new("|error|", "|error|", bottom),
+    ];
+    let noise0 = noises.first().copied().unwrap_or_default();
+    let title = format!("Navier-Stokes: initial vorticity (noise {noise0}, field 0)");
+    grid(&req.out.join("ns.png"), &title, &rows, 2)?;
+    let title = format!("Navier-Stokes: data misfit (noise {noise0}, field 0)");
+    misfit_figure(&req.out.join("ns_misfit.png"), &title, &curves)?;
     let notes = format!(
         "Preset `{}`, seed {}, {} test field(s) of the held-out split, noise levels {:?} (EnKG Table 2: 0, 1, 2). \
          Reconstruction = mean of the final samples; costs are per field (averages), `failed` counts failed forward solves (all fields).\n\n\
@@ -595,7 +589,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
             }
             costs.push(r.cost);
             if c == 0 {
-                figure.push(r.recon.clone());
+                figure.push((method.clone(), r.recon.clone()));
                 if method == "EnKG" || method == "CPS" {
                     curves.push((method.clone(), r.misfit.clone()));
                 }
@@ -631,29 +625,27 @@ pub fn black_hole(req: &Request) -> Result<Table> {
             }
         }
     }
-    let tile = |v: &[f32], cmap, lo, hi| {
-        Some(Tile {
-            data: v.to_vec(),
-            h: n,
-            w: n,
-            cmap,
-            lo,
-            hi,
-        })
+    let tile = |title: &str, v: &[f32], cmap, lo, hi| {
+        Some(Panel::new(title, v.to_vec(), n, n, cmap, lo, hi))
     };
-    let mut top = vec![
-        tile(&truth0, Colormap::Hot, 0.0, hi),
-        tile(&uv, Colormap::Hot, 0.0, 1.0),
-    ];
+    let coverage =
+        tile("(u, v) coverage", &uv, Colormap::Hot, 0.0, 1.0).map(|p| p.with_bar(ColorBar::Hidden));
+    let mut top = vec![tile("truth", &truth0, Colormap::Hot, 0.0, hi), coverage];
     let mut bottom = vec![None, None];
-    for r in &figure {
-        top.push(tile(r, Colormap::Hot, 0.0, hi));
+    for (m, r) in &figure {
+        top.push(tile(m, r, Colormap::Hot, 0.0, hi));
         let err: Vec<f32> = r.iter().zip(&truth0).map(|(a, b)| (a - b).abs()).collect();
-        bottom.push(tile(&err, Colormap::Hot, 0.0, hi));
+        bottom.push(tile(m, &err, Colormap::Hot, 0.0, hi));
     }
     std::fs::create_dir_all(&req.out)?;
-    grid(&req.out.join("blackhole.png"), &[top, bottom], 2)?;
-    misfit_figure(&req.out.join("blackhole_misfit.png"), &curves)?;
+    let rows = [
+        ImageRow::new("reconstruction", "intensity", top),
+        ImageRow::new("|error|", "|error|", bottom),
+    ];
+    let title = "Black hole: image 0";
+    grid(&req.out.join("blackhole.png"), title, &rows, 2)?;
+    let title = "Black hole: data misfit (image 0)";
+    misfit_figure(&req.out.join("blackhole_misfit.png"), title, &curves)?;
     let notes = format!(
         "Preset `{}`, seed {}, {} held-out m-ring image(s) (generator indices >= 4000; the prior trained on 0..4000), thermal noise. \
          PSNR with peak 1 on [0, 1] images; blurred PSNR after a circular Gaussian of FWHM {BLUR_FWHM_UAS} uas ({:.2} px sigma on the {n} x {n}, {fov} uas grid). \

@@ -30,7 +30,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::plot::{scatter_panels, Panel};
+use crate::plot::{scatter_panels, ScatterOptions, ScatterPanel};
 use crate::report::{RowCache, Table};
 
 /// Settings of one preset.
@@ -536,18 +536,28 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                     [0, 160, 60],
                     [200, 0, 60],
                 ];
-                let panels: Vec<Panel> = rows
+                let panels: Vec<ScatterPanel> = rows
                     .iter()
                     .filter(|r| r.d == d && r.dy == dy)
                     .zip(colors.iter().cycle())
-                    .map(|(r, color)| Panel {
+                    .map(|(r, color)| ScatterPanel {
+                        title: r.method.clone(),
                         points: r.xy.iter().map(|&(a, b)| (a as f64, b as f64)).collect(),
                         reference: reference.clone(),
-                        color: *color,
+                        color: Some(*color),
                     })
                     .collect();
+                let opts = ScatterOptions {
+                    title: format!("Gaussian mixture, d = {d}, d_y = {dy}: first two coordinates"),
+                    x_label: "x1".into(),
+                    y_label: "x2".into(),
+                    points_label: "samples".into(),
+                    reference_label: "exact posterior".into(),
+                    size: 260,
+                    columns: 6,
+                };
                 // One panel per row of the table, in its order.
-                scatter_panels(&out.join(format!("gmm_d{d}_dy{dy}.png")), &panels, 160)?;
+                scatter_panels(&out.join(format!("gmm_d{d}_dy{dy}.png")), &opts, &panels)?;
             }
         }
     }
