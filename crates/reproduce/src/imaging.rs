@@ -22,10 +22,7 @@ use diffinv_operators::imaging::{Blur, Hdr, Inpainting, PhaseRetrieval, SuperRes
 use diffinv_operators::{ForwardModel, GaussianLikelihood};
 use diffinv_priors::Denoiser;
 use diffinv_solvers::{
-    CgOptions, Cps, CpsConfig, Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig, Dps,
-    DpsConfig, Enkg, EnkgConfig, Mcg, McgConfig, MoConfig, Pigdm, PigdmConfig, PnpAdmm,
-    PnpAdmmConfig, Problem as SolverProblem, Red, RedConfig, RedDiff, RedDiffConfig, DynSolver,
-    Tikhonov, TikhonovConfig, TotalVariation, TvConfig,
+    Problem as SolverProblem, DynSolver,
 };
 use ndarray::{Array1, Array2, ArrayView1, Axis};
 use serde::{Deserialize, Serialize};
@@ -75,16 +72,6 @@ pub const TASKS: [Task; 7] = [
 /// Measurement noise of every task (on the `[-1, 1]` scale).
 pub const SIGMA_Y: f32 = 0.05;
 
-/// CG of the data step of PnP-ADMM and RED (at most 50 iterations, relative tolerance 1e-5).
-const CLASSICAL_CG: CgOptions = CgOptions {
-    max_iters: 50,
-    tol: 1e-5,
-};
-
-/// DAPS's Langevin step: the reference's 1e-4 at its data weight `1 / tau^2`, `tau = 0.01`,
-/// rescaled to our likelihood's `1 / sigma_y^2`: `1e-4 (sigma_y / tau)^2`.
-const DAPS_LR: f64 = 1e-4 * (0.05 / 0.01) * (0.05 / 0.01);
-
 /// One imaging task of papers/001 (the DPS and MO settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Task {
@@ -124,13 +111,6 @@ impl Task {
     /// Whether the forward model is linear.
     pub fn is_linear(self) -> bool {
         !matches!(self, Task::PhaseRetrieval | Task::Hdr)
-    }
-    /// DPS step size `zeta` (the DPS paper's FFHQ settings: 1.0, and 0.4 for phase retrieval).
-    fn dps_zeta(self) -> f64 {
-        match self {
-            Task::PhaseRetrieval => 0.4,
-            _ => 1.0,
-        }
     }
 }
 
@@ -189,150 +169,13 @@ impl TaskOperator {
     }
 }
 
-/// Step counts per preset: `(long_steps, short_steps, ensemble, candidates, ensemble_steps)`.
-/// `long_steps` is the papers' 1000 (DPS, MCG, RED-diff) at `full` and 250 at `quick`;
-/// `short_steps` is their 100 (PiGDM, DiffPIR, PnP/RED iterations, the equal-NFE controls, and
-/// the MO plug-ins' 50 steps of 2 NFE); DDS uses `short_steps / 2` (its paper's 50).
-fn sizes(p: Preset) -> (usize, usize, usize, usize, usize) {
-    match p {
-        Preset::Tiny => (6, 4, 4, 4, 4),
-        Preset::Quick => (250, 100, 24, 12, 30),
-        Preset::Full => (1000, 100, 64, 32, 50),
-    }
-}
 
-/// Build imaging method `name` for `task` at `preset`.
+/// Build imaging method `name` for `task` at `preset`, from the preset file
+/// `configs/tables/imaging-PRESET.toml` (the row's `config` with its `per_task` overrides).
 pub fn build(name: &str, task: Task, preset: Preset) -> Result<Box<dyn DynSolver>> {
-    let (big, small, n, m, k) = sizes(preset);
-    let tiny = preset == Preset::Tiny;
-    let zeta = task.dps_zeta();
-    let mo = MoConfig::default();
-    Ok(match name {
-        "DPS" => Box::new(Dps::new(DpsConfig {
-            num_steps: big,
-            zeta,
-            ..Default::default()
-        })?),
-        // DPS at the MO budget: 100 steps; the per-step factor keeps the paper's zeta, so the
-        // total guidance is a tenth of DPS-1000's (as a 100-step DPS run would be).
-        "DPS-100" => Box::new(Dps::new(DpsConfig {
-            num_steps: small,
-            zeta,
-            ..Default::default()
-        })?),
-        "DPS-MO" => Box::new(Dps::new(DpsConfig {
-            num_steps: if tiny { 2 } else { small / 2 },
-            zeta,
-            mo: Some(if tiny {
-                MoConfig {
-                    sgld_steps: 2,
-                    ..mo
-                }
-            } else {
-                mo
-            }),
-            ..DpsConfig::mo_default()
-        })?),
-        "MCG" => Box::new(Mcg::new(McgConfig {
-            num_steps: big,
-            zeta,
-            ..Default::default()
-        })?),
-        "PiGDM" => Box::new(Pigdm::new(PigdmConfig {
-            num_steps: small,
-            ..Default::default()
-        })?),
-        "DDS" => Box::new(Dds::new(DdsConfig {
-            num_steps: (small / 2).max(2),
-            ..Default::default()
-        })?),
-        // DAPS-1K: 200 annealing levels x 5 ODE steps, 100 Langevin steps (the paper's
-        // default) at `full`; `quick`: 100 levels x 5 ODE steps, 50 Langevin steps (DAPS-500);
-        // tiny: 3 x 2. The reference's Langevin target weights the data by 1 / tau^2 with
-        // tau = 0.01 whatever the noise; ours is the likelihood (1 / sigma_y^2, sigma_y = 0.05),
-        // so the reference's step lr = 1e-4 becomes lr (sigma_y / tau)^2 = 2.5e-3 for the same
-        // data pull per step (the step cap of `power_iters` still guards stability).
-        "DAPS" => Box::new(Daps::new(match preset {
-            Preset::Tiny => DapsConfig {
-                annealing_steps: 3,
-                ode_steps: 2,
-                langevin_steps: 5,
-                ..Default::default()
-            },
-            Preset::Quick => DapsConfig {
-                annealing_steps: 100,
-                langevin_steps: 50,
-                lr: DAPS_LR,
-                ..Default::default()
-            },
-            Preset::Full => DapsConfig {
-                lr: DAPS_LR,
-                ..Default::default()
-            },
-        })?),
-        "DiffPIR" => Box::new(DiffPir::new(DiffPirConfig {
-            num_steps: small,
-            ..Default::default()
-        })?),
-        "RED-diff" => Box::new(RedDiff::new(RedDiffConfig {
-            num_steps: big,
-            ..Default::default()
-        })?),
-        "RED-diff-100" => Box::new(RedDiff::new(RedDiffConfig {
-            num_steps: small,
-            ..Default::default()
-        })?),
-        "RED-diff-MO" => Box::new(RedDiff::new(RedDiffConfig {
-            num_steps: if tiny { 2 } else { small / 2 },
-            mo: Some(if tiny {
-                MoConfig {
-                    sgld_steps: 2,
-                    ..mo
-                }
-            } else {
-                mo
-            }),
-            ..RedDiffConfig::mo_default()
-        })?),
-        // Classical: weights in likelihood units (1 / sigma_y^2 = 400 included). Tikhonov's
-        // lambda 4 and TV's lambda 8 are ridge weight 0.01 and ROF weight 0.02 on ||Ax - y||^2 / 2.
-        "Tikhonov" => Box::new(Tikhonov::new(TikhonovConfig {
-            lambda: 4.0,
-            ..Default::default()
-        })?),
-        "TV" => Box::new(TotalVariation::new(TvConfig {
-            lambda: 8.0,
-            num_steps: if tiny { 10 } else { 300 },
-            ..Default::default()
-        })?),
-        "PnP-ADMM" => Box::new(PnpAdmm::new(PnpAdmmConfig {
-            num_steps: small,
-            cg: CLASSICAL_CG,
-            ..Default::default()
-        })?),
-        "RED" => Box::new(Red::new(RedConfig {
-            num_steps: small,
-            cg: CLASSICAL_CG,
-            ..Default::default()
-        })?),
-        "EnKG" => Box::new(Enkg::new(EnkgConfig {
-            num_particles: n,
-            num_steps: k,
-            max_ode_steps: if preset == Preset::Full { 10 } else { 3 },
-            ..Default::default()
-        })?),
-        "CPS" => Box::new(Cps::new(CpsConfig {
-            num_samples: 1,
-            num_candidates: m,
-            num_steps: k,
-            restarts: if preset == Preset::Full { 5 } else { 2 },
-            ..Default::default()
-        })?),
-        other => bail!(
-            "unknown imaging method {other:?}; known: {}",
-            IMAGING_METHODS.join(", ")
-        ),
-    })
+    crate::presets::TablePreset::get("imaging", preset)?
+        .row(name)?
+        .build(Some(task.name()), None)
 }
 
 /// An LPIPS network exported to TorchScript with the `lpips` package's signature

@@ -16,9 +16,11 @@
 pub mod imaging;
 pub mod methods;
 pub mod plot;
+pub mod presets;
 pub mod report;
 pub mod setup;
 pub mod tables;
 
 pub use methods::{Preset, METHODS};
 pub use setup::SetupError;
+

@@ -22,7 +22,7 @@ use crate::solver::{DynSolver, Solver};
 use crate::{
     Cps, CpsConfig, Daps, DapsConfig, Dds, DdsConfig, DiffPir, DiffPirConfig, Dpg, DpgConfig, Dps,
     DpsConfig, Eki, EkiConfig, Enkg, EnkgConfig, Gsg, GsgConfig, GsgScheme, LatentConfig,
-    LatentOptimization, Mcg, McgConfig, MoConfig, Pigdm, PigdmConfig, PnpAdmm, PnpAdmmConfig, Red,
+    LatentOptimization, Mcg, McgConfig, Pigdm, PigdmConfig, PnpAdmm, PnpAdmmConfig, Red,
     RedConfig, RedDiff, RedDiffConfig, Result, Scg, ScgConfig, Smc, SmcConfig, SolverError,
     Tikhonov, TikhonovConfig, TotalVariation, TvConfig, Unconditional, UnconditionalConfig,
 };
@@ -209,11 +209,11 @@ pub fn registry() -> &'static [Method] {
             entry("DPG", "Diffusion policy gradient (Tang et al. 2024)", DerivativeFree, DpgConfig::default(), Dpg::new),
             entry("SCG", "Stochastic control guidance, best of M candidates (Huang et al. 2024)", DerivativeFree, ScgConfig::default(), Scg::new),
             entry("DPS", "Diffusion posterior sampling (Chung et al., arXiv 2209.14687)", GradientBased, DpsConfig::default(), Dps::new),
-            entry("DPS-MO", "DPS with Measurements Optimization (arXiv 2412.03941)", GradientBased, DpsConfig { mo: Some(MoConfig::default()), ..Default::default() }, Dps::new),
+            entry("DPS-MO", "DPS with Measurements Optimization (arXiv 2412.03941)", GradientBased, DpsConfig::mo_default(), Dps::new),
             entry("MCG", "Manifold constrained gradients (Chung et al., arXiv 2206.00941)", GradientBased, McgConfig::default(), Mcg::new),
             entry("PiGDM", "Pseudoinverse-guided diffusion (Song et al. 2023)", GradientBased, PigdmConfig::default(), Pigdm::new),
             entry("RED-diff", "Variational diffusion sampling (Mardani et al., arXiv 2305.04391)", GradientBased, RedDiffConfig::default(), RedDiff::new),
-            entry("RED-diff-MO", "RED-diff with Measurements Optimization (arXiv 2412.03941)", GradientBased, RedDiffConfig { mo: Some(MoConfig::default()), ..Default::default() }, RedDiff::new),
+            entry("RED-diff-MO", "RED-diff with Measurements Optimization (arXiv 2412.03941)", GradientBased, RedDiffConfig::mo_default(), RedDiff::new),
             entry("DDS", "Decomposed diffusion sampling, CG in clean space (Chung et al., arXiv 2303.05754)", GradientBased, DdsConfig::default(), Dds::new),
             entry("DAPS", "Decoupled annealing posterior sampling (Zhang et al., arXiv 2407.01521)", GradientBased, DapsConfig::default(), Daps::new),
             entry("DiffPIR", "Plug-and-play restoration with diffusion (Zhu et al., arXiv 2305.08995)", GradientBased, DiffPirConfig::default(), DiffPir::new),

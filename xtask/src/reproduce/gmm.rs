@@ -493,6 +493,13 @@ pub fn run(full: bool, out: &Path, seed: u64) -> Result<Table> {
                                 })?)
                             }
                         };
+                        if let Ok(path) = std::env::var("DIFFINV_DUMP") {
+                            use std::io::Write;
+                            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+                            writeln!(f, "{}", serde_json::json!({"table": "gmm", "preset": pre.name, "label": m, "name": solver.name(), "config": solver.config_value()?}))?;
+                            bar.inc(1);
+                            continue;
+                        }
                         let o = Runner::new(problem).run(solver.as_ref(), seed)?;
                         (
                             o.samples,
