@@ -119,7 +119,8 @@ impl<T: FftNum> ComplexFft2<T> {
                 t[j * h + i] = v;
             }
         }
-        self.cols(direction).process_with_scratch(&mut t, &mut scratch);
+        self.cols(direction)
+            .process_with_scratch(&mut t, &mut scratch);
         for (i, row) in buf.chunks_exact_mut(w).enumerate() {
             for (j, v) in row.iter_mut().enumerate() {
                 *v = t[j * h + i];

@@ -160,7 +160,8 @@ impl RealFft2 {
                 .iter_mut()
                 .for_each(|v| *v = zero);
         }
-        self.col_fwd.process_with_scratch(&mut b.spec, &mut b.scratch);
+        self.col_fwd
+            .process_with_scratch(&mut b.spec, &mut b.scratch);
         Ok(())
     }
 
@@ -178,7 +179,8 @@ impl RealFft2 {
     {
         self.check(b)?;
         let (nh, nw, nwc) = (self.nh, self.nw, self.nwc);
-        self.col_inv.process_with_scratch(&mut b.spec, &mut b.scratch);
+        self.col_inv
+            .process_with_scratch(&mut b.spec, &mut b.scratch);
         for n in 0..rows.min(nh) {
             for l in 0..nwc {
                 b.row_c[l] = b.spec[l * nh + n];
@@ -207,8 +209,10 @@ mod tests {
         let f = RealFft2::new(nh, nw);
         let mut b = f.buffers();
         let x: Vec<f32> = (0..nh * nw).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
-        f.forward(&mut b, 4, |n, row| row.copy_from_slice(&x[n * nw..(n + 1) * nw]))
-            .unwrap();
+        f.forward(&mut b, 4, |n, row| {
+            row.copy_from_slice(&x[n * nw..(n + 1) * nw])
+        })
+        .unwrap();
         // direct DFT of the image with rows 4.. zeroed
         for k in 0..nh {
             for l in 0..f.nwc() {
@@ -226,8 +230,10 @@ mod tests {
             }
         }
         let mut back = vec![0.0f32; nh * nw];
-        f.inverse(&mut b, nh, |n, row| back[n * nw..(n + 1) * nw].copy_from_slice(row))
-            .unwrap();
+        f.inverse(&mut b, nh, |n, row| {
+            back[n * nw..(n + 1) * nw].copy_from_slice(row)
+        })
+        .unwrap();
         for n in 0..nh {
             for m in 0..nw {
                 let want = if n < 4 { x[n * nw + m] } else { 0.0 };
@@ -240,8 +246,14 @@ mod tests {
     fn buffers_of_another_plan_are_an_error() {
         let (f, g) = (RealFft2::new(4, 6), RealFft2::new(5, 6));
         let mut b = g.buffers();
-        assert!(matches!(f.forward(&mut b, 4, |_, _| {}), Err(FftError::Buffer(_))));
-        assert!(matches!(f.inverse(&mut b, 4, |_, _| {}), Err(FftError::Buffer(_))));
+        assert!(matches!(
+            f.forward(&mut b, 4, |_, _| {}),
+            Err(FftError::Buffer(_))
+        ));
+        assert!(matches!(
+            f.inverse(&mut b, 4, |_, _| {}),
+            Err(FftError::Buffer(_))
+        ));
         let mut b = RealFft2::new(4, 8).buffers();
         assert!(f.forward(&mut b, 4, |_, _| {}).is_err());
     }

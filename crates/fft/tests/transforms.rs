@@ -19,7 +19,10 @@ fn naive_dft2(x: &[Complex64], h: usize, w: usize, inverse: bool) -> Vec<Complex
             for n in 0..h {
                 for m in 0..w {
                     // reduce the phase index exactly before scaling
-                    let ph = s * 2.0 * PI * (((k * n) % h) as f64 / h as f64 + ((l * m) % w) as f64 / w as f64);
+                    let ph = s
+                        * 2.0
+                        * PI
+                        * (((k * n) % h) as f64 / h as f64 + ((l * m) % w) as f64 / w as f64);
                     acc += x[n * w + m] * Complex64::from_polar(1.0, ph);
                 }
             }
@@ -31,10 +34,14 @@ fn naive_dft2(x: &[Complex64], h: usize, w: usize, inverse: bool) -> Vec<Complex
 
 /// A deterministic pseudo-random field of `n` values in `[-1, 1)`.
 fn noise(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
         })
         .collect()
@@ -43,11 +50,17 @@ fn noise(n: usize, seed: u64) -> Vec<f64> {
 fn complex_noise(n: usize, seed: u64) -> Vec<Complex64> {
     let re = noise(n, seed);
     let im = noise(n, seed ^ 0x9e37_79b9);
-    re.into_iter().zip(im).map(|(a, b)| Complex64::new(a, b)).collect()
+    re.into_iter()
+        .zip(im)
+        .map(|(a, b)| Complex64::new(a, b))
+        .collect()
 }
 
 fn max_err(a: &[Complex64], b: &[Complex64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).norm()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).norm())
+        .fold(0.0, f64::max)
 }
 
 /// The full spectrum of a real image from `RealFft2`'s transposed half spectrum.
@@ -70,16 +83,34 @@ fn full_from_half(f: &RealFft2, spec: &[Complex<f32>]) -> Vec<Complex64> {
 fn real_forward(f: &RealFft2, x: &[f32]) -> Vec<Complex<f32>> {
     let nw = f.nw();
     let mut b = f.buffers();
-    f.forward(&mut b, f.nh(), |n, row| row.copy_from_slice(&x[n * nw..(n + 1) * nw])).unwrap();
+    f.forward(&mut b, f.nh(), |n, row| {
+        row.copy_from_slice(&x[n * nw..(n + 1) * nw])
+    })
+    .unwrap();
     b.spec
 }
 
 #[test]
 fn complex_fft2_matches_the_naive_dft() {
-    for (h, w) in [(1, 1), (1, 5), (4, 1), (2, 3), (3, 3), (4, 6), (5, 7), (6, 4), (7, 9), (8, 8), (9, 10)] {
+    for (h, w) in [
+        (1, 1),
+        (1, 5),
+        (4, 1),
+        (2, 3),
+        (3, 3),
+        (4, 6),
+        (5, 7),
+        (6, 4),
+        (7, 9),
+        (8, 8),
+        (9, 10),
+    ] {
         let f = ComplexFft2::<f64>::new(h, w);
         let x = complex_noise(h * w, (h * 31 + w) as u64);
-        for (dir, inverse) in [(FftDirection::Forward, false), (FftDirection::Inverse, true)] {
+        for (dir, inverse) in [
+            (FftDirection::Forward, false),
+            (FftDirection::Inverse, true),
+        ] {
             let mut got = x.clone();
             f.process(&mut got, dir);
             let err = max_err(&got, &naive_dft2(&x, h, w, inverse));
@@ -87,10 +118,19 @@ fn complex_fft2_matches_the_naive_dft() {
         }
         // f32
         let f32p = ComplexFft2::<f32>::new(h, w);
-        let mut y: Vec<Complex<f32>> = x.iter().map(|z| Complex::new(z.re as f32, z.im as f32)).collect();
-        let x32: Vec<Complex64> = y.iter().map(|z| Complex64::new(z.re.into(), z.im.into())).collect();
+        let mut y: Vec<Complex<f32>> = x
+            .iter()
+            .map(|z| Complex::new(z.re as f32, z.im as f32))
+            .collect();
+        let x32: Vec<Complex64> = y
+            .iter()
+            .map(|z| Complex64::new(z.re.into(), z.im.into()))
+            .collect();
         f32p.process(&mut y, FftDirection::Forward);
-        let y64: Vec<Complex64> = y.iter().map(|z| Complex64::new(z.re.into(), z.im.into())).collect();
+        let y64: Vec<Complex64> = y
+            .iter()
+            .map(|z| Complex64::new(z.re.into(), z.im.into()))
+            .collect();
         let err = max_err(&y64, &naive_dft2(&x32, h, w, false));
         assert!(err < 1e-5 * (h * w) as f64, "{h}x{w} f32: {err:e}");
     }
@@ -98,9 +138,23 @@ fn complex_fft2_matches_the_naive_dft() {
 
 #[test]
 fn real_fft2_matches_the_naive_dft() {
-    for (nh, nw) in [(1, 1), (1, 6), (5, 1), (2, 2), (3, 4), (4, 5), (6, 6), (7, 3), (8, 10), (9, 7)] {
+    for (nh, nw) in [
+        (1, 1),
+        (1, 6),
+        (5, 1),
+        (2, 2),
+        (3, 4),
+        (4, 5),
+        (6, 6),
+        (7, 3),
+        (8, 10),
+        (9, 7),
+    ] {
         let f = RealFft2::new(nh, nw);
-        let x: Vec<f32> = noise(nh * nw, (nh * 17 + nw) as u64).into_iter().map(|v| v as f32).collect();
+        let x: Vec<f32> = noise(nh * nw, (nh * 17 + nw) as u64)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
         let spec = real_forward(&f, &x);
         let xc: Vec<Complex64> = x.iter().map(|&v| Complex64::new(v.into(), 0.0)).collect();
         let want = naive_dft2(&xc, nh, nw, false);
@@ -112,7 +166,13 @@ fn real_fft2_matches_the_naive_dft() {
 #[test]
 fn a_single_frequency_cosine_lands_in_its_bin() {
     // x[n, m] = cos(2 pi (k0 n / h + l0 m / w)): X = h w / 2 at (k0, l0) and at (-k0, -l0).
-    for (h, w, k0, l0) in [(8, 8, 3, 2), (12, 10, 1, 4), (9, 15, 4, 7), (6, 7, 3, 1), (16, 12, 0, 6)] {
+    for (h, w, k0, l0) in [
+        (8, 8, 3, 2),
+        (12, 10, 1, 4),
+        (9, 15, 4, 7),
+        (6, 7, 3, 1),
+        (16, 12, 0, 6),
+    ] {
         let x: Vec<f64> = (0..h * w)
             .map(|p| {
                 let (n, m) = (p / w, p % w);
@@ -131,13 +191,19 @@ fn a_single_frequency_cosine_lands_in_its_bin() {
         for k in 0..h {
             for l in 0..w {
                 let d = (z[k * w + l] - Complex64::new(want(k, l), 0.0)).norm();
-                assert!(d < 1e-9, "complex {h}x{w} ({k0}, {l0}) bin ({k}, {l}): {d:e}");
+                assert!(
+                    d < 1e-9,
+                    "complex {h}x{w} ({k0}, {l0}) bin ({k}, {l}): {d:e}"
+                );
             }
         }
         // the bin's signed frequencies are the cosine's (up to the sign of the pair)
         let (kb, lb) = (k0 % h, l0 % w);
         assert_eq!(
-            (signed_freq(kb, h).rem_euclid(h as i64), signed_freq(lb, w).rem_euclid(w as i64)),
+            (
+                signed_freq(kb, h).rem_euclid(h as i64),
+                signed_freq(lb, w).rem_euclid(w as i64)
+            ),
             (k0 as i64 % h as i64, l0 as i64 % w as i64)
         );
         // real (f32)
@@ -147,8 +213,13 @@ fn a_single_frequency_cosine_lands_in_its_bin() {
         for l in 0..fr.nwc() {
             for k in 0..h {
                 let z = spec[l * h + k];
-                let d = (Complex64::new(z.re.into(), z.im.into()) - Complex64::new(want(k, l), 0.0)).norm();
-                assert!(d < 1e-4 * (h * w) as f64, "real {h}x{w} ({k0}, {l0}) bin ({k}, {l}): {d:e}");
+                let d = (Complex64::new(z.re.into(), z.im.into())
+                    - Complex64::new(want(k, l), 0.0))
+                .norm();
+                assert!(
+                    d < 1e-4 * (h * w) as f64,
+                    "real {h}x{w} ({k0}, {l0}) bin ({k}, {l}): {d:e}"
+                );
             }
         }
     }
@@ -163,7 +234,10 @@ fn parseval() {
         f.process(&mut z, FftDirection::Forward);
         let ex: f64 = x.iter().map(|v| v.norm_sqr()).sum();
         let ez: f64 = z.iter().map(|v| v.norm_sqr()).sum::<f64>() / (h * w) as f64;
-        assert!((ex - ez).abs() < 1e-12 * ex, "complex {h}x{w}: {ex} vs {ez}");
+        assert!(
+            (ex - ez).abs() < 1e-12 * ex,
+            "complex {h}x{w}: {ex} vs {ez}"
+        );
 
         let xr: Vec<f32> = x.iter().map(|v| v.re as f32).collect();
         let fr = RealFft2::new(h, w);
@@ -173,7 +247,11 @@ fn parseval() {
         let mut e = 0.0;
         for l in 0..fr.nwc() {
             let weight = if l == 0 || 2 * l == w { 1.0 } else { 2.0 };
-            e += weight * spec[l * h..(l + 1) * h].iter().map(|v| f64::from(v.norm_sqr())).sum::<f64>();
+            e += weight
+                * spec[l * h..(l + 1) * h]
+                    .iter()
+                    .map(|v| f64::from(v.norm_sqr()))
+                    .sum::<f64>();
         }
         let ex: f64 = xr.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
         let e = e / (h * w) as f64;
@@ -207,9 +285,21 @@ fn former_per_column(x: &mut [Complex64], h: usize, w: usize, inverse: bool) {
 
 #[test]
 fn complex_fft2_is_bit_identical_to_the_former_per_column_transform() {
-    for (h, w) in [(1, 1), (3, 5), (8, 8), (12, 20), (16, 16), (25, 14), (32, 32), (64, 48)] {
+    for (h, w) in [
+        (1, 1),
+        (3, 5),
+        (8, 8),
+        (12, 20),
+        (16, 16),
+        (25, 14),
+        (32, 32),
+        (64, 48),
+    ] {
         let f = ComplexFft2::<f64>::new(h, w);
-        for (dir, inverse) in [(FftDirection::Forward, false), (FftDirection::Inverse, true)] {
+        for (dir, inverse) in [
+            (FftDirection::Forward, false),
+            (FftDirection::Inverse, true),
+        ] {
             let x = complex_noise(h * w, (h * w) as u64);
             let (mut a, mut b) = (x.clone(), x);
             f.process(&mut a, dir);
