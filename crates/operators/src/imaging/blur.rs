@@ -5,10 +5,10 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayView2};
 use num_complex::Complex32;
 
-use diffinv_fft::{fast_len, Fft2Buf, RealFft2};
 use super::kernels::{gaussian_kernel, motion_kernel};
 use super::{check_rows, fft_err, par_rows, row_slice, ImageShape};
 use crate::{check_batch, Differentiable, ForwardModel, LinearOperator, OperatorError, Result};
+use diffinv_fft::{fast_len, Fft2Buf, RealFft2};
 
 /// Reflection of index `t` into `0..n` without repeating the edge (`-1 -> 1`, `n -> n - 2`),
 /// as `torch.nn.ReflectionPad2d`; for pads wider than the image it continues periodically with
@@ -171,19 +171,21 @@ impl ForwardModel for Blur {
                 let xr = row_slice(&x, i);
                 for (ch, oc) in out.chunks_exact_mut(plane).enumerate() {
                     let xc = &xr[ch * plane..(ch + 1) * plane];
-                    self.fft.forward(b, self.row_src.len(), |p, row| {
-                        let src = &xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
-                        for (o, &q) in row.iter_mut().zip(&self.col_src) {
-                            *o = src[q];
-                        }
-                    })
-                    .map_err(|e| fft_err(i, e))?;
+                    self.fft
+                        .forward(b, self.row_src.len(), |p, row| {
+                            let src = &xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
+                            for (o, &q) in row.iter_mut().zip(&self.col_src) {
+                                *o = src[q];
+                            }
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                     // correlation: multiply by the conjugate kernel spectrum
                     self.multiply(b, true);
-                    self.fft.inverse(b, h, |n, row| {
-                        oc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
-                    })
-                    .map_err(|e| fft_err(i, e))?;
+                    self.fft
+                        .inverse(b, h, |n, row| {
+                            oc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                 }
                 Ok(())
             },
@@ -206,18 +208,20 @@ impl LinearOperator for Blur {
                 let yr = row_slice(&y, i);
                 for (ch, xc) in out.chunks_exact_mut(plane).enumerate() {
                     let yc = &yr[ch * plane..(ch + 1) * plane];
-                    self.fft.forward(b, h, |n, row| {
-                        row[..w].copy_from_slice(&yc[n * w..(n + 1) * w])
-                    })
-                    .map_err(|e| fft_err(i, e))?;
+                    self.fft
+                        .forward(b, h, |n, row| {
+                            row[..w].copy_from_slice(&yc[n * w..(n + 1) * w])
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                     self.multiply(b, false);
-                    self.fft.inverse(b, self.row_src.len(), |p, row| {
-                        let dst = &mut xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
-                        for (&v, &q) in row.iter().zip(&self.col_src) {
-                            dst[q] += v;
-                        }
-                    })
-                    .map_err(|e| fft_err(i, e))?;
+                    self.fft
+                        .inverse(b, self.row_src.len(), |p, row| {
+                            let dst = &mut xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
+                            for (&v, &q) in row.iter().zip(&self.col_src) {
+                                dst[q] += v;
+                            }
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                 }
                 Ok(())
             },

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayView2};
 use num_complex::Complex32;
 
-use diffinv_fft::{Fft2Buf, RealFft2};
 use super::{check_rows, fft_err, par_rows, row_slice, ImageShape};
 use crate::{check_batch, Differentiable, ForwardModel, OperatorError, Result};
+use diffinv_fft::{Fft2Buf, RealFft2};
 
 /// Phase retrieval `y_c = |F P x_c|` for every channel `c`.
 ///
@@ -154,10 +154,11 @@ impl PhaseRetrieval {
 
     fn spectrum(&self, b: &mut Fft2Buf, xc: &[f32], row: usize) -> Result<()> {
         let w = self.shape.w;
-        self.fft.forward(b, self.shape.h, |n, r| {
-            r[..w].copy_from_slice(&xc[n * w..(n + 1) * w])
-        })
-        .map_err(|e| fft_err(row, e))
+        self.fft
+            .forward(b, self.shape.h, |n, r| {
+                r[..w].copy_from_slice(&xc[n * w..(n + 1) * w])
+            })
+            .map_err(|e| fft_err(row, e))
     }
 }
 
@@ -239,10 +240,11 @@ impl Differentiable for PhaseRetrieval {
                             };
                         }
                     }
-                    self.fft.inverse(b, h, |n, row| {
-                        gc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
-                    })
-                    .map_err(|e| fft_err(i, e))?;
+                    self.fft
+                        .inverse(b, h, |n, row| {
+                            gc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                 }
                 Ok(())
             },

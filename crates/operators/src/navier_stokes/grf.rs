@@ -111,3 +111,26 @@ impl GaussianRandomField {
         c.into_iter().map(|z| z.re).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `c_k = c_{-k}` on every grid, odd sizes included (the wavenumbers are numpy's `fftfreq`:
+    /// on a grid of 5 they are `0, 1, 2, -2, -1`, not `0, 1, -3, -2, -1`).
+    #[test]
+    fn amplitudes_are_even_in_k() {
+        for (h, w) in [(4, 6), (5, 5), (7, 4), (9, 11)] {
+            let g = GaussianRandomField::fno(h, w).expect("grf");
+            for i in 0..h {
+                for j in 0..w {
+                    let (a, b) = (g.amp[i * w + j], g.amp[(h - i) % h * w + (w - j) % w]);
+                    assert!(
+                        (a - b).abs() <= 1e-15 * a.abs(),
+                        "{h}x{w} ({i}, {j}): {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -36,9 +36,9 @@
 
 use std::sync::Mutex;
 
+use diffinv_fft::fftfreq;
 use ndarray::{Array3, ArrayView3};
 use num_complex::Complex;
-use diffinv_fft::fftfreq;
 use rayon::prelude::*;
 
 use super::float::NsFloat;
