@@ -8,19 +8,10 @@
 //! `s_max = round(sqrt((H/2)^2 + (W/2)^2))`. By Parseval, `sum_s E(s) = mean(w^2)`.
 //! Cost: one complex 2-D FFT per field, `O(H W log(H W))`.
 
+use diffinv_fft::{signed_freq, Complex64, ComplexFft2, FftDirection};
 use ndarray::ArrayView2;
-use num_complex::Complex64;
-use rustfft::FftPlanner;
 
 use crate::{MetricError, Result};
-
-fn signed(i: usize, n: usize) -> i64 {
-    if i <= n / 2 {
-        i as i64
-    } else {
-        i as i64 - n as i64
-    }
-}
 
 /// Number of shells of an `h x w` grid.
 pub fn shell_count(h: usize, w: usize) -> usize {
@@ -29,36 +20,33 @@ pub fn shell_count(h: usize, w: usize) -> usize {
 
 /// Shell spectrum `E(s)` of one row-major `h x w` field.
 pub fn energy_spectrum(field: &[f32], h: usize, w: usize) -> Result<Vec<f64>> {
+    check_grid(h, w)?;
+    shell_spectrum(&ComplexFft2::new(h, w), field)
+}
+
+fn check_grid(h: usize, w: usize) -> Result<()> {
     if h == 0 || w == 0 {
         return Err(MetricError::InvalidParameter { name: "grid", reason: format!("{h} x {w} is empty") });
     }
+    Ok(())
+}
+
+/// [`energy_spectrum`] with the plans of the grid made once by the caller.
+fn shell_spectrum(fft: &ComplexFft2<f64>, field: &[f32]) -> Result<Vec<f64>> {
+    let (h, w) = (fft.height(), fft.width());
     if field.len() != h * w {
         return Err(MetricError::Shape { what: "field", expected: h * w, got: field.len() });
     }
     if field.iter().any(|v| !v.is_finite()) {
         return Err(MetricError::InvalidParameter { name: "field", reason: "non-finite value".into() });
     }
-    let mut planner = FftPlanner::<f64>::new();
-    let (row, col) = (planner.plan_fft_forward(w), planner.plan_fft_forward(h));
     let mut data: Vec<Complex64> = field.iter().map(|&v| Complex64::new(f64::from(v), 0.0)).collect();
-    for r in data.chunks_exact_mut(w) {
-        row.process(r);
-    }
-    let mut column = vec![Complex64::new(0.0, 0.0); h];
-    for j in 0..w {
-        for i in 0..h {
-            column[i] = data[i * w + j];
-        }
-        col.process(&mut column);
-        for i in 0..h {
-            data[i * w + j] = column[i];
-        }
-    }
+    fft.process(&mut data, FftDirection::Forward);
     let norm = ((h * w) as f64).powi(2);
     let mut e = vec![0.0; shell_count(h, w)];
     for i in 0..h {
         for j in 0..w {
-            let (ky, kx) = (signed(i, h), signed(j, w));
+            let (ky, kx) = (signed_freq(i, h), signed_freq(j, w));
             let s = ((ky * ky + kx * kx) as f64).sqrt().round() as usize;
             if let Some(slot) = e.get_mut(s) {
                 *slot += data[i * w + j].norm_sqr() / norm;
@@ -73,10 +61,12 @@ pub fn mean_energy_spectrum(fields: ArrayView2<'_, f32>, h: usize, w: usize) -> 
     if fields.nrows() == 0 {
         return Err(MetricError::Empty("fields"));
     }
+    check_grid(h, w)?;
+    let fft = ComplexFft2::new(h, w);
     let mut acc = vec![0.0; shell_count(h, w)];
     for r in fields.outer_iter() {
         let v: Vec<f32> = r.iter().copied().collect();
-        for (a, e) in acc.iter_mut().zip(energy_spectrum(&v, h, w)?) {
+        for (a, e) in acc.iter_mut().zip(shell_spectrum(&fft, &v)?) {
             *a += e;
         }
     }

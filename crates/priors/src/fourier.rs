@@ -9,12 +9,9 @@
 //!
 //! and a draw is `mu + F^* diag(sqrt(lambda)) F z` with `z ~ N(0, I)` white (real) noise.
 
-use std::sync::Arc;
-
+use diffinv_fft::{Complex64, ComplexFft2, FftDirection};
 use ndarray::{Array2, ArrayView2, Axis};
-use num_complex::Complex64;
 use rayon::prelude::*;
-use rustfft::{Fft, FftPlanner};
 
 use crate::denoiser::{check_input, check_sigma};
 use crate::gaussian::sample_rows;
@@ -29,15 +26,7 @@ pub struct FourierGaussian {
     mean: f64,
     /// `lambda`, shape `(H, W)`, indexed by DFT frequency indices.
     spectrum: Array2<f64>,
-    plans: Plans,
-}
-
-#[derive(Clone)]
-struct Plans {
-    row_fwd: Arc<dyn Fft<f64>>,
-    row_inv: Arc<dyn Fft<f64>>,
-    col_fwd: Arc<dyn Fft<f64>>,
-    col_inv: Arc<dyn Fft<f64>>,
+    fft: ComplexFft2<f64>,
 }
 
 impl std::fmt::Debug for FourierGaussian {
@@ -46,14 +35,9 @@ impl std::fmt::Debug for FourierGaussian {
     }
 }
 
-/// Signed frequency of DFT index `i` on a grid of `n` points.
-pub fn signed_freq(i: usize, n: usize) -> i64 {
-    if i <= n / 2 {
-        i as i64
-    } else {
-        i as i64 - n as i64
-    }
-}
+/// Signed frequency of DFT index `i` on a grid of `n` points, in `(-n/2, n/2]` (the shared
+/// helper of `diffinv-fft`, re-exported here).
+pub use diffinv_fft::signed_freq;
 
 impl FourierGaussian {
     /// Field with constant mean `mean` and mode variances `spectrum` `(H, W)` (Hermitian
@@ -78,14 +62,7 @@ impl FourierGaussian {
                 }
             }
         }
-        let mut planner = FftPlanner::<f64>::new();
-        let plans = Plans {
-            row_fwd: planner.plan_fft_forward(w),
-            row_inv: planner.plan_fft_inverse(w),
-            col_fwd: planner.plan_fft_forward(h),
-            col_inv: planner.plan_fft_inverse(h),
-        };
-        Ok(Self { h, w, mean, spectrum, plans })
+        Ok(Self { h, w, mean, spectrum, fft: ComplexFft2::new(h, w) })
     }
 
     /// Field whose mode variances are `f(kx, ky)` of the signed integer frequencies (`kx` along
@@ -110,22 +87,8 @@ impl FourierGaussian {
 
     /// Unitary 2-D DFT in place (`inverse` selects `F^*`).
     fn fft2(&self, buf: &mut [Complex64], inverse: bool) {
-        let (h, w) = (self.h, self.w);
-        let (rp, cp) = if inverse { (&self.plans.row_inv, &self.plans.col_inv) } else { (&self.plans.row_fwd, &self.plans.col_fwd) };
-        for r in buf.chunks_mut(w) {
-            rp.process(r);
-        }
-        let mut col = vec![Complex64::new(0.0, 0.0); h];
-        for j in 0..w {
-            for i in 0..h {
-                col[i] = buf[i * w + j];
-            }
-            cp.process(&mut col);
-            for i in 0..h {
-                buf[i * w + j] = col[i];
-            }
-        }
-        let s = 1.0 / ((h * w) as f64).sqrt();
+        self.fft.process(buf, if inverse { FftDirection::Inverse } else { FftDirection::Forward });
+        let s = 1.0 / ((self.h * self.w) as f64).sqrt();
         buf.iter_mut().for_each(|v| *v *= s);
     }
 

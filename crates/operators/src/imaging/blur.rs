@@ -5,10 +5,10 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayView2};
 use num_complex::Complex32;
 
-use super::fft2::{fast_len, Fft2Buf, RealFft2};
 use super::kernels::{gaussian_kernel, motion_kernel};
-use super::{check_rows, par_rows, row_slice, ImageShape};
+use super::{check_rows, fft_err, par_rows, row_slice, ImageShape};
 use crate::{check_batch, Differentiable, ForwardModel, LinearOperator, OperatorError, Result};
+use diffinv_fft::{fast_len, Fft2Buf, RealFft2};
 
 /// Reflection of index `t` into `0..n` without repeating the edge (`-1 -> 1`, `n -> n - 2`),
 /// as `torch.nn.ReflectionPad2d`; for pads wider than the image it continues periodically with
@@ -61,7 +61,7 @@ impl std::fmt::Debug for Blur {
         f.debug_struct("Blur")
             .field("shape", &self.shape)
             .field("kernel", &self.kernel.dim())
-            .field("fft", &(self.fft.nh, self.fft.nw))
+            .field("fft", &(self.fft.nh(), self.fft.nw()))
             .finish()
     }
 }
@@ -87,11 +87,12 @@ impl Blur {
         let (lh, lw) = (fast_len(h + 2 * rh), fast_len(w + 2 * rw));
         let fft = RealFft2::new(lh, lw);
         let mut b = fft.buffers();
-        fft.forward(&mut b, kh, 0, |u, row| {
+        fft.forward(&mut b, kh, |u, row| {
             for v in 0..kw {
                 row[v] = kernel[[u, v]];
             }
-        })?;
+        })
+        .map_err(|e| fft_err(0, e))?;
         let norm = 1.0 / (lh as f32 * lw as f32);
         let khat: Vec<Complex32> = b.spec.iter().map(|z| z * norm).collect();
         let row_src = (0..h + 2 * rh)
@@ -135,7 +136,7 @@ impl Blur {
     }
     /// The FFT size `(Lh, Lw)`.
     pub fn fft_size(&self) -> (usize, usize) {
-        (self.fft.nh, self.fft.nw)
+        (self.fft.nh(), self.fft.nw())
     }
 
     fn multiply(&self, b: &mut Fft2Buf, conj: bool) {
@@ -170,17 +171,21 @@ impl ForwardModel for Blur {
                 let xr = row_slice(&x, i);
                 for (ch, oc) in out.chunks_exact_mut(plane).enumerate() {
                     let xc = &xr[ch * plane..(ch + 1) * plane];
-                    self.fft.forward(b, self.row_src.len(), i, |p, row| {
-                        let src = &xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
-                        for (o, &q) in row.iter_mut().zip(&self.col_src) {
-                            *o = src[q];
-                        }
-                    })?;
+                    self.fft
+                        .forward(b, self.row_src.len(), |p, row| {
+                            let src = &xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
+                            for (o, &q) in row.iter_mut().zip(&self.col_src) {
+                                *o = src[q];
+                            }
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                     // correlation: multiply by the conjugate kernel spectrum
                     self.multiply(b, true);
-                    self.fft.inverse(b, h, i, |n, row| {
-                        oc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
-                    })?;
+                    self.fft
+                        .inverse(b, h, |n, row| {
+                            oc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                 }
                 Ok(())
             },
@@ -203,16 +208,20 @@ impl LinearOperator for Blur {
                 let yr = row_slice(&y, i);
                 for (ch, xc) in out.chunks_exact_mut(plane).enumerate() {
                     let yc = &yr[ch * plane..(ch + 1) * plane];
-                    self.fft.forward(b, h, i, |n, row| {
-                        row[..w].copy_from_slice(&yc[n * w..(n + 1) * w])
-                    })?;
+                    self.fft
+                        .forward(b, h, |n, row| {
+                            row[..w].copy_from_slice(&yc[n * w..(n + 1) * w])
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                     self.multiply(b, false);
-                    self.fft.inverse(b, self.row_src.len(), i, |p, row| {
-                        let dst = &mut xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
-                        for (&v, &q) in row.iter().zip(&self.col_src) {
-                            dst[q] += v;
-                        }
-                    })?;
+                    self.fft
+                        .inverse(b, self.row_src.len(), |p, row| {
+                            let dst = &mut xc[self.row_src[p] * w..(self.row_src[p] + 1) * w];
+                            for (&v, &q) in row.iter().zip(&self.col_src) {
+                                dst[q] += v;
+                            }
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                 }
                 Ok(())
             },

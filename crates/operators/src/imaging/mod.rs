@@ -21,7 +21,6 @@
 //! papers they come from are listed in `docs/operators-imaging.md`.
 
 mod blur;
-mod fft2;
 mod hdr;
 mod inpainting;
 mod kernels;
@@ -87,6 +86,15 @@ impl ImageShape {
     /// `[C, H, W]`.
     pub fn to_vec(&self) -> Vec<usize> {
         vec![self.c, self.h, self.w]
+    }
+}
+
+/// The error of a failed FFT of batch row `row` (the shared FFTs fail only on buffers of
+/// another plan).
+fn fft_err(row: usize, e: diffinv_fft::FftError) -> OperatorError {
+    OperatorError::SampleFailed {
+        row,
+        reason: format!("FFT failed: {e}"),
     }
 }
 

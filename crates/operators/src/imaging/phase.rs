@@ -5,9 +5,9 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayView2};
 use num_complex::Complex32;
 
-use super::fft2::RealFft2;
-use super::{check_rows, par_rows, row_slice, ImageShape};
+use super::{check_rows, fft_err, par_rows, row_slice, ImageShape};
 use crate::{check_batch, Differentiable, ForwardModel, OperatorError, Result};
+use diffinv_fft::{Fft2Buf, RealFft2};
 
 /// Phase retrieval `y_c = |F P x_c|` for every channel `c`.
 ///
@@ -123,7 +123,7 @@ impl PhaseRetrieval {
     }
 
     fn set_positions(&mut self) {
-        let (hp, wp) = (self.fft.nh, self.fft.nw);
+        let (hp, wp) = (self.fft.nh(), self.fft.nw());
         let (sh, sw) = if self.centered {
             (hp / 2, wp / 2)
         } else {
@@ -139,24 +139,26 @@ impl PhaseRetrieval {
     }
     /// Padded frame `(Hp, Wp)`.
     pub fn padded_size(&self) -> (usize, usize) {
-        (self.fft.nh, self.fft.nw)
+        (self.fft.nh(), self.fft.nw())
     }
 
     fn out_len(&self) -> usize {
-        self.shape.c * self.fft.nh * self.fft.nw
+        self.shape.c * self.fft.nh() * self.fft.nw()
     }
 
     /// Output position of frequency `(k, l)`.
     #[inline]
     fn pos(&self, k: usize, l: usize) -> usize {
-        self.row_pos[k] * self.fft.nw + self.col_pos[l]
+        self.row_pos[k] * self.fft.nw() + self.col_pos[l]
     }
 
-    fn spectrum(&self, b: &mut super::fft2::Fft2Buf, xc: &[f32], row: usize) -> Result<()> {
+    fn spectrum(&self, b: &mut Fft2Buf, xc: &[f32], row: usize) -> Result<()> {
         let w = self.shape.w;
-        self.fft.forward(b, self.shape.h, row, |n, r| {
-            r[..w].copy_from_slice(&xc[n * w..(n + 1) * w])
-        })
+        self.fft
+            .forward(b, self.shape.h, |n, r| {
+                r[..w].copy_from_slice(&xc[n * w..(n + 1) * w])
+            })
+            .map_err(|e| fft_err(row, e))
     }
 }
 
@@ -168,11 +170,11 @@ impl ForwardModel for PhaseRetrieval {
         self.shape.to_vec()
     }
     fn output_shape(&self) -> Vec<usize> {
-        vec![self.shape.c, self.fft.nh, self.fft.nw]
+        vec![self.shape.c, self.fft.nh(), self.fft.nw()]
     }
     fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         check_batch(x, self.shape.len(), "forward input")?;
-        let (hp, wp, nwc) = (self.fft.nh, self.fft.nw, self.fft.nwc);
+        let (hp, wp, nwc) = (self.fft.nh(), self.fft.nw(), self.fft.nwc());
         let plane = self.shape.plane();
         let norm = 1.0 / ((hp * wp) as f32).sqrt();
         par_rows(
@@ -210,7 +212,7 @@ impl Differentiable for PhaseRetrieval {
         check_batch(x, self.shape.len(), "vjp point")?;
         check_rows(x.nrows(), v, "vjp cotangent")?;
         check_batch(v, self.out_len(), "vjp cotangent")?;
-        let (hp, wp, nwc) = (self.fft.nh, self.fft.nw, self.fft.nwc);
+        let (hp, wp, nwc) = (self.fft.nh(), self.fft.nw(), self.fft.nwc());
         let (h, w, plane) = (self.shape.h, self.shape.w, self.shape.plane());
         let norm = 1.0 / ((hp * wp) as f32).sqrt();
         par_rows(
@@ -238,9 +240,11 @@ impl Differentiable for PhaseRetrieval {
                             };
                         }
                     }
-                    self.fft.inverse(b, h, i, |n, row| {
-                        gc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
-                    })?;
+                    self.fft
+                        .inverse(b, h, |n, row| {
+                            gc[n * w..(n + 1) * w].copy_from_slice(&row[..w])
+                        })
+                        .map_err(|e| fft_err(i, e))?;
                 }
                 Ok(())
             },

@@ -7,7 +7,8 @@
 //! c_k  = sqrt(2) sigma (|k|^2 + tau^2)^(-alpha/2),  c_0 = 0,  sigma = tau^((2 alpha - 2)/2),
 //! ```
 //!
-//! summed over the `H x W` integer wavenumbers `k1 in [-H/2, H/2)`, `k2 in [-W/2, W/2)`. This is
+//! summed over the `H x W` integer wavenumbers `k1 in [-H/2, H/2)`, `k2 in [-W/2, W/2)`
+//! ([`diffinv_fft::fftfreq`], numpy's order; for odd sizes `-(H-1)/2 ..= (H-1)/2`). This is
 //! the sampler of the FNO/PINO code (`GaussianRF(2, s, L = 2 pi, alpha = 2.5, tau = 7)`:
 //! `sqrt_eig = s^2 sqrt(2) sigma (4 pi^2/L^2 |k|^2 + tau^2)^(-alpha/2)` followed by
 //! `ifftn(...).real`, whose `1/s^2` cancels the `s^2`). Its covariance is
@@ -20,12 +21,9 @@
 //!
 //! Cost: one complex `H x W` FFT per sample.
 
-use std::sync::Arc;
-
-use num_complex::Complex;
+use diffinv_fft::{fftfreq, Complex, ComplexFft2, FftDirection};
 use rand::Rng;
 use rand_distr::StandardNormal;
-use rustfft::{Fft, FftPlanner};
 
 use crate::{OperatorError, Result};
 
@@ -35,8 +33,7 @@ pub struct GaussianRandomField {
     w: usize,
     /// `c_k`, row-major over the `H x W` wavenumber grid (FFT order).
     amp: Vec<f64>,
-    col: Arc<dyn Fft<f64>>,
-    row: Arc<dyn Fft<f64>>,
+    fft: ComplexFft2<f64>,
 }
 
 impl std::fmt::Debug for GaussianRandomField {
@@ -70,13 +67,7 @@ impl GaussianRandomField {
             });
         }
         let sigma = tau.powf(alpha - 1.0);
-        let wave = |i: usize, n: usize| {
-            if i < n / 2 {
-                i as f64
-            } else {
-                i as f64 - n as f64
-            }
-        };
+        let wave = |i: usize, n: usize| fftfreq(i, n) as f64;
         let mut amp = vec![0.0; h * w];
         for i in 0..h {
             for j in 0..w {
@@ -90,13 +81,11 @@ impl GaussianRandomField {
                 };
             }
         }
-        let mut p = FftPlanner::<f64>::new();
         Ok(Self {
             h,
             w,
             amp,
-            col: p.plan_fft_inverse(h),
-            row: p.plan_fft_inverse(w),
+            fft: ComplexFft2::new(h, w),
         })
     }
 
@@ -108,7 +97,6 @@ impl GaussianRandomField {
     /// Draw one field (`H * W`, row-major) from `rng`. The draws are taken in row-major
     /// wavenumber order, real part then imaginary part.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Vec<f64> {
-        let (h, w) = (self.h, self.w);
         let mut c: Vec<Complex<f64>> = self
             .amp
             .iter()
@@ -118,21 +106,31 @@ impl GaussianRandomField {
                 Complex::new(a * re, a * im)
             })
             .collect();
-        // Unnormalised inverse 2-D FFT: rows, then columns via a transpose.
-        self.row.process(&mut c);
-        let mut t = vec![Complex::new(0.0, 0.0); h * w];
-        for i in 0..h {
-            for j in 0..w {
-                t[j * h + i] = c[i * w + j];
+        // Unnormalised inverse 2-D FFT.
+        self.fft.process(&mut c, FftDirection::Inverse);
+        c.into_iter().map(|z| z.re).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `c_k = c_{-k}` on every grid, odd sizes included (the wavenumbers are numpy's `fftfreq`:
+    /// on a grid of 5 they are `0, 1, 2, -2, -1`, not `0, 1, -3, -2, -1`).
+    #[test]
+    fn amplitudes_are_even_in_k() {
+        for (h, w) in [(4, 6), (5, 5), (7, 4), (9, 11)] {
+            let g = GaussianRandomField::fno(h, w).expect("grf");
+            for i in 0..h {
+                for j in 0..w {
+                    let (a, b) = (g.amp[i * w + j], g.amp[(h - i) % h * w + (w - j) % w]);
+                    assert!(
+                        (a - b).abs() <= 1e-15 * a.abs(),
+                        "{h}x{w} ({i}, {j}): {a} vs {b}"
+                    );
+                }
             }
         }
-        self.col.process(&mut t);
-        let mut out = vec![0.0; h * w];
-        for i in 0..h {
-            for j in 0..w {
-                out[i * w + j] = t[j * h + i].re;
-            }
-        }
-        out
     }
 }

@@ -36,6 +36,7 @@
 
 use std::sync::Mutex;
 
+use diffinv_fft::fftfreq;
 use ndarray::{Array3, ArrayView3};
 use num_complex::Complex;
 use rayon::prelude::*;
@@ -270,11 +271,7 @@ impl<T: NsFloat> NsSolver<T> {
         let cut = (h as f64 / 3.0).powi(2) + (w as f64 / 3.0).powi(2);
         for j in 0..wc {
             for i in 0..h {
-                let k1f = if i < h / 2 {
-                    i as f64
-                } else {
-                    i as f64 - h as f64
-                };
+                let k1f = fftfreq(i, h) as f64;
                 let k2f = j as f64;
                 // Derivative wavenumbers: the Nyquist modes are set to 0.
                 let k1d = if i == h / 2 { 0.0 } else { k1f };

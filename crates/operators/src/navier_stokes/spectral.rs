@@ -1,4 +1,5 @@
-//! Two-dimensional real FFTs on an `H x W` periodic grid, built from rustfft plans.
+//! Two-dimensional real FFTs on an `H x W` periodic grid, the solver's specialised kernels on
+//! the complex plans of the shared [`diffinv_fft::ComplexFft2`].
 //!
 //! Layout. A real field is stored row-major, `f[i * W + j]`, `i` along axis 0 ("x", size `H`)
 //! and `j` along axis 1 ("y", size `W`). Its half spectrum (the `rfft2` of numpy/PyTorch:
@@ -22,10 +23,7 @@
 //! one transpose pass over `H * W` values (four columns at a time; `f32` with AVX2 has its own
 //! intrinsics kernels, 256-bit loads and stores along the rows).
 
-use std::sync::Arc;
-
-use num_complex::Complex;
-use rustfft::{Fft, FftPlanner};
+use diffinv_fft::{Complex, ComplexFft2, FftDirection};
 
 use super::float::NsFloat;
 
@@ -43,10 +41,8 @@ pub struct Fft2<T: NsFloat> {
     pub w: usize,
     /// Number of half-spectrum columns, `w / 2 + 1`.
     pub wc: usize,
-    row_fwd: Arc<dyn Fft<T>>,
-    row_inv: Arc<dyn Fft<T>>,
-    fwd: Arc<dyn Fft<T>>,
-    inv: Arc<dyn Fft<T>>,
+    /// The complex plans: rows of length `w` (the packed row pairs), columns of length `h`.
+    plans: ComplexFft2<T>,
     /// Whether the CPU has AVX2 (the transposes then run in copies compiled for it).
     pub(super) avx2: bool,
 }
@@ -97,6 +93,7 @@ impl<T: NsFloat> Fft2<T> {
     /// instantiates its (generic) FFT kernels where the planner is called, so planning from a
     /// generic function would compile the kernels in the calling crate, with its profile (a
     /// dev-profile caller, e.g. xtask, got kernels with overflow checks, 3x the instructions).
+    /// ([`ComplexFft2::new`] is generic, so it is instantiated here, from `plan_f32`/`plan_f64`.)
     pub fn new(h: usize, w: usize) -> Self {
         use std::any::{Any, TypeId};
         let planned: Option<Box<dyn Any>> = if TypeId::of::<T>() == TypeId::of::<f32>() {
@@ -113,19 +110,11 @@ impl<T: NsFloat> Fft2<T> {
     }
 
     fn plan(h: usize, w: usize) -> Self {
-        let mut cp = FftPlanner::<T>::new();
-        let row_fwd = cp.plan_fft_forward(w);
-        let row_inv = cp.plan_fft_inverse(w);
-        let fwd = cp.plan_fft_forward(h);
-        let inv = cp.plan_fft_inverse(h);
         Self {
             h,
             w,
             wc: w / 2 + 1,
-            row_fwd,
-            row_inv,
-            fwd,
-            inv,
+            plans: ComplexFft2::new(h, w),
             avx2: has_avx2(),
         }
     }
@@ -138,11 +127,7 @@ impl<T: NsFloat> Fft2<T> {
     /// Allocate the scratch buffers for one thread.
     pub fn scratch(&self) -> FftScratch<T> {
         let zero = Complex::new(T::zero(), T::zero());
-        let cs = [&self.fwd, &self.inv, &self.row_fwd, &self.row_inv]
-            .iter()
-            .map(|f| f.get_inplace_scratch_len())
-            .max()
-            .unwrap_or(0);
+        let cs = self.plans.scratch_len();
         FftScratch {
             pairs: vec![zero; self.h / 2 * self.w],
             col: vec![zero; self.spec_len()],
@@ -233,7 +218,9 @@ impl<T: NsFloat> Fft2<T> {
         let (pl, n) = (self.packed_len(), h * wc);
         debug_assert_eq!(grid.len() % pl, 0);
         debug_assert_eq!(grid.len() / pl * n, spec.len());
-        self.row_fwd.process_with_scratch(grid, &mut s.scratch);
+        self.plans
+            .rows(FftDirection::Forward)
+            .process_with_scratch(grid, &mut s.scratch);
         for (g, sp) in grid.chunks_exact(pl).zip(spec.chunks_exact_mut(n)) {
             #[cfg(target_arch = "x86_64")]
             if self.avx2 {
@@ -248,7 +235,9 @@ impl<T: NsFloat> Fft2<T> {
             }
             separate_plain(h, w, g, sp);
         }
-        self.fwd.process_with_scratch(spec, &mut s.scratch);
+        self.plans
+            .cols(FftDirection::Forward)
+            .process_with_scratch(spec, &mut s.scratch);
     }
 
     /// Inverse of [`Self::forward_packed`] without normalisation: `grid` (packed layout, `F`
@@ -265,7 +254,9 @@ impl<T: NsFloat> Fft2<T> {
         let (pl, n) = (self.packed_len(), h * wc);
         debug_assert_eq!(grid.len() % pl, 0);
         debug_assert_eq!(grid.len() / pl * n, spec.len());
-        self.inv.process_with_scratch(spec, &mut s.scratch);
+        self.plans
+            .cols(FftDirection::Inverse)
+            .process_with_scratch(spec, &mut s.scratch);
         for (g, sp) in grid.chunks_exact_mut(pl).zip(spec.chunks_exact(n)) {
             #[cfg(target_arch = "x86_64")]
             if self.avx2 {
@@ -280,7 +271,9 @@ impl<T: NsFloat> Fft2<T> {
             }
             combine_plain(h, w, sp, g);
         }
-        self.row_inv.process_with_scratch(grid, &mut s.scratch);
+        self.plans
+            .rows(FftDirection::Inverse)
+            .process_with_scratch(grid, &mut s.scratch);
     }
 }
 
