@@ -20,7 +20,7 @@
 //! therefore summed in the same order whatever the thread count: results are bit-identical for
 //! any `RAYON_NUM_THREADS` (see `kernel` and docs/performance-ensemble.md).
 //!
-//! The naive implementations (ndarray `dot`, materialised anomalies) live in [`reference`].
+//! The naive implementations (ndarray `dot`, materialised anomalies) live in [`reference`](mod@reference).
 
 mod kernel;
 pub mod reference;
@@ -214,7 +214,8 @@ pub fn cross_covariance(r: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> Resul
     gram_scaled(1.0 / n as f32, r, dy.view())
 }
 
-/// The statistically linearised gradient of EnKG (papers/002, eq. 14-16) in Gram form.
+/// The statistically linearised gradient of EnKG (Zheng et al., "Ensemble Kalman Diffusion
+/// Guidance", arXiv 2409.20175, eq. 14-16) in Gram form.
 #[derive(Debug, Clone)]
 pub struct KalmanDirection {
     /// `dx_j = sum_k C_jk (x_k - xbar)`, `(N, d)`.
@@ -226,7 +227,7 @@ pub struct KalmanDirection {
 /// Compute [`KalmanDirection`] from particles `x (N, d)`, measurements `y (N, m)` and residual
 /// gradients `r (N, m)` (`r_j = dL/dy` at `y_j`).
 ///
-/// EnKG (papers/002, eq. 14-16) replaces the gradient `J_j^T r_j` of the data misfit by its
+/// EnKG (arXiv 2409.20175, eq. 14-16) replaces the gradient `J_j^T r_j` of the data misfit by its
 /// ensemble (statistically linearised) estimate
 ///
 /// ```text

@@ -79,7 +79,7 @@ pub fn pf_ode(den: &dyn Denoiser, x: ArrayView2<'_, f32>, sigmas: &[f64], method
 /// PF-ODE solve: `n_steps` Karras levels from `sigma_start` down to `sigma_min` (exponent `rho`),
 /// then to 0, with Euler steps. With `n_steps = 1` it is one denoiser call, `D(x; sigma_start)`.
 ///
-/// This is the `x_0` estimate of EnKG (papers/002, Algorithm 2): the map from `x_t` to `x_0`
+/// This is the `x_0` estimate of EnKG (arXiv 2409.20175, Algorithm 2): the map from `x_t` to `x_0`
 /// is the deterministic PF-ODE flow, so `G(x_0(x_t))` is a function of `x_t`.
 pub fn clean_estimate(
     den: &dyn Denoiser,

@@ -1,4 +1,4 @@
-//! Constrained Particle Seeking (CPS; AAAI 2026, arXiv 2603.01837, papers/000).
+//! Constrained Particle Seeking (CPS; AAAI 2026, arXiv 2603.01837).
 //!
 //! One chain per sample follows the reverse SDE of the prior (Euler-Maruyama in the EDM/VE
 //! convention, `f_i = sigma_i^2 - sigma_{i+1}^2`):

@@ -15,7 +15,7 @@
 //! 3. `x_next = x0 + sigma_{i+1} z`; after the last level the Langevin sample is returned.
 //!
 //! `grad_x L(G(x0)) = J_G^T grad L` needs the vector-Jacobian product of the forward model
-//! ([`Problem::differentiable`](crate::Problem::differentiable) or `linear`). The reference's
+//! (the problem's [`Gradient`](crate::Capability::Gradient) capability). The reference's
 //! `tau` (the likelihood's noise scale in the Langevin target) is here the problem's likelihood.
 //!
 //! Stability (a deviation, documented): Langevin with step `eta` on a target of curvature `K`

@@ -1,5 +1,5 @@
 //! Diffusion Policy Gradient (DPG; Tang et al. 2024, "Solving general noisy inverse problem via
-//! posterior sampling: a policy gradient viewpoint"), as EnKG (papers/002, section 2 and 5)
+//! posterior sampling: a policy gradient viewpoint"), as EnKG (arXiv 2409.20175, sections 2 and 5)
 //! runs it: the likelihood guidance is a REINFORCE estimate of the gradient of the expected
 //! reward of `x0 ~ N(D(x_t), r^2 I)`, chained to `x_t` through the denoiser's vjp.
 //!
@@ -15,7 +15,7 @@
 //!    `x_t`: `g = J_D(x_t)^T v`, `v = -(1/M) sum_k (a_k - p_k) eps_k / r`;
 //! 5. momentum `g~ = b b3 g_prev + (1 - b b3) g` with `b3 = (K - i - 1) / K`, `g_prev <- g`;
 //! 6. the guided score `(D - x_t) / sigma^2 + s(sigma) B (-g~ / (||g~|| + 1e-7))` drives the
-//!    Euler-Maruyama step ([`crate::stochastic`]; `s(sigma) = 1/sqrt(1 + sigma^2)` maps the
+//!    Euler-Maruyama step of the reverse VE SDE (`s(sigma) = 1/sqrt(1 + sigma^2)` maps the
 //!    reference's VP score units to VE ones). The last step returns `D(x; sigma_{K-1})`.
 //!
 //! Reference: devzhk/enkg-pytorch `algo/dpg.py` (one chain; here chains are independent).

@@ -1,6 +1,6 @@
 //! Ensemble Kalman Inversion (EKI; Iglesias, Law & Stuart 2013) and its Tikhonov-regularised
 //! variant TEKI (Chada, Stuart & Tong 2020): the classical derivative-free baseline of EnKG
-//! (papers/002, section 5, Navier-Stokes), with no diffusion guidance.
+//! (arXiv 2409.20175, section 5, Navier-Stokes), with no diffusion guidance.
 //!
 //! 1. The initial ensemble `x_1..x_N` is drawn from the diffusion prior: `prior_steps` levels of
 //!    the unconditional PF-ODE with Heun's method (Karras et al. 2022, Algorithm 1), through

@@ -3,7 +3,7 @@
 //! An ensemble of `N` particles follows the probability-flow ODE of the prior from
 //! `sigma_max` to 0 with Euler steps. At each guided step `i` (`start K < i < K - end K`),
 //! before the ODE step, the ensemble is moved `num_updates` times by the statistically
-//! linearised likelihood gradient (the prediction-correction view of papers/002, eq. 14-16):
+//! linearised likelihood gradient (the prediction-correction view of its eq. 14-16):
 //!
 //! 1. clean estimates `x0_j = Phi(x_j; sigma_i)`: a deterministic PF-ODE solve from `sigma_i` to 0
 //!    with `min(1 + (K - i) / 4, 20)` Euler steps (the reference's choice),

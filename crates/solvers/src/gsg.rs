@@ -1,5 +1,5 @@
-//! DPS with Gaussian-smoothed gradient estimates (Forward-GSG and Central-GSG; EnKG
-//! papers/002, appendix A.3, Algorithm 3; Nesterov & Spokoiny 2017).
+//! DPS with Gaussian-smoothed gradient estimates (Forward-GSG and Central-GSG; EnKG,
+//! arXiv 2409.20175, appendix A.3, Algorithm 3; Nesterov & Spokoiny 2017).
 //!
 //! The gradient of the black-box loss `f(x0) = L(G(x0))` at the clean estimate
 //! `x0 = D(x_t; sigma)` is estimated from `q` directions `u_k ~ N(0, I_d)` with smoothing `mu`:

@@ -1,5 +1,6 @@
 //! Latent-space optimisation through a few-step deterministic sampler: CSGM with a diffusion
-//! generator (Bora et al. 2017) and DMPlug (Wang et al., NeurIPS 2024); papers/001 section 7.2.
+//! generator (Bora et al. 2017) and DMPlug (Wang et al., NeurIPS 2024); section 7.2 of the survey
+//! "Inverse Problems with Generative Priors" (ICLR 2026 blog track).
 //!
 //! The generator is the prior's probability-flow ODE integrated with `K` Euler steps
 //! (`K = sampler_steps`, 3 by default as in DMPlug) from `x_0 = sigma_max eps` over the EDM levels

@@ -3,11 +3,11 @@
 //! Solvers of inverse problems `y = G(x) + n` with a diffusion prior, and the runner that drives
 //! them. The derivative-free solvers use the forward model only as a black box:
 //!
-//! - [`Enkg`]: Ensemble Kalman Diffusion Guidance (papers/002),
-//! - [`Cps`]: Constrained Particle Seeking (papers/000),
+//! - [`Enkg`]: Ensemble Kalman Diffusion Guidance (Zheng et al., arXiv 2409.20175),
+//! - [`Cps`]: Constrained Particle Seeking (AAAI 2026, arXiv 2603.01837),
 //! - [`Unconditional`]: the prior alone, the baseline row.
 //!
-//! and the black-box baselines EnKG compares against (papers/002, section 5 and appendix A):
+//! and the black-box baselines EnKG compares against (its section 5 and appendix A):
 //!
 //! - [`Eki`]: Ensemble Kalman Inversion (Iglesias et al. 2013) and Tikhonov EKI (Chada et al. 2020)
 //!   from diffusion-prior draws,

@@ -10,7 +10,7 @@
 //! The paper writes the projection for inpainting-like operators (`A A^T = I`) as
 //! `P^T y_t + (I - P^T P) x'`; the general form above is the orthogonal projection onto
 //! `{x : A x = y_t}`, with `(A A^T)^{-1}` applied by conjugate gradients using only `A` and
-//! `A^T` ([`crate::guidance::cg_solve`]). MCG is a noiseless method: with `sigma_y > 0` the
+//! `A^T`. MCG is a noiseless method: with `sigma_y > 0` the
 //! projection fits the noise in `y` (the bias that motivated DPS); it is applied as written.
 
 use diffinv_priors::EdmSchedule;

@@ -1,4 +1,4 @@
-//! Measurements Optimization (MO; Chen, Wang & Zhou, arXiv 2412.03941, papers/003, Algorithm 1),
+//! Measurements Optimization (MO; Chen, Wang & Zhou, arXiv 2412.03941, Algorithm 1),
 //! a plug-in for DPS ([`crate::Dps`], "DPS-MO") and RED-diff ([`crate::RedDiff`], "RED-diff-MO").
 //!
 //! At every diffusion step the clean estimate `x_init` of the host solver is refined by `N`
@@ -20,7 +20,7 @@
 //! Gibbs density (for a linear `G = I`: `N(y, I/2)`; the discrete chain's exact stationary
 //! variance is `1 / (2 (1 - eta))`, see the test). The loss is the paper's unweighted squared
 //! residual, so MO needs an isotropic Gaussian likelihood (its observation `y` is read off the
-//! likelihood, see [`GaussianData`]). Each SGLD step costs one forward evaluation and one
+//! likelihood). Each SGLD step costs one forward evaluation and one
 //! forward-model vjp per row; the projection costs one denoiser evaluation.
 //!
 //! Defaults: the paper reports 50-100 NFEs for most tasks. DPS-MO and RED-diff-MO here default

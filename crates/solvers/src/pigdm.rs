@@ -9,7 +9,7 @@
 //! `r^2` is the posterior variance of an isotropic Gaussian with the data variance `c`,
 //! `r^2 = sigma^2 c / (sigma^2 + c)` (the paper's `r_t^2 = sigma_t^2 / (1 + sigma_t^2)` for
 //! `c = 1`, in VE terms). The inner system is solved by conjugate gradients with only `A` and
-//! `A^T` ([`crate::guidance::cg_solve`]); the paper instead uses the SVD of `A`.
+//! `A^T`; the paper instead uses the SVD of `A`.
 //! The guidance enters the reverse SDE as a score (Euler-Maruyama, `f = sigma_i^2 - sigma_{i+1}^2`):
 //!
 //! `x_{i+1} = x + f ((D(x) - x) / sigma^2 + s g) + sqrt(f) z`, `s = guidance_scale`.

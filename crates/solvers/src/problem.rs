@@ -193,7 +193,7 @@ impl<'a> Problem<'a> {
     }
 }
 
-/// Counts of what a run spent, in the terms of EnKG (papers/002, section 5.2): total and
+/// Counts of what a run spent, in the terms of EnKG (arXiv 2409.20175, section 5.2): total and
 /// sequential evaluations of the forward model and of the diffusion model (a batched call of
 /// `n` rows counts `n` total and 1 sequential), gradient evaluations, and wall time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! The [`Runner`]: drives a [`Solver`] step by step and owns the observers (progress bar,
+//! The [`Runner`]: drives a [`Solver`](crate::Solver) step by step and owns the observers (progress bar,
 //! per-step log) and the cost ledger, like argmin's `Executor`.
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! Stochastic Control Guidance (SCG; Huang et al. 2024, "Symbolic music generation with
-//! non-differentiable rule guided diffusion"), as EnKG (papers/002, section 2 and 5) runs it:
-//! a derivative-free best-of-`M` selection along the reverse SDE.
+//! non-differentiable rule guided diffusion"), as EnKG (arXiv 2409.20175, sections 2 and 5)
+//! runs it: a derivative-free best-of-`M` selection along the reverse SDE.
 //!
-//! Each chain follows the Euler-Maruyama reverse SDE ([`crate::stochastic`]). In the first
+//! Each chain follows the Euler-Maruyama reverse SDE of the VE (EDM) prior. In the first
 //! `threshold K` steps the step is the plain SDE step. Afterwards, `M` candidates of the next
 //! state are drawn,
 //!

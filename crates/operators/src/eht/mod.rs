@@ -1,7 +1,7 @@
-//! Black-hole interferometric imaging (EnKG section 5.3, papers/002; InverseBench): an
+//! Black-hole interferometric imaging (EnKG, arXiv 2409.20175, section 5.3; InverseBench): an
 //! EHT-2017-like very-long-baseline array observing M87* at 230 GHz.
 //!
-//! - [`array`]: stations (ITRF positions, SEFDs), the source, sidereal time, Earth-rotation
+//! - [`array`](mod@array): stations (ITRF positions, SEFDs), the source, sidereal time, Earth-rotation
 //!   (u, v) tracks with an elevation cut, thermal noise per baseline.
 //! - [`vis`]: the [`VisibilityOperator`], a direct Fourier transform of a 64 x 64 image with a
 //!   pixel response, linear with an exact adjoint.

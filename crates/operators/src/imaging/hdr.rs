@@ -6,8 +6,8 @@ use super::{check_rows, par_rows, row_slice, ImageShape};
 use crate::{check_batch, Differentiable, ForwardModel, OperatorError, Result};
 
 /// HDR forward model `y = clip(alpha x, -1, 1)` elementwise, for images in `[-1, 1]`: one of
-/// the eight MO tasks (papers/003), the high-dynamic-range task of the DAPS benchmark (Zhang et
-/// al. 2024) with gain `alpha = 2`.
+/// the eight tasks of Measurements Optimization (MO, arXiv 2412.03941), the high-dynamic-range
+/// task of the DAPS benchmark (Zhang et al. 2024) with gain `alpha = 2`.
 ///
 /// Derivative (`Differentiable`): `J^T v = alpha v ⊙ 1[|alpha x| <= 1]`, i.e. the gradient
 /// passes inside the clip range *including* its end points and is 0 outside (the subgradient

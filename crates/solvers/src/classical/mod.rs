@@ -1,4 +1,5 @@
-//! Classical (non-diffusion) solvers of linear inverse problems (papers/001, section 2): they
+//! Classical (non-diffusion) solvers of linear inverse problems (section 2 of the survey
+//! "Inverse Problems with Generative Priors", ICLR 2026 blog track): they
 //! implement the same [`Solver`](crate::Solver) state machine, one step per iteration, so the
 //! runner and the results tables treat them like the samplers. Each returns one estimate (a
 //! single row), not samples.

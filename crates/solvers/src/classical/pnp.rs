@@ -1,5 +1,5 @@
 //! Denoiser-based classical solvers with the diffusion prior's denoiser `D(.; sigma)` at a fixed
-//! level `sigma` (papers/001, section 2).
+//! level `sigma`.
 //!
 //! **PnP-ADMM** (Venkatakrishnan, Bouman & Wohlberg 2013; Chan, Wang & Elgendy 2017): ADMM on
 //! `min L(A x) + R(z)` s.t. `x = z` with penalty `rho`, the proximal map of `R / rho` replaced by

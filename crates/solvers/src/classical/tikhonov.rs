@@ -1,4 +1,5 @@
-//! Tikhonov regularisation (Tikhonov & Arsenin 1977; papers/001, section 2):
+//! Tikhonov regularisation (Tikhonov & Arsenin 1977; see the survey "Inverse
+//! Problems with Generative Priors", ICLR 2026 blog track, section 2):
 //!
 //! `x* = argmin_x L(A x) + lambda ||x||^2 / 2`, i.e. `(A^T W A + lambda I) x = A^T W y`,
 //!

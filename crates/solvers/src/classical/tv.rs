@@ -1,4 +1,4 @@
-//! Total-variation regularisation (Rudin, Osher & Fatemi 1992; papers/001, section 2) by the
+//! Total-variation regularisation (Rudin, Osher & Fatemi 1992) by the
 //! primal-dual algorithm of Chambolle & Pock (2011, Algorithm 1 with `theta = 1`):
 //!
 //! `min_x L(A x) + lambda TV(x)`, `TV(x) = sum_{c,i,j} |(grad x)_{c,i,j}|_2`
