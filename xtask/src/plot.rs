@@ -1,4 +1,4 @@
-//! PNG figures of `cargo xtask` (GMM scatter panels, training loss curves), drawn by
+//! PNG figures of `cargo xtask` (training loss curves), drawn by
 //! diffinv-figures (titles, axes with ticks and labels, legends).
 //!
 //! A figure that cannot be drawn (e.g. no finite point) is reported on stderr and skipped: a
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use diffinv_figures::FigureError;
-pub use diffinv_figures::{LinePlot, ScatterOptions, ScatterPanel, Series};
+pub use diffinv_figures::{LinePlot, Series};
 
 fn skip_on_error(path: &Path, r: std::result::Result<(), FigureError>) -> Result<()> {
     if let Err(e) = r {
@@ -17,11 +17,6 @@ fn skip_on_error(path: &Path, r: std::result::Result<(), FigureError>) -> Result
     Ok(())
 }
 
-/// Scatter panels side by side with shared axis limits (see
-/// [`diffinv_figures::scatter_panels`]).
-pub fn scatter_panels(path: &Path, opts: &ScatterOptions, panels: &[ScatterPanel]) -> Result<()> {
-    skip_on_error(path, diffinv_figures::scatter_panels(path, opts, panels))
-}
 
 /// A line plot of named series (see [`diffinv_figures::line_plot`]).
 pub fn line_plot(path: &Path, plot: &LinePlot, series: &[Series]) -> Result<()> {

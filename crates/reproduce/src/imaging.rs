@@ -188,8 +188,8 @@ pub struct Lpips {
 impl Lpips {
     /// Load the module on the CPU.
     pub fn load(path: &Path) -> Result<Self> {
-        let mut module = CModule::load_on_device(path, Device::Cpu)
-            .with_context(|| format!("loading the LPIPS network {}", path.display()))?;
+        let mut module = diffinv_priors::neural::load_torchscript(path, Device::Cpu)
+            .context("loading the LPIPS network")?;
         module.set_eval();
         Ok(Self { module })
     }

@@ -13,6 +13,7 @@
 //!   derivative-free method on seven imaging tasks),
 //! - [`report`] and [`plot`]: CSV/Markdown tables and PNG figures.
 
+pub mod gmm;
 pub mod imaging;
 pub mod methods;
 pub mod plot;

@@ -1,6 +1,6 @@
-//! `diffinv-reproduce ns|blackhole|imaging [--quick|--full] [--resume] [--out DIR] [--seed S]`:
-//! EnKG's Navier-Stokes and black-hole tables and the imaging table (run it through
-//! `cargo xtask reproduce`, which sets up libtorch).
+//! `diffinv-reproduce gmm|ns|blackhole|imaging [--quick|--full] [--resume] [--out DIR] [--seed S]`:
+//! the one table runner: the Gaussian-mixture table, EnKG's Navier-Stokes and black-hole tables
+//! and the imaging table (run it through `cargo xtask reproduce`, which sets up libtorch).
 
 use std::path::PathBuf;
 
@@ -14,10 +14,10 @@ use diffinv_reproduce::Preset;
 #[derive(Parser, Debug)]
 #[command(
     name = "diffinv-reproduce",
-    about = "EnKG's Navier-Stokes (ns) and black-hole (blackhole) tables, and the imaging table (imaging)"
+    about = "The Gaussian-mixture (gmm), EnKG's Navier-Stokes (ns) and black-hole (blackhole) tables, and the imaging table (imaging)"
 )]
 struct Cli {
-    /// Tables: ns, blackhole, imaging.
+    /// Tables: gmm, ns, blackhole, imaging.
     #[arg(required = true)]
     tables: Vec<String>,
     /// Quick preset (the default): a few minutes for both tables on 2 cores.
@@ -101,30 +101,67 @@ fn run() -> Result<()> {
         Preset::Quick
     };
     for t in &cli.tables {
-        if t != "ns" && t != "blackhole" && t != "imaging" {
-            bail!("unknown table {t:?}; known: ns, blackhole, imaging");
+        if !["gmm", "ns", "blackhole", "imaging"].contains(&t.as_str()) {
+            bail!("unknown table {t:?}; known: gmm, ns, blackhole, imaging");
         }
     }
-    if cli.tables.iter().any(|t| t == "imaging") {
-        if cli.tables.len() > 1 && !cli.methods.is_empty() {
+    if cli.cases == Some(0) {
+        bail!("--cases must be at least 1");
+    }
+    if cli.particles == Some(0) {
+        bail!("--particles must be at least 1");
+    }
+    let gmm = cli.tables.iter().any(|t| t == "gmm");
+    if gmm {
+        // Validate the preset before any table computes.
+        diffinv_reproduce::presets::TablePreset::get("gmm", preset)?;
+    }
+    let rest: Vec<String> = cli.tables.iter().filter(|t| *t != "gmm").cloned().collect();
+    if !rest.is_empty() {
+        run_neural(&cli, preset, &rest)?;
+    }
+    if gmm {
+        eprintln!(
+            "diffinv-reproduce: gmm ({} preset, seed {}) into {}{}",
+            preset.name(),
+            cli.seed,
+            cli.out.display(),
+            if cli.resume { " (resuming: finished rows are reused)" } else { "" }
+        );
+        let t0 = std::time::Instant::now();
+        let table = diffinv_reproduce::gmm::run(preset, &cli.out, cli.seed, cli.resume)?;
+        println!(
+            "\n## gmm ({}, {:.0} s)\n\n{}",
+            preset.name(),
+            t0.elapsed().as_secs_f64(),
+            table.to_markdown()
+        );
+        println!("written: {0}/gmm.csv, {0}/gmm.md, {0}/gmm_d*_dy1.png", cli.out.display());
+    }
+    Ok(())
+}
+
+/// The tables on neural priors (libtorch): ns, blackhole, imaging.
+fn run_neural(cli: &Cli, preset: Preset, tables: &[String]) -> Result<()> {
+    if tables.iter().any(|t| t == "imaging") {
+        if tables.len() > 1 && !cli.methods.is_empty() {
             bail!(
                 "--methods names differ between imaging and ns/blackhole: run imaging on its own"
             );
         }
-        let imaging = imaging_setup(&cli, preset)?;
-        if cli.tables.len() == 1 {
-            return run_imaging(&cli, preset, imaging);
+        let imaging = imaging_setup(cli, preset)?;
+        if tables.len() == 1 {
+            return run_imaging(cli, preset, imaging);
         }
-        let rest: Vec<String> = cli
-            .tables
+        let rest: Vec<String> = tables
             .iter()
             .filter(|t| *t != "imaging")
             .cloned()
             .collect();
-        run_tables(&cli, preset, &rest)?;
-        return run_imaging(&cli, preset, imaging);
+        run_tables(cli, preset, &rest)?;
+        return run_imaging(cli, preset, imaging);
     }
-    run_tables(&cli, preset, &cli.tables)
+    run_tables(cli, preset, tables)
 }
 
 /// The imaging table's inputs, validated before any compute.

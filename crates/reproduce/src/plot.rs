@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::Result;
 pub use diffinv_figures::{ColorBar, Colormap, ImageRow, Panel};
 use diffinv_figures::{FigureError, LinePlot, Series};
+pub use diffinv_figures::{ScatterOptions, ScatterPanel};
 
 fn skip_on_error(path: &Path, r: std::result::Result<(), FigureError>) -> Result<()> {
     if let Err(e) = r {
@@ -50,4 +51,10 @@ pub fn misfit_curves(
         height: 420,
     };
     skip_on_error(path, diffinv_figures::line_plot(path, &plot, &series))
+}
+
+/// Scatter panels side by side with shared axis limits (see
+/// [`diffinv_figures::scatter_panels`]).
+pub fn scatter_panels(path: &Path, opts: &ScatterOptions, panels: &[ScatterPanel]) -> Result<()> {
+    skip_on_error(path, diffinv_figures::scatter_panels(path, opts, panels))
 }

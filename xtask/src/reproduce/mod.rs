@@ -1,10 +1,8 @@
 //! `cargo xtask reproduce [TABLE ...] [--quick | --full] [--resume] [--out DIR] [--seed S]`.
 //!
-//! `gmm` runs here; `ns`, `blackhole` and `imaging` need the neural priors (libtorch) and run in the
-//! `diffinv-reproduce` binary (crates/reproduce), spawned with the bootstrapped libtorch
-//! environment as `cargo xtask train` spawns `diffinv-train`, so that xtask never links tch.
-
-pub mod gmm;
+//! Every table runs in the `diffinv-reproduce` binary (crates/reproduce, the one table runner),
+//! spawned with the bootstrapped libtorch environment as `cargo xtask train` spawns
+//! `diffinv-train`, so that xtask holds no table code and never links tch.
 
 use std::path::PathBuf;
 
@@ -28,11 +26,10 @@ pub struct ReproduceArgs {
     /// Master seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// ns, blackhole, imaging: reuse finished rows and continue interrupted runs from their
-    /// checkpoints.
+    /// Reuse finished rows and continue interrupted runs from their checkpoints.
     #[arg(long)]
     pub resume: bool,
-    /// Options passed on to `diffinv-reproduce` after `--` (ns, blackhole, imaging), e.g.
+    /// Options passed on to `diffinv-reproduce` after `--`, e.g.
     /// `-- --methods DPS,DPS-MO --tasks sr4 --prior ffhq.pt --prior-kind vp-eps --image-shape
     /// 3,256,256 --test-images faces.npy --lpips lpips.pt`.
     #[arg(last = true)]
@@ -74,32 +71,14 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             args.seed,
             args.out.display()
         );
-        let t0 = std::time::Instant::now();
-        let table = match t.as_str() {
-            "gmm" => gmm::run(args.full, &args.out, args.seed)?,
-            "ns" | "blackhole" | "imaging" => {
-                spawn_neural(t, &args)?;
-                continue;
-            }
-            other => bail!("unknown table {other:?}; known: {}", TABLES.join(", ")),
-        };
-        println!(
-            "\n## {t} ({preset}, {:.0} s)\n\n{}",
-            t0.elapsed().as_secs_f64(),
-            table.to_markdown()
-        );
-        println!(
-            "written: {}/{t}.csv, {}/{t}.md",
-            args.out.display(),
-            args.out.display()
-        );
+        spawn(t, &args)?;
     }
     Ok(())
 }
 
 /// Run `diffinv-reproduce TABLE` (release build) in the bootstrapped libtorch environment; it
 /// prints its own table and writes DIR/TABLE.{csv,md,png}.
-fn spawn_neural(table: &str, args: &ReproduceArgs) -> Result<()> {
+fn spawn(table: &str, args: &ReproduceArgs) -> Result<()> {
     use anyhow::Context;
     let env = crate::torch_env::ensure()?;
     let out = if args.out.is_absolute() {
