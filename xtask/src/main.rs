@@ -1,4 +1,4 @@
-//! `cargo xtask`: the commands a user types (see README.md and DESIGN.md).
+//! `cargo xtask`: the commands a user types (see README.md).
 //!
 //! - `cargo xtask reproduce [TABLE ...] [--quick | --full] [--out DIR] [--seed S]`
 //! - `cargo xtask test [-- CARGO TEST ARGS]`

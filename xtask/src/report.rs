@@ -64,7 +64,7 @@ struct BenchLine<'a> {
 }
 
 /// Print the human-readable summary and then, as the very last line, the JSON object of
-/// DESIGN.md: `{"bench": NAME, "cases": [...]}`.
+/// `{"bench": NAME, "cases": [...]}` (docs/performance.md).
 pub fn print_bench(name: &str, cases: &[BenchCase]) -> Result<()> {
     for c in cases {
         println!(

@@ -1,6 +1,6 @@
 //! Finding (and, once, installing) libtorch for tch.
 //!
-//! Order, as in DESIGN.md:
+//! Order:
 //! 1. `LIBTORCH` set by the user: a libtorch folder (with `include/` and `lib/`), used as is.
 //! 2. `LIBTORCH_USE_PYTORCH=1` set by the user: the `python3` on `PATH` has torch; used as is.
 //! 3. Otherwise a virtual environment with `torch==2.11.0` (the version tch 0.24 is built

@@ -1,5 +1,6 @@
-//! The imaging table (issue 6): every gradient-based, classical and derivative-free method on
-//! the seven imaging tasks of papers/001 (DPS, MO and DDS settings), with one diffusion prior.
+//! The imaging table: every gradient-based, classical and derivative-free method on the seven
+//! imaging tasks of the DPS (arXiv 2209.14687) and Measurements Optimization (arXiv 2412.03941)
+//! papers, with their settings and one diffusion prior.
 //!
 //! Protocol:
 //! - the unknown lives in the prior's normalised space `z = (x - shift) / scale` (`[-1, 1]` for
@@ -72,7 +73,7 @@ pub const TASKS: [Task; 7] = [
 /// Measurement noise of every task (on the `[-1, 1]` scale).
 pub const SIGMA_Y: f32 = 0.05;
 
-/// One imaging task of papers/001 (the DPS and MO settings).
+/// One imaging task (the DPS and MO papers' settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Task {
     /// Bicubic super-resolution x4.
@@ -114,59 +115,19 @@ impl Task {
     }
 }
 
-/// A task's operator on `(C, H, W)` images, keeping the concrete type so that the linear ones
-/// build a [`SolverProblem::linear`].
-pub enum TaskOperator {
-    /// Super-resolution.
-    Sr(SuperResolution),
-    /// Box or random inpainting.
-    Inpaint(Inpainting),
-    /// Gaussian or motion blur.
-    Blur(Blur),
-    /// Phase retrieval.
-    Phase(PhaseRetrieval),
-    /// High dynamic range.
-    Hdr(Hdr),
-}
-
-impl TaskOperator {
-    /// Build `task`'s operator for `[c, h, w]` images; masks and kernels are drawn from `seed`.
-    pub fn new(task: Task, shape: [usize; 3], seed: u64) -> Result<Self> {
-        let [c, h, w] = shape;
-        Ok(match task {
-            Task::SuperResolution => Self::Sr(SuperResolution::bicubic(c, h, w, 4)?),
-            Task::BoxInpainting => Self::Inpaint(Inpainting::box_seeded(c, h, w, seed)?),
-            Task::RandomInpainting => Self::Inpaint(Inpainting::random(c, h, w, 0.7, seed)?),
-            Task::GaussianDeblur => Self::Blur(Blur::gaussian(c, h, w, 61, 3.0)?),
-            Task::MotionDeblur => Self::Blur(Blur::motion(c, h, w, 61, 0.5, seed)?),
-            Task::PhaseRetrieval => Self::Phase(PhaseRetrieval::dps(c, h, w, 2.0)?),
-            Task::Hdr => Self::Hdr(Hdr::new(c, h, w, 2.0)?),
-        })
-    }
-    /// The operator as a black box.
-    pub fn forward_model(&self) -> &dyn ForwardModel {
-        match self {
-            Self::Sr(a) => a,
-            Self::Inpaint(a) => a,
-            Self::Blur(a) => a,
-            Self::Phase(a) => a,
-            Self::Hdr(a) => a,
-        }
-    }
-    /// The solver problem: linear (adjoint and vjp) or differentiable (vjp).
-    pub fn problem<'a>(
-        &'a self,
-        prior: &'a dyn Denoiser,
-        lik: &'a GaussianLikelihood,
-    ) -> diffinv_solvers::Result<SolverProblem<'a>> {
-        match self {
-            Self::Sr(a) => SolverProblem::new(prior, a, lik),
-            Self::Inpaint(a) => SolverProblem::new(prior, a, lik),
-            Self::Blur(a) => SolverProblem::new(prior, a, lik),
-            Self::Phase(a) => SolverProblem::new(prior, a, lik),
-            Self::Hdr(a) => SolverProblem::new(prior, a, lik),
-        }
-    }
+/// `task`'s operator for `[c, h, w]` images (masks and kernels drawn from `seed`); its
+/// capabilities (linear with adjoint, or differentiable) are discovered by `Problem::new`.
+pub fn task_operator(task: Task, shape: [usize; 3], seed: u64) -> Result<Box<dyn ForwardModel>> {
+    let [c, h, w] = shape;
+    Ok(match task {
+        Task::SuperResolution => Box::new(SuperResolution::bicubic(c, h, w, 4)?),
+        Task::BoxInpainting => Box::new(Inpainting::box_seeded(c, h, w, seed)?),
+        Task::RandomInpainting => Box::new(Inpainting::random(c, h, w, 0.7, seed)?),
+        Task::GaussianDeblur => Box::new(Blur::gaussian(c, h, w, 61, 3.0)?),
+        Task::MotionDeblur => Box::new(Blur::motion(c, h, w, 61, 0.5, seed)?),
+        Task::PhaseRetrieval => Box::new(PhaseRetrieval::dps(c, h, w, 2.0)?),
+        Task::Hdr => Box::new(Hdr::new(c, h, w, 2.0)?),
+    })
 }
 
 
@@ -363,8 +324,8 @@ pub fn imaging(
     let mut summary: Vec<SummaryRow> = Vec::new();
     std::fs::create_dir_all(&req.out)?;
     for &task in &tasks {
-        let op = TaskOperator::new(task, shape, req.seed)?;
-        let fwd = op.forward_model();
+        let op = task_operator(task, shape, req.seed)?;
+        let fwd = op.as_ref();
         let mut liks = Vec::new();
         let mut obs0 = Vec::new();
         for i in 0..n_img {
@@ -407,7 +368,7 @@ pub fn imaging(
                 let key = format!("{method}-{}-image{i}", task.name());
                 let r = cache.get_or_compute(&key, req.resume, || {
                     let solver = build(method, task, req.preset)?;
-                    let sp = op.problem(prior, lik)?;
+                    let sp = SolverProblem::new(prior, fwd, lik)?;
                     let seed = req.seed.wrapping_add(17 * i as u64);
                     let out =
                         cache.run_checkpointed(&key, req.resume, sp, solver.as_ref(), seed)?;
@@ -486,7 +447,7 @@ pub fn imaging(
     table.write(
         &req.out,
         "imaging",
-        "Imaging: PSNR / SSIM per method and task (papers/001, DPS, MO)",
+        "Imaging: PSNR / SSIM per method and task (DPS and MO settings)",
         &notes,
     )?;
     Ok(table)
@@ -558,7 +519,7 @@ fn imaging_notes(
         }
     }
     if !claim.is_empty() {
-        s.push_str("\nMeasurements Optimization (papers/003): PSNR and SSIM differences (first minus second)\n\n");
+        s.push_str("\nMeasurements Optimization (arXiv 2412.03941): PSNR and SSIM differences (first minus second)\n\n");
         s.push_str("| comparison | task | dPSNR | dSSIM |\n| --- | --- | --- | --- |\n");
         s.push_str(&claim);
     }

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use diffinv_operators::{BatchOutput, ForwardModel, OperatorError};
+
 use diffinv_priors::neural::{EdmNetwork, NeuralDenoiser, TrainConfig};
-use ndarray::{Array2, ArrayView2};
+
 use serde::Deserialize;
 use tch::Device;
 
@@ -174,49 +174,3 @@ impl PriorSpec {
     }
 }
 
-/// A forward model seen from the prior's normalised space: `G_z(z) = G(scale z + shift)`, so
-/// that the solvers (which move in the prior's space) call the physical operator.
-pub struct Normalized<'a> {
-    inner: &'a dyn ForwardModel,
-    shift: f32,
-    scale: f32,
-}
-
-impl std::fmt::Debug for Normalized<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Normalized")
-            .field("shift", &self.shift)
-            .field("scale", &self.scale)
-            .finish()
-    }
-}
-
-impl<'a> Normalized<'a> {
-    /// Wrap `inner` with the prior's normalisation.
-    pub fn new(inner: &'a dyn ForwardModel, shift: f64, scale: f64) -> Self {
-        Self {
-            inner,
-            shift: shift as f32,
-            scale: scale as f32,
-        }
-    }
-    /// `scale z + shift`.
-    pub fn to_physical(&self, z: ArrayView2<'_, f32>) -> Array2<f32> {
-        z.mapv(|v| v * self.scale + self.shift)
-    }
-}
-
-impl ForwardModel for Normalized<'_> {
-    fn input_shape(&self) -> Vec<usize> {
-        self.inner.input_shape()
-    }
-    fn output_shape(&self) -> Vec<usize> {
-        self.inner.output_shape()
-    }
-    fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>, OperatorError> {
-        self.inner.forward(self.to_physical(x).view())
-    }
-    fn forward_partial(&self, x: ArrayView2<'_, f32>) -> Result<BatchOutput, OperatorError> {
-        self.inner.forward_partial(self.to_physical(x).view())
-    }
-}

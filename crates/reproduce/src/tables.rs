@@ -1,9 +1,9 @@
-//! The two experiments of EnKG section 5 (papers/002): Navier-Stokes (Table 2) and black-hole
+//! The two experiments of EnKG section 5 (Ensemble Kalman Diffusion Guidance, arXiv 2409.20175): Navier-Stokes (Table 2) and black-hole
 //! imaging (Table 3), every method of [`METHODS`] on the same problem.
 //!
 //! Protocol shared by both tables:
 //! - the solvers move in the prior's normalised space `z = (x - shift) / scale`; the forward
-//!   model is wrapped ([`Normalized`]) so that it receives physical fields,
+//!   model is wrapped ([`Affine`]) so that it receives physical fields,
 //! - a method's reconstruction is the mean of its final samples (EnKG's ensemble mean, the
 //!   mean of CPS's chains), mapped back to physical units,
 //! - costs are the solver's [`CostSummary`] averaged over the test cases, `failed` is the
@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::methods::{build, Preset, Problem, METHODS};
 use crate::plot::{grid, misfit_curves, ColorBar, Colormap, ImageRow, Panel};
 use crate::report::{mean_std, RowCache, Table};
-use crate::setup::{validate_methods, Normalized, PriorSpec};
+use crate::setup::{validate_methods, PriorSpec};
+use diffinv_operators::Affine;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -362,7 +363,7 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
     let mut obs0 = Vec::new();
     for (ni, &noise) in noises.iter().enumerate() {
         let op = NavierStokes2d::new(NavierStokesConfig::enkg(res, noise))?;
-        let fwd = Normalized::new(&op, spec.shift, spec.scale);
+        let fwd = Affine::new(&op, spec.scale as f32, spec.shift as f32)?;
         // Observations of every field: noise drawn from (seed, field).
         let mut cases = Vec::new();
         for f in 0..n_fields {
@@ -387,7 +388,7 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
                     let seed = req.seed.wrapping_add(17 * f as u64);
                     let (samples, cost, misfit) =
                         run_case(&cache, &key, req, method, Problem::NavierStokes, sp, seed)?;
-                    let x = fwd.to_physical(samples.view());
+                    let x = fwd.to_inner(samples.view())?;
                     let recon = mean_row(&x);
                     let e = diffinv_metrics::relative_l2(recon.view(), truth.row(0))?;
                     let r = CaseResult {
@@ -490,7 +491,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
     let n = eht.grid.npix;
     let d = n * n;
     let fov = eht.grid.fov_uas;
-    let fwd = Normalized::new(&op, spec.shift, spec.scale);
+    let fwd = Affine::new(&op, spec.scale as f32, spec.shift as f32)?;
     let n_cases = req.cases.unwrap_or(default_cases(req.preset));
     let prior = spec.load(64)?;
     let methods = methods_of(req);
@@ -553,7 +554,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
                 let seed = req.seed.wrapping_add(17 * c as u64);
                 let (samples, cost, misfit) =
                     run_case(&cache, &key, req, method, Problem::BlackHole, sp, seed)?;
-                let x = fwd.to_physical(samples.view());
+                let x = fwd.to_inner(samples.view())?;
                 let recon = mean_row(&x);
                 let truth = imgs.row(c);
                 let psnr = diffinv_metrics::psnr(recon.view(), truth, 1.0)?;
