@@ -2,12 +2,14 @@
 //!
 //! - `cargo xtask reproduce [TABLE ...] [--quick | --full] [--out DIR] [--seed S]`
 //! - `cargo xtask test [-- CARGO TEST ARGS]`
+//! - `cargo xtask check-tables [--run]`: the tables quoted in docs/ equal the code's
 //! - `cargo xtask bench NAME`
 //! - `cargo xtask data NAME`
 //! - `cargo xtask train CONFIG [--max-steps N]`
 //! - `cargo xtask torch-env`: print the libtorch environment (bootstrapping it if needed).
 
 mod bench;
+mod check_tables;
 mod data;
 mod plot;
 mod report;
@@ -35,6 +37,8 @@ struct Cli {
 enum Cmd {
     /// Reproduce the papers' tables (all tables in their quick preset when none is named).
     Reproduce(reproduce::ReproduceArgs),
+    /// Check that the tables quoted in docs/ equal what the code produces.
+    CheckTables(check_tables::CheckArgs),
     /// Run the whole test suite with libtorch bootstrapped.
     Test {
         /// Extra arguments passed to `cargo test`.
@@ -131,6 +135,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Reproduce(args) => reproduce::run(args),
         Cmd::Test { args } => run_tests(&args),
+        Cmd::CheckTables(args) => check_tables::run(args),
         Cmd::Bench(args) => {
             // The PyTorch side of every comparison runs in the bootstrapped environment.
             let env = torch_env::ensure()?;

@@ -209,11 +209,17 @@ impl Solver for Cps {
                         fill_normal(&mut rng, &mut z);
                         row.assign(&ndarray::ArrayView1::from(&z[..]));
                     });
-                let mut cand = eps.clone() * sf;
-                for c in 0..b {
-                    let mut block = cand.slice_mut(s![c * m..(c + 1) * m, ..]);
-                    block += &mu.row(c);
-                }
+                // x_k = mu_c + sqrt(f) eps_k, one pass over the candidates.
+                let mut cand = Array2::<f32>::zeros((b * m, d));
+                cand.axis_iter_mut(Axis(0))
+                    .into_par_iter()
+                    .enumerate()
+                    .for_each(|(r, mut row)| {
+                        ndarray::Zip::from(&mut row)
+                            .and(eps.row(r))
+                            .and(mu.row(r / m))
+                            .for_each(|o, &e, &u| *o = e * sf + u);
+                    });
                 let x0 = eval.denoise(cand.view(), sigma_next, i)?;
                 // Failure policy: a failed candidate is left out of its chain's combination.
                 let fr = eval.forward_robust(x0.view(), i, m)?;
@@ -221,32 +227,38 @@ impl Solver for Cps {
                 let lin = eval.linearize(fr, m, self.cfg.linearization, i)?;
                 let (y, rgrad) = (lin.y, lin.r);
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
+                // Each chain's seeking direction from its own candidates (chains in parallel).
+                let steps: Vec<Result<Option<(f32, Array2<f32>)>>> = (0..b)
+                    .into_par_iter()
+                    .map(|c| {
+                        let rows = s![c * m..(c + 1) * m, ..];
+                        let yc = y.slice(rows);
+                        let rbar = rgrad
+                            .slice(rows)
+                            .mean_axis(Axis(0))
+                            .ok_or(SolverError::Config("no candidates".into()))?;
+                        let ybar = yc
+                            .mean_axis(Axis(0))
+                            .ok_or(SolverError::Config("no candidates".into()))?;
+                        let dy = &yc - &ybar;
+                        let coef = gram(rbar.view().insert_axis(Axis(0)), dy.view())
+                            .map_err(|source| SolverError::Ensemble { step: i, source })?
+                            / m as f32;
+                        let gdir = combine(coef.view(), eps.slice(rows))
+                            .map_err(|source| SolverError::Ensemble { step: i, source })?;
+                        let norm = gdir
+                            .iter()
+                            .map(|v| (*v as f64) * (*v as f64))
+                            .sum::<f64>()
+                            .sqrt();
+                        Ok((norm > 0.0 && norm.is_finite())
+                            .then(|| ((f.sqrt() * (d as f64).sqrt() / norm) as f32, gdir)))
+                    })
+                    .collect();
                 let mut next = mu;
-                for c in 0..b {
-                    let rows = s![c * m..(c + 1) * m, ..];
-                    let yc = y.slice(rows);
-                    let rbar = rgrad
-                        .slice(rows)
-                        .mean_axis(Axis(0))
-                        .ok_or(SolverError::Config("no candidates".into()))?;
-                    let ybar = yc
-                        .mean_axis(Axis(0))
-                        .ok_or(SolverError::Config("no candidates".into()))?;
-                    let dy = &yc - &ybar;
-                    let coef = gram(rbar.view().insert_axis(Axis(0)), dy.view())
-                        .map_err(|source| SolverError::Ensemble { step: i, source })?
-                        / m as f32;
-                    let gdir = combine(coef.view(), eps.slice(rows))
-                        .map_err(|source| SolverError::Ensemble { step: i, source })?;
-                    let norm = gdir
-                        .iter()
-                        .map(|v| (*v as f64) * (*v as f64))
-                        .sum::<f64>()
-                        .sqrt();
-                    if norm > 0.0 && norm.is_finite() {
-                        let h = (f.sqrt() * (d as f64).sqrt() / norm) as f32;
-                        let mut row = next.row_mut(c);
-                        row.scaled_add(-h, &gdir.row(0));
+                for (c, step) in steps.into_iter().enumerate() {
+                    if let Some((h, gdir)) = step? {
+                        next.row_mut(c).scaled_add(-h, &gdir.row(0));
                     }
                 }
                 if rep + 1 < reps {

@@ -1,0 +1,328 @@
+//! `cargo xtask check-tables [--run] [--results DIR] [--only TABLE[:PRESET],...]`: the tables
+//! quoted in docs/ equal what the code produces.
+//!
+//! A quoted table is announced by a marker line right above it:
+//!
+//! ```text
+//! <!-- reproduce: table=ns preset=quick seed=0 key=method,noise check=rel_l2_mean,fwd_total -->
+//! | method | noise | rel_l2_mean | ... |
+//! ```
+//!
+//! The command that produced it is `cargo xtask reproduce TABLE --PRESET --seed SEED`; its CSV
+//! (`DIR/TABLE.csv`) must hold, for every quoted row (matched on the `key` columns), the same
+//! text in every `check` column (timings are not checked: they depend on the machine).
+//! `--run` first runs those commands into a fresh folder under `target/`; without it the CSVs
+//! of `--results DIR` (default `results/`) are compared.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+/// Arguments of `cargo xtask check-tables`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Run the tables' commands first (into target/check-tables) instead of reading --results.
+    #[arg(long)]
+    pub run: bool,
+    /// Folder with the tables' CSVs (ignored with --run).
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Only these tables (`ns`, `blackhole:quick`, ...; default: every quoted table).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+/// One quoted table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quoted {
+    /// File and line of the marker.
+    pub at: String,
+    /// Table name (gmm, ns, blackhole, imaging).
+    pub table: String,
+    /// Preset name.
+    pub preset: String,
+    /// Seed.
+    pub seed: u64,
+    /// Columns that identify a row.
+    pub key: Vec<String>,
+    /// Columns compared.
+    pub check: Vec<String>,
+    /// Header of the quoted table.
+    pub header: Vec<String>,
+    /// Quoted rows.
+    pub rows: Vec<Vec<String>>,
+}
+
+fn cells(line: &str) -> Vec<String> {
+    line.trim()
+        .trim_start_matches('|')
+        .trim_end_matches('|')
+        .split('|')
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+/// Every quoted table of one Markdown text (`name` for the messages).
+pub fn parse_markdown(name: &str, text: &str) -> Result<Vec<Quoted>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(rest) = line.trim().strip_prefix("<!-- reproduce:") else {
+            continue;
+        };
+        let at = format!("{name}:{}", i + 1);
+        let rest = rest
+            .strip_suffix("-->")
+            .with_context(|| format!("{at}: the marker must end with -->"))?;
+        let mut kv = BTreeMap::new();
+        for pair in rest.split_whitespace() {
+            let (k, v) = pair
+                .split_once('=')
+                .with_context(|| format!("{at}: {pair:?} is not key=value"))?;
+            if !["table", "preset", "seed", "key", "check"].contains(&k) {
+                bail!("{at}: unknown marker key {k:?} (table, preset, seed, key, check)");
+            }
+            kv.insert(k.to_string(), v.to_string());
+        }
+        let get = |k: &str| {
+            kv.get(k)
+                .cloned()
+                .with_context(|| format!("{at}: the marker lacks {k}="))
+        };
+        let list = |k: &str| -> Result<Vec<String>> {
+            Ok(get(k)?.split(',').map(String::from).collect())
+        };
+        let table_lines: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take_while(|l| l.trim_start().starts_with('|'))
+            .copied()
+            .collect();
+        if table_lines.len() < 3 {
+            bail!("{at}: a Markdown table (header, rule, rows) must follow the marker");
+        }
+        let header = cells(table_lines[0]);
+        let q = Quoted {
+            at: at.clone(),
+            table: get("table")?,
+            preset: get("preset")?,
+            seed: get("seed")?
+                .parse()
+                .with_context(|| format!("{at}: seed must be a number"))?,
+            key: list("key")?,
+            check: list("check")?,
+            rows: table_lines[2..].iter().map(|l| cells(l)).collect(),
+            header,
+        };
+        for c in q.key.iter().chain(&q.check) {
+            if !q.header.contains(c) {
+                bail!("{at}: the quoted table has no column {c:?}");
+            }
+        }
+        out.push(q);
+    }
+    Ok(out)
+}
+
+/// A CSV as header and rows (the writer of crates/reproduce quotes fields with commas).
+fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = text.lines().map(split_csv);
+    let header = rows
+        .next()
+        .with_context(|| format!("{} is empty", path.display()))?;
+    Ok((header, rows.collect()))
+}
+
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Compare one quoted table with the CSV the code wrote; the differences, one line each.
+pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Vec<String> {
+    let col = |h: &[String], name: &str| h.iter().position(|c| c == name);
+    let mut diffs = Vec::new();
+    for c in q.key.iter().chain(&q.check) {
+        if col(header, c).is_none() {
+            diffs.push(format!("{}: the code's {} table has no column {c:?}", q.at, q.table));
+        }
+    }
+    if !diffs.is_empty() {
+        return diffs;
+    }
+    for row in &q.rows {
+        let key: Vec<&str> = q
+            .key
+            .iter()
+            .map(|k| col(&q.header, k).and_then(|i| row.get(i)).map_or("", |s| s.as_str()))
+            .collect();
+        let found = rows.iter().find(|r| {
+            q.key
+                .iter()
+                .zip(&key)
+                .all(|(k, v)| col(header, k).and_then(|i| r.get(i)).map(|s| s.as_str()) == Some(*v))
+        });
+        let Some(found) = found else {
+            diffs.push(format!("{}: row {key:?} is not in the code's table", q.at));
+            continue;
+        };
+        for c in &q.check {
+            let doc = col(&q.header, c).and_then(|i| row.get(i)).map_or("", |s| s.as_str());
+            let code = col(header, c).and_then(|i| found.get(i)).map_or("", |s| s.as_str());
+            if doc != code {
+                diffs.push(format!("{}: row {key:?} column {c}: docs {doc}, code {code}", q.at));
+            }
+        }
+    }
+    diffs
+}
+
+/// Every quoted table under `docs/`.
+pub fn quoted_tables(root: &Path) -> Result<Vec<Quoted>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f)?;
+        let name = f
+            .strip_prefix(root)
+            .unwrap_or(&f)
+            .display()
+            .to_string();
+        out.extend(parse_markdown(&name, &text)?);
+    }
+    Ok(out)
+}
+
+/// Run the check.
+pub fn run(args: CheckArgs) -> Result<()> {
+    let root = crate::workspace_root();
+    let mut quoted = quoted_tables(&root)?;
+    if !args.only.is_empty() {
+        quoted.retain(|q| {
+            args.only
+                .iter()
+                .any(|o| *o == q.table || *o == format!("{}:{}", q.table, q.preset))
+        });
+    }
+    if quoted.is_empty() {
+        bail!("no quoted table to check (markers `<!-- reproduce: ... -->` in docs/*.md)");
+    }
+    let mut runs: Vec<(String, String, u64)> = quoted
+        .iter()
+        .map(|q| (q.table.clone(), q.preset.clone(), q.seed))
+        .collect();
+    runs.sort();
+    runs.dedup();
+    let mut diffs = Vec::new();
+    for (table, preset, seed) in &runs {
+        let dir = if args.run {
+            let dir = root
+                .join("target/check-tables")
+                .join(format!("{table}-{preset}-seed{seed}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            crate::reproduce::run(crate::reproduce::ReproduceArgs {
+                tables: vec![table.clone()],
+                quick: preset == "quick",
+                full: preset == "full",
+                out: dir.clone(),
+                seed: *seed,
+                resume: false,
+                extra: Vec::new(),
+            })?;
+            dir
+        } else {
+            args.results.clone()
+        };
+        let (header, rows) = read_csv(&dir.join(format!("{table}.csv")))?;
+        for q in quoted
+            .iter()
+            .filter(|q| &q.table == table && &q.preset == preset && q.seed == *seed)
+        {
+            let d = compare(q, &header, &rows);
+            eprintln!(
+                "xtask: {} ({table} {preset}, seed {seed}): {}",
+                q.at,
+                if d.is_empty() { "equal" } else { "DIFFERS" }
+            );
+            diffs.extend(d);
+        }
+    }
+    if !diffs.is_empty() {
+        for d in &diffs {
+            eprintln!("{d}");
+        }
+        bail!("{} quoted cells differ from the code's tables", diffs.len());
+    }
+    println!("check-tables: {} quoted tables equal the code's", quoted.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "text\n<!-- reproduce: table=ns preset=quick seed=0 key=method,noise check=err -->\n| method | noise | err | seconds |\n|---|---|---|---|\n| EnKG | 0 | 0.50 | 3 |\n| CPS | 0 | 0.70 | 9 |\n\nmore\n";
+
+    #[test]
+    fn quoted_tables_are_found_and_compared_on_their_check_columns() -> Result<()> {
+        let q = parse_markdown("doc.md", DOC)?;
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].at, "doc.md:2");
+        assert_eq!(q[0].rows.len(), 2);
+        let header: Vec<String> = ["method", "noise", "err", "seconds"].map(String::from).to_vec();
+        let same = vec![
+            ["CPS", "0", "0.70", "1"].map(String::from).to_vec(),
+            ["EnKG", "0", "0.50", "1"].map(String::from).to_vec(),
+        ];
+        assert!(compare(&q[0], &header, &same).is_empty(), "timings are not compared");
+        let other = vec![["EnKG", "0", "0.51", "3"].map(String::from).to_vec()];
+        let d = compare(&q[0], &header, &other);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].contains("column err: docs 0.50, code 0.51"), "{d:?}");
+        assert!(d[1].contains("not in the code's table"), "{d:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_markers_are_one_clear_error() {
+        for (doc, want) in [
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x -->\n| a |\n", "must follow"),
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x\n", "end with -->"),
+            ("<!-- reproduce: table=ns preset=quick seed=zero key=method check=x -->\n| method | x |\n|---|---|\n| a | 1 |\n", "seed must be a number"),
+            ("<!-- reproduce: table=ns preset=quick key=method check=x -->\n| method | x |\n|---|---|\n| a | 1 |\n", "lacks seed="),
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=y -->\n| method | x |\n|---|---|\n| a | 1 |\n", "no column \"y\""),
+            ("<!-- reproduce: tabel=ns -->\n", "unknown marker key"),
+        ] {
+            let e = parse_markdown("d.md", doc).unwrap_err().to_string();
+            assert!(e.contains(want), "{doc:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn csv_fields_with_commas_are_unquoted() {
+        assert_eq!(split_csv("a,\"b, c\",\"d\"\"e\""), vec!["a", "b, c", "d\"e"]);
+    }
+}
