@@ -13,6 +13,10 @@
 //! text in every `check` column (timings are not checked: they depend on the machine).
 //! `--run` first runs those commands into a fresh folder under `target/`; without it the CSVs
 //! of `--results DIR` (default `results/`) are compared.
+//!
+//! A pivoted table (one quoted column per combination of CSV values) adds `pivot=d/d_y`: every
+//! quoted column that is not a key, named `8/1`, is the `check` column (one) of the CSV row whose
+//! `d` is 8 and `d_y` is 1.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +53,8 @@ pub struct Quoted {
     pub key: Vec<String>,
     /// Columns compared.
     pub check: Vec<String>,
+    /// CSV columns whose values name the quoted columns of a pivoted table.
+    pub pivot: Vec<String>,
     /// Header of the quoted table.
     pub header: Vec<String>,
     /// Quoted rows.
@@ -81,8 +87,8 @@ pub fn parse_markdown(name: &str, text: &str) -> Result<Vec<Quoted>> {
             let (k, v) = pair
                 .split_once('=')
                 .with_context(|| format!("{at}: {pair:?} is not key=value"))?;
-            if !["table", "preset", "seed", "key", "check"].contains(&k) {
-                bail!("{at}: unknown marker key {k:?} (table, preset, seed, key, check)");
+            if !["table", "preset", "seed", "key", "check", "pivot"].contains(&k) {
+                bail!("{at}: unknown marker key {k:?} (table, preset, seed, key, check, pivot)");
             }
             kv.insert(k.to_string(), v.to_string());
         }
@@ -112,13 +118,21 @@ pub fn parse_markdown(name: &str, text: &str) -> Result<Vec<Quoted>> {
                 .with_context(|| format!("{at}: seed must be a number"))?,
             key: list("key")?,
             check: list("check")?,
+            pivot: kv
+                .get("pivot")
+                .map(|p| p.split('/').map(String::from).collect())
+                .unwrap_or_default(),
             rows: table_lines[2..].iter().map(|l| cells(l)).collect(),
             header,
         };
-        for c in q.key.iter().chain(&q.check) {
+        let quoted_cols: Vec<&String> = if q.pivot.is_empty() { q.check.iter().collect() } else { Vec::new() };
+        for c in q.key.iter().chain(quoted_cols) {
             if !q.header.contains(c) {
                 bail!("{at}: the quoted table has no column {c:?}");
             }
+        }
+        if !q.pivot.is_empty() && q.check.len() != 1 {
+            bail!("{at}: a pivoted table checks exactly one column");
         }
         out.push(q);
     }
@@ -158,6 +172,9 @@ fn split_csv(line: &str) -> Vec<String> {
 
 /// Compare one quoted table with the CSV the code wrote; the differences, one line each.
 pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Vec<String> {
+    if !q.pivot.is_empty() {
+        return compare_pivoted(q, header, rows);
+    }
     let col = |h: &[String], name: &str| h.iter().position(|c| c == name);
     let mut diffs = Vec::new();
     for c in q.key.iter().chain(&q.check) {
@@ -189,6 +206,57 @@ pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Vec<Strin
             let code = col(header, c).and_then(|i| found.get(i)).map_or("", |s| s.as_str());
             if doc != code {
                 diffs.push(format!("{}: row {key:?} column {c}: docs {doc}, code {code}", q.at));
+            }
+        }
+    }
+    diffs
+}
+
+/// [`compare`] for a pivoted table: quoted column `a/b` is the check column of the CSV row with
+/// the row's keys and pivot values `a`, `b`.
+fn compare_pivoted(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Vec<String> {
+    let col = |name: &str| header.iter().position(|c| c == name);
+    let mut diffs = Vec::new();
+    let Some(check) = col(&q.check[0]) else {
+        return vec![format!("{}: the code's {} table has no column {:?}", q.at, q.table, q.check[0])];
+    };
+    let mut fixed: Vec<(usize, usize)> = Vec::new(); // (quoted column, csv column) of the keys
+    for k in &q.key {
+        match (q.header.iter().position(|c| c == k), col(k)) {
+            (Some(a), Some(b)) => fixed.push((a, b)),
+            _ => return vec![format!("{}: key column {k:?} missing", q.at)],
+        }
+    }
+    let mut pivot_cols = Vec::new();
+    for p in &q.pivot {
+        match col(p) {
+            Some(i) => pivot_cols.push(i),
+            None => return vec![format!("{}: the code's table has no column {p:?}", q.at)],
+        }
+    }
+    for row in &q.rows {
+        for (j, name) in q.header.iter().enumerate() {
+            if q.key.contains(name) {
+                continue;
+            }
+            let values: Vec<&str> = name.split('/').collect();
+            if values.len() != pivot_cols.len() {
+                diffs.push(format!("{}: column {name:?} does not name {} pivot values", q.at, pivot_cols.len()));
+                continue;
+            }
+            let found = rows.iter().find(|r| {
+                fixed.iter().all(|(a, b)| row.get(*a) == r.get(*b))
+                    && pivot_cols.iter().zip(&values).all(|(i, v)| r.get(*i).map(|s| s.as_str()) == Some(*v))
+            });
+            let doc = row.get(j).map_or("", |s| s.as_str());
+            match found.and_then(|r| r.get(check)) {
+                None => diffs.push(format!("{}: {:?} {name} is not in the code's table", q.at, row.first())),
+                Some(code) if code != doc => diffs.push(format!(
+                    "{}: {:?} {name}: docs {doc}, code {code}",
+                    q.at,
+                    row.first().map_or("", |s| s.as_str())
+                )),
+                Some(_) => {}
             }
         }
     }
@@ -319,6 +387,21 @@ mod tests {
             let e = parse_markdown("d.md", doc).unwrap_err().to_string();
             assert!(e.contains(want), "{doc:?}: {e}");
         }
+    }
+
+    #[test]
+    fn pivoted_tables_compare_each_cell_with_its_csv_row() -> Result<()> {
+        let doc = "<!-- reproduce: table=gmm preset=quick seed=0 key=method check=sw pivot=d/d_y -->\n| method | 8/1 | 80/1 |\n| --- | --- | --- |\n| EnKG | 1.00 | 2.00 |\n";
+        let q = parse_markdown("d.md", doc)?;
+        let header: Vec<String> = ["method", "d", "d_y", "sw"].map(String::from).to_vec();
+        let rows = vec![
+            ["EnKG", "8", "1", "1.00"].map(String::from).to_vec(),
+            ["EnKG", "80", "1", "2.50"].map(String::from).to_vec(),
+        ];
+        let d = compare(&q[0], &header, &rows);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].contains("80/1: docs 2.00, code 2.50"), "{d:?}");
+        Ok(())
     }
 
     #[test]

@@ -122,10 +122,6 @@ impl Cps {
             .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &CpsConfig {
-        &self.cfg
-    }
     fn repetitions(&self, i: usize) -> usize {
         let t = i as f64 / self.cfg.num_steps as f64;
         let (lo, hi) = self.cfg.restart_window;

@@ -127,10 +127,6 @@ impl Daps {
             .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &DapsConfig {
-        &self.cfg
-    }
     /// Langevin step size of level `i` before the cap.
     pub fn lr_at(&self, i: usize) -> f64 {
         let ratio = i as f64 / self.cfg.annealing_steps as f64;

@@ -111,10 +111,6 @@ impl Dds {
             .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &DdsConfig {
-        &self.cfg
-    }
     /// DDIM noise `c_i = eta sigma_{i+1} sqrt(1 - sigma_{i+1}^2 / sigma_i^2)` of step `i`.
     pub fn ddim_noise(eta: f64, sigma: f64, sigma_next: f64) -> f64 {
         if sigma_next <= 0.0 {

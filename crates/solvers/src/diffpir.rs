@@ -106,10 +106,6 @@ impl DiffPir {
             .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &DiffPirConfig {
-        &self.cfg
-    }
 }
 
 impl Solver for DiffPir {

@@ -140,10 +140,6 @@ impl Dpg {
             .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &DpgConfig {
-        &self.cfg
-    }
 }
 
 /// The state of [`Dpg`]: the chains, the last policy gradient of each chain (the momentum's

@@ -111,10 +111,6 @@ impl Dps {
         }
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &DpsConfig {
-        &self.cfg
-    }
 }
 
 impl Solver for Dps {
@@ -137,18 +133,10 @@ impl Solver for Dps {
         self.cfg.num_steps
     }
     fn requires(&self) -> Vec<Capability> {
-        let mut r = vec![Capability::Gradient];
-        if self.cfg.mo.is_some() {
-            r.push(Capability::GaussianLikelihood);
-        }
-        r
+        crate::mo::requirements(self.cfg.mo.as_ref())
     }
     fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
-        self.cfg
-            .mo
-            .as_ref()
-            .map(|_| GaussianData::probe(eval, "DPS-MO"))
-            .transpose()
+        crate::mo::prepare(eval, self.cfg.mo.as_ref(), "DPS-MO")
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         Ok(State::initial_noise(

@@ -162,10 +162,6 @@ impl Eki {
         })?;
         Ok(Self { cfg, prior })
     }
-    /// The configuration.
-    pub fn config(&self) -> &EkiConfig {
-        &self.cfg
-    }
 
     /// The (possibly augmented) whitened residuals `g_j` of the ensemble `x` with predictions
     /// `y`: `r(y_j)`, followed for TEKI by `sqrt(lambda) (x_j - x_c)`.

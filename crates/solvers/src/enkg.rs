@@ -127,10 +127,6 @@ impl Enkg {
             .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &EnkgConfig {
-        &self.cfg
-    }
     /// Whether step `i` is guided: `start K < i < K - floor(end K)` (the reference's rule).
     pub fn is_guided(&self, i: usize) -> bool {
         let k = self.cfg.num_steps as f64;

@@ -149,10 +149,6 @@ impl Gsg {
             .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &GsgConfig {
-        &self.cfg
-    }
     /// Directions per estimate.
     pub fn num_directions(&self) -> usize {
         match self.cfg.scheme {

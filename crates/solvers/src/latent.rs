@@ -111,10 +111,6 @@ impl LatentOptimization {
         Ok(Self { cfg, sigmas })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &LatentConfig {
-        &self.cfg
-    }
 
     /// The generator `Phi(eps)`, returning the visited states `x_0..x_{K-1}` and `x_K`.
     fn generate(&self, eval: &Evaluator<'_>, eps: ArrayView2<'_, f32>, step: usize) -> Result<(Vec<Array2<f32>>, Array2<f32>)> {

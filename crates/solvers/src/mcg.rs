@@ -86,10 +86,6 @@ impl Mcg {
         }
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &McgConfig {
-        &self.cfg
-    }
 }
 
 impl Solver for Mcg {

@@ -36,6 +36,25 @@ use crate::kernels::{check_finite, normal_rows};
 use crate::problem::Evaluator;
 use crate::{Result, SolverError};
 
+/// What a solver with an optional MO plug-in requires: the gradient, and with MO an isotropic
+/// Gaussian likelihood (the SGLD loss is its residual).
+pub(crate) fn requirements(mo: Option<&MoConfig>) -> Vec<crate::Capability> {
+    let mut r = vec![crate::Capability::Gradient];
+    if mo.is_some() {
+        r.push(crate::Capability::GaussianLikelihood);
+    }
+    r
+}
+
+/// The Gaussian data the MO plug-in needs (once per problem), `None` without MO.
+pub(crate) fn prepare(
+    eval: &Evaluator<'_>,
+    mo: Option<&MoConfig>,
+    method: &str,
+) -> Result<Option<GaussianData>> {
+    mo.map(|_| GaussianData::probe(eval, method)).transpose()
+}
+
 /// Hyperparameters of the MO module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

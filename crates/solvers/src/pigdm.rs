@@ -112,10 +112,6 @@ impl Pigdm {
         }
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &PigdmConfig {
-        &self.cfg
-    }
 }
 
 impl Solver for Pigdm {

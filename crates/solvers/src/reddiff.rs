@@ -121,10 +121,6 @@ impl RedDiff {
         }
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &RedDiffConfig {
-        &self.cfg
-    }
 }
 
 impl Solver for RedDiff {
@@ -147,18 +143,10 @@ impl Solver for RedDiff {
         self.cfg.num_steps
     }
     fn requires(&self) -> Vec<Capability> {
-        let mut r = vec![Capability::Gradient];
-        if self.cfg.mo.is_some() {
-            r.push(Capability::GaussianLikelihood);
-        }
-        r
+        crate::mo::requirements(self.cfg.mo.as_ref())
     }
     fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
-        self.cfg
-            .mo
-            .as_ref()
-            .map(|_| GaussianData::probe(eval, "RED-diff-MO"))
-            .transpose()
+        crate::mo::prepare(eval, self.cfg.mo.as_ref(), "RED-diff-MO")
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<AdamState> {
         let d = eval.problem().dim();

@@ -102,10 +102,6 @@ impl Scg {
             .map_err(|e| SolverError::Config(e.to_string()))?;
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &ScgConfig {
-        &self.cfg
-    }
     /// Whether step `i` selects among candidates: `i >= floor(threshold K)`.
     pub fn is_guided(&self, i: usize) -> bool {
         i >= (self.cfg.threshold * self.cfg.num_steps as f64) as usize

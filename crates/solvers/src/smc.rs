@@ -105,10 +105,6 @@ impl Smc {
         }
         Ok(Self { cfg, sigmas })
     }
-    /// The configuration.
-    pub fn config(&self) -> &SmcConfig {
-        &self.cfg
-    }
 }
 
 /// Systematic resampling: ancestor indices for normalised weights `w` and one uniform `u`.
