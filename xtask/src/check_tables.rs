@@ -36,6 +36,9 @@ pub struct CheckArgs {
     /// Only these tables (`ns`, `blackhole:quick`, ...; default: every quoted table).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// With --run: build the runner in the dev profile (as `cargo xtask test` does).
+    #[arg(long)]
+    pub dev: bool,
 }
 
 /// One quoted table.
@@ -319,6 +322,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
                 seed: *seed,
                 resume: false,
                 extra: Vec::new(),
+                dev: args.dev,
             })?;
             dir
         } else {

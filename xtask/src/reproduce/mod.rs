@@ -34,6 +34,10 @@ pub struct ReproduceArgs {
     /// 3,256,256 --test-images faces.npy --lpips lpips.pt`.
     #[arg(last = true)]
     pub extra: Vec<String>,
+    /// Build the runner in the dev profile instead of release (what `cargo xtask test` uses for
+    /// its table check: the binary its tests already built).
+    #[arg(long, hide = true)]
+    pub dev: bool,
 }
 
 /// Every table this command knows.
@@ -87,15 +91,11 @@ fn spawn(table: &str, args: &ReproduceArgs) -> Result<()> {
         std::env::current_dir()?.join(&args.out)
     };
     let mut c = crate::cargo();
-    c.args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "diffinv-reproduce",
-        "--",
-        table,
-    ]);
+    c.args(["run", "--quiet"]);
+    if !args.dev {
+        c.arg("--release");
+    }
+    c.args(["-p", "diffinv-reproduce", "--", table]);
     c.arg(if args.full { "--full" } else { "--quick" });
     if args.resume {
         c.arg("--resume");
