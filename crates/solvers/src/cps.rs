@@ -137,6 +137,9 @@ impl Cps {
 }
 
 
+/// One chain's seeking step: the step length and the direction.
+type SeekStep = (f32, Array2<f32>);
+
 impl Solver for Cps {
     type Config = CpsConfig;
     type State = State;
@@ -224,7 +227,7 @@ impl Solver for Cps {
                 let (y, rgrad) = (lin.y, lin.r);
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
                 // Each chain's seeking direction from its own candidates (chains in parallel).
-                let steps: Vec<Result<Option<(f32, Array2<f32>)>>> = (0..b)
+                let steps: Vec<Result<Option<SeekStep>>> = (0..b)
                     .into_par_iter()
                     .map(|c| {
                         let rows = s![c * m..(c + 1) * m, ..];
