@@ -4,10 +4,15 @@
 //! - [`sliced_wasserstein`]: the sliced 2-Wasserstein distance between two sample sets,
 //! - [`relative_l2`], [`psnr`], [`mse`], [`data_misfit`], [`mean_error`],
 //! - [`spectrum`]: radially averaged energy spectra of 2-D periodic fields (Navier-Stokes samples
-//!   against data).
+//!   against data),
+//! - [`image_scores`]: PSNR and SSIM of a reconstructed image against the truth,
+//! - [`eht`]: the black-hole imaging scores of EnKG (Ensemble Kalman Diffusion Guidance,
+//!   arXiv 2409.20175): blurred PSNR at the EHT resolution, chi^2 folding, the reference
+//!   code's best-sample protocol.
 //!
 //! All inputs are `f32` batches with one sample per row; accumulation is in `f64`.
 
+pub mod eht;
 pub mod spectrum;
 pub mod ssim;
 
@@ -36,6 +41,14 @@ pub enum MetricError {
     /// An empty sample set or vector.
     #[error("{0} is empty")]
     Empty(&'static str),
+    /// A non-finite value where finite ones are required.
+    #[error("{what}: non-finite value at index {index}")]
+    NonFinite {
+        /// Which argument.
+        what: &'static str,
+        /// Flat index of the first non-finite value.
+        index: usize,
+    },
     /// A parameter outside its range.
     #[error("invalid parameter {name}: {reason}")]
     InvalidParameter {
@@ -193,6 +206,44 @@ pub fn mean_error(samples: ArrayView2<'_, f32>, reference_mean: ArrayView1<'_, f
     Ok((m.iter().zip(reference_mean.iter()).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / m.len() as f64).sqrt())
 }
 
+/// PSNR and SSIM of one image, see [`image_scores`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageScores {
+    /// PSNR (dB), peak `range`.
+    pub psnr: f64,
+    /// SSIM (Wang et al. 2004), data range `range`.
+    pub ssim: f64,
+}
+
+/// The imaging table's per-image scores of a reconstruction `x` against `truth`, both flat
+/// `(C, H, W)` images of `shape`: `psnr = 10 log10(range^2 / MSE)` ([`psnr`]) and the SSIM of
+/// [`ssim`] (11 x 11 Gaussian window, sigma 1.5, data range `range`); `range = 1` for images in
+/// `[0, 1]`.
+///
+/// Errors: an empty shape, `x` or `truth` not of `C H W` values, a non-finite pixel in either
+/// image, a `range` not finite and `> 0`, images smaller than the 11 x 11 SSIM window.
+pub fn image_scores(x: ArrayView1<'_, f32>, truth: ArrayView1<'_, f32>, shape: [usize; 3], range: f64) -> Result<ImageScores> {
+    let d = shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).ok_or(MetricError::InvalidParameter { name: "shape", reason: format!("{shape:?} overflows") })?;
+    if d == 0 {
+        return Err(MetricError::Empty("image shape"));
+    }
+    for (what, v) in [("image", x.view()), ("truth", truth.view())] {
+        if v.len() != d {
+            return Err(MetricError::Shape { what, expected: d, got: v.len() });
+        }
+        if let Some(index) = v.iter().position(|p| !p.is_finite()) {
+            return Err(MetricError::NonFinite { what, index });
+        }
+    }
+    let p = psnr(x, truth, range)?;
+    // The lengths match, so only a strided layout can refuse the reshape.
+    let shape_err = |what: &str| MetricError::InvalidParameter { name: "layout", reason: format!("{what} cannot be viewed as {shape:?}") };
+    let x3 = x.into_shape_with_order(shape).map_err(|_| shape_err("image"))?;
+    let t3 = truth.into_shape_with_order(shape).map_err(|_| shape_err("truth"))?;
+    let s = ssim(x3, t3, range)?;
+    Ok(ImageScores { psnr: p, ssim: s })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -237,5 +288,36 @@ mod tests {
         let s = array![[1.0f32, 2.0], [3.0, 4.0]];
         assert_relative_eq!(mean_error(s.view(), array![2.0, 3.0].view()).unwrap(), 0.0);
         assert_relative_eq!(data_misfit(array![1.0f32, 1.0].view(), array![0.0f32, 0.0].view()).unwrap(), 1.0);
+    }
+
+    #[test]
+    fn image_scores_are_psnr_and_ssim() {
+        let shape = [1, 12, 12];
+        let t = Array1::from_shape_fn(144, |k| ((k * 7) % 13) as f32 / 13.0);
+        let x = t.mapv(|v| (0.9 * v + 0.05).clamp(0.0, 1.0));
+        let s = image_scores(x.view(), t.view(), shape, 1.0).unwrap();
+        assert_eq!(s.psnr, psnr(x.view(), t.view(), 1.0).unwrap());
+        let want = ssim(x.view().into_shape_with_order(shape).unwrap(), t.view().into_shape_with_order(shape).unwrap(), 1.0).unwrap();
+        assert_eq!(s.ssim, want);
+        let same = image_scores(t.view(), t.view(), shape, 1.0).unwrap();
+        assert_eq!((same.psnr, same.ssim), (f64::INFINITY, 1.0));
+    }
+
+    #[test]
+    fn image_scores_reject_bad_input() {
+        let shape = [1, 12, 12];
+        let t = Array1::from_elem(144, 0.5f32);
+        let short = Array1::from_elem(143, 0.5f32);
+        assert_eq!(image_scores(t.view(), t.view(), [0, 12, 12], 1.0), Err(MetricError::Empty("image shape")));
+        assert_eq!(image_scores(short.view(), t.view(), shape, 1.0), Err(MetricError::Shape { what: "image", expected: 144, got: 143 }));
+        assert_eq!(image_scores(t.view(), short.view(), shape, 1.0), Err(MetricError::Shape { what: "truth", expected: 144, got: 143 }));
+        let mut bad = t.clone();
+        bad[5] = f32::NAN;
+        assert_eq!(image_scores(bad.view(), t.view(), shape, 1.0), Err(MetricError::NonFinite { what: "image", index: 5 }));
+        assert_eq!(image_scores(t.view(), bad.view(), shape, 1.0), Err(MetricError::NonFinite { what: "truth", index: 5 }));
+        assert!(matches!(image_scores(t.view(), t.view(), shape, f64::NAN), Err(MetricError::InvalidParameter { name: "range", .. })));
+        let small = Array1::from_elem(16, 0.5f32);
+        assert!(matches!(image_scores(small.view(), small.view(), [1, 4, 4], 1.0), Err(MetricError::InvalidParameter { name: "image size", .. })));
+        assert!(matches!(image_scores(t.view(), t.view(), [usize::MAX, 2, 1], 1.0), Err(MetricError::InvalidParameter { name: "shape", .. })));
     }
 }

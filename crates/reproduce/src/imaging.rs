@@ -378,12 +378,8 @@ pub fn imaging(
                         .unwrap_or_else(|| Array1::zeros(d));
                     let recon = to_x(zmean.view());
                     let truth = images.row(i);
-                    let psnr = diffinv_metrics::psnr(recon.view(), truth, 1.0)?;
-                    let ssim = diffinv_metrics::ssim::ssim(
-                        recon.view().into_shape_with_order(shape)?,
-                        truth.into_shape_with_order(shape)?,
-                        1.0,
-                    )?;
+                    let diffinv_metrics::ImageScores { psnr, ssim } =
+                        diffinv_metrics::image_scores(recon.view(), truth, shape, 1.0)?;
                     let lp = match &lpips {
                         Some(l) => Some(l.distance(recon.view(), truth, shape)?),
                         None => None,

@@ -110,80 +110,7 @@ pub fn validate(table: &str, req: &Request, operator_input: &[usize]) -> Result<
     Ok(spec)
 }
 
-/// Gaussian blur of an `n x n` image with standard deviation `sigma_px` pixels (kernel
-/// truncated at 4 sigma and renormalised; zero padding).
-pub fn gaussian_blur(img: &[f32], n: usize, sigma_px: f64) -> Vec<f32> {
-    let r = (4.0 * sigma_px).ceil() as i64;
-    let k: Vec<f64> = (-r..=r)
-        .map(|i| (-(i * i) as f64 / (2.0 * sigma_px * sigma_px)).exp())
-        .collect();
-    let s: f64 = k.iter().sum();
-    let k: Vec<f64> = k.iter().map(|v| v / s).collect();
-    let pass = |src: &[f64], horizontal: bool| -> Vec<f64> {
-        let mut out = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                let mut acc = 0.0;
-                for (t, kv) in k.iter().enumerate() {
-                    let o = t as i64 - r;
-                    let (ii, jj) = if horizontal {
-                        (i as i64, j as i64 + o)
-                    } else {
-                        (i as i64 + o, j as i64)
-                    };
-                    if ii >= 0 && jj >= 0 && (ii as usize) < n && (jj as usize) < n {
-                        acc += kv * src[ii as usize * n + jj as usize];
-                    }
-                }
-                out[i * n + j] = acc;
-            }
-        }
-        out
-    };
-    let src: Vec<f64> = img.iter().map(|v| *v as f64).collect();
-    pass(&pass(&src, true), false)
-        .iter()
-        .map(|v| *v as f32)
-        .collect()
-}
-
-/// FWHM of the black-hole evaluation blur: 20 micro-arcseconds, the nominal resolution of the
-/// EHT 2017 array at 230 GHz (lambda / |b|_max ~ 1.3 mm / 10^4 km ~ 25 uas; EHTC 2019 uses
-/// a 20 uas beam), i.e. 8 pixels of 2.5 uas on the 64 x 64, 160 uas grid.
-pub const BLUR_FWHM_UAS: f64 = 20.0;
-
-/// Largest shift (pixels, each axis) of the alignment search of [`reference_protocol`]: 8 px =
-/// 20 uas on the 2.5 uas grid, larger than the m-rings' centre jitter (3 uas).
-pub const ALIGN_MAX_SHIFT: i64 = 8;
-
-/// `img` (n x n) moved by `(dy, dx)` pixels, zero fill.
-fn shifted(img: &[f32], n: usize, dy: i64, dx: i64) -> Vec<f32> {
-    let mut out = vec![0.0f32; n * n];
-    let n_i = n as i64;
-    for i in 0..n_i {
-        let si = i - dy;
-        if !(0..n_i).contains(&si) {
-            continue;
-        }
-        for j in 0..n_i {
-            let sj = j - dx;
-            if (0..n_i).contains(&sj) {
-                out[(i * n_i + j) as usize] = img[(si * n_i + sj) as usize];
-            }
-        }
-    }
-    out
-}
-
-/// `chi^2 -> 1 / chi^2` below 1 (over-fitting counts as much as under-fitting), the folding of
-/// the reference's `normalize_chisq`.
-pub fn fold_chi2(c: f64) -> f64 {
-    if c > 0.0 && c < 1.0 {
-        1.0 / c
-    } else {
-        c
-    }
-}
+pub use diffinv_metrics::eht::{fold_chi2, ALIGN_MAX_SHIFT, BLUR_FWHM_UAS};
 
 /// The black-hole metrics under the EnKG reference's evaluation protocol (enkg-pytorch
 /// `BlackHoleEvaluator`), which scores every final sample and reports the best one:
@@ -207,41 +134,15 @@ pub fn reference_protocol(
     op: &ClosureForward,
     lik: &ClosureLikelihood,
 ) -> Result<Vec<(String, f64)>> {
-    let clip = |v: &[f32]| -> Vec<f32> { v.iter().map(|x| x.clamp(0.0, 1.0)).collect() };
-    let t = Array1::from(clip(truth));
-    let tb = Array1::from(gaussian_blur(&clip(truth), n, sigma_px));
-    let (mut best_p, mut best_b) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
-    for row in samples.rows() {
-        let x = clip(&row.to_vec());
-        let (mut p_best, mut aligned) = (f64::NEG_INFINITY, x.clone());
-        for dy in -ALIGN_MAX_SHIFT..=ALIGN_MAX_SHIFT {
-            for dx in -ALIGN_MAX_SHIFT..=ALIGN_MAX_SHIFT {
-                let s = Array1::from(shifted(&x, n, dy, dx));
-                let p = diffinv_metrics::psnr(s.view(), t.view(), 1.0)?;
-                if p > p_best {
-                    p_best = p;
-                    aligned = s.to_vec();
-                }
-            }
-        }
-        best_p = best_p.max(p_best);
-        let b = Array1::from(gaussian_blur(&aligned, n, sigma_px));
-        best_b = best_b.max(diffinv_metrics::psnr(b.view(), tb.view(), 1.0)?);
-    }
     let y = op.forward(samples.view())?;
-    let (mut cp, mut ca) = (f64::INFINITY, f64::INFINITY);
-    for row in y.rows() {
-        let (a, b) = lik.reduced_chi2(&row.to_vec())?;
-        cp = cp.min(fold_chi2(a));
-        ca = ca.min(fold_chi2(b));
-    }
-    Ok(vec![
-        ("psnr".into(), best_p),
-        ("blurred_psnr".into(), best_b),
-        ("chi2_cphase".into(), cp),
-        ("chi2_logcamp".into(), ca),
-        ("samples".into(), samples.nrows() as f64),
-    ])
+    let chi2 = y
+        .rows()
+        .into_iter()
+        .map(|row| lik.reduced_chi2(&row.to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let t = ndarray::ArrayView1::from(truth);
+    let m = diffinv_metrics::eht::reference_protocol(samples.view(), t, n, sigma_px, &chi2)?;
+    Ok(m.named())
 }
 
 /// Samples, cost and `(step, misfit)` of one run.
@@ -511,7 +412,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
         "shape mismatch: test images have {} pixels, the operator {d}",
         imgs.ncols()
     );
-    let sigma_px = BLUR_FWHM_UAS / (fov / n as f64) / (8.0 * 2f64.ln()).sqrt();
+    let sigma_px = diffinv_metrics::eht::blur_sigma_px(fov, n)?;
     let mut header = vec![
         "method",
         "psnr",
@@ -558,9 +459,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
                 let recon = mean_row(&x);
                 let truth = imgs.row(c);
                 let psnr = diffinv_metrics::psnr(recon.view(), truth, 1.0)?;
-                let rb = Array1::from(gaussian_blur(recon.as_slice().unwrap_or(&[]), n, sigma_px));
-                let tb = Array1::from(gaussian_blur(&truth.to_vec(), n, sigma_px));
-                let bpsnr = diffinv_metrics::psnr(rb.view(), tb.view(), 1.0)?;
+                let bpsnr = diffinv_metrics::eht::blurred_psnr(recon.view(), truth, n, sigma_px, 1.0)?;
                 let y = op.forward(recon.view().insert_axis(Axis(0)))?;
                 let (cp, ca) = lik.reduced_chi2(y.row(0).as_slice().unwrap_or(&[]))?;
                 let reference = reference_protocol(&x, &truth.to_vec(), n, sigma_px, &op, lik)?;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use diffinv_operators::navier_stokes::dataset::write_npy_f32;
 use diffinv_operators::navier_stokes::grf::GaussianRandomField;
 use diffinv_reproduce::setup::{validate_methods, PriorSpec, SetupError};
-use diffinv_reproduce::tables::{black_hole, gaussian_blur, navier_stokes, Request};
+use diffinv_reproduce::tables::{black_hole, navier_stokes, Request};
 use diffinv_reproduce::Preset;
 use rand::SeedableRng;
 
@@ -89,22 +89,6 @@ fn unknown_method_missing_prior_and_shape_mismatch_fail_with_one_line() {
         format!("{e:#}").contains("unknown method \"nope\""),
         "{e:#}"
     );
-}
-
-#[test]
-fn gaussian_blur_preserves_mass_and_matches_the_kernel_width() {
-    // A centred point spreads into a Gaussian of the requested width: the second moment of
-    // the blurred image along one axis is sigma^2 (within truncation and discretisation).
-    let n = 33;
-    let mut img = vec![0.0f32; n * n];
-    img[16 * n + 16] = 1.0;
-    let b = gaussian_blur(&img, n, 2.0);
-    let mass: f64 = b.iter().map(|v| *v as f64).sum();
-    approx::assert_abs_diff_eq!(mass, 1.0, epsilon = 1e-5);
-    let var: f64 = (0..n * n)
-        .map(|k| b[k] as f64 * ((k / n) as f64 - 16.0).powi(2))
-        .sum();
-    approx::assert_abs_diff_eq!(var, 4.0, epsilon = 3e-3);
 }
 
 #[test]
