@@ -29,12 +29,12 @@
 use diffinv_priors::rng::tags;
 use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::finite_mean;
 use crate::problem::{first_non_finite_row, Evaluator};
-use crate::solver::{Solver, SolverState, StepInfo};
+use crate::solver::{Solver, StepInfo};
 use crate::kernels::{add_noise, drift, normal_rows, row_norms, vp_scale};
 use crate::{Result, SolverError};
 
@@ -159,17 +159,7 @@ pub struct DpgState {
     pub seed: u64,
 }
 
-impl SolverState for DpgState {
-    fn particles(&self) -> ArrayView2<'_, f32> {
-        self.x.view()
-    }
-    fn step(&self) -> usize {
-        self.step
-    }
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-}
+crate::solver::impl_solver_state!(DpgState);
 
 impl Solver for Dpg {
     type Config = DpgConfig;

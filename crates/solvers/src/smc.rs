@@ -41,7 +41,7 @@
 use diffinv_priors::rng::{stream, tags as prior_tags};
 use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,7 @@ use crate::kernels::check_common;
 use crate::guidance::{data_gradient, tags, GaussianData};
 use crate::kernels::{check_finite, normal_rows, row_dots};
 use crate::problem::{Capability, Evaluator};
-use crate::solver::{Solver, SolverState, StepInfo};
+use crate::solver::{Solver, StepInfo};
 use crate::{Result, SolverError};
 
 /// Hyperparameters of [`Smc`].
@@ -152,17 +152,7 @@ pub struct SmcState {
     pub seed: u64,
 }
 
-impl SolverState for SmcState {
-    fn particles(&self) -> ArrayView2<'_, f32> {
-        self.x.view()
-    }
-    fn step(&self) -> usize {
-        self.step
-    }
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-}
+crate::solver::impl_solver_state!(SmcState);
 
 impl Solver for Smc {
     type Config = SmcConfig;

@@ -28,6 +28,25 @@ pub trait SolverState: Clone + Debug + Send + Sync + Serialize + DeserializeOwne
     fn seed(&self) -> u64;
 }
 
+/// `SolverState` for a state struct with the fields `x: Array2<f32>` (the particles),
+/// `step: usize` and `seed: u64`.
+macro_rules! impl_solver_state {
+    ($t:ty) => {
+        impl $crate::solver::SolverState for $t {
+            fn particles(&self) -> ndarray::ArrayView2<'_, f32> {
+                self.x.view()
+            }
+            fn step(&self) -> usize {
+                self.step
+            }
+            fn seed(&self) -> u64 {
+                self.seed
+            }
+        }
+    };
+}
+pub(crate) use impl_solver_state;
+
 /// The state of the solvers that carry nothing but their particles.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -51,17 +70,7 @@ impl State {
     }
 }
 
-impl SolverState for State {
-    fn particles(&self) -> ArrayView2<'_, f32> {
-        self.x.view()
-    }
-    fn step(&self) -> usize {
-        self.step
-    }
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-}
+crate::solver::impl_solver_state!(State);
 
 /// The first and second moments of an Adam optimiser (Kingma & Ba 2015) over `(N, d)`
 /// parameters, carried in the state of the optimisation-based solvers (RED-diff, DMPlug) so
@@ -98,17 +107,7 @@ pub struct AdamState {
     pub seed: u64,
 }
 
-impl SolverState for AdamState {
-    fn particles(&self) -> ArrayView2<'_, f32> {
-        self.x.view()
-    }
-    fn step(&self) -> usize {
-        self.step
-    }
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-}
+crate::solver::impl_solver_state!(AdamState);
 
 /// What a step reports to the observers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

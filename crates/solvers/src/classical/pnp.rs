@@ -26,13 +26,13 @@
 //!
 //! Both carry no randomness; their state for PnP-ADMM is `[x | z | u]` (`3 d` columns).
 
-use ndarray::{Array2, ArrayView2, Zip};
+use ndarray::{Array2, Zip};
 use serde::{Deserialize, Serialize};
 
 
 use crate::cg::{CgOptions, LinearGaussianData};
 use crate::problem::{Capability, Evaluator};
-use crate::solver::{Solver, SolverState, State, StepInfo};
+use crate::solver::{Solver, State, StepInfo};
 use crate::{Result, SolverError};
 
 fn check_plug_and_play(sigma: f64, scale: f64, steps: usize, cg: &CgOptions) -> Result<()> {
@@ -116,17 +116,7 @@ pub struct AdmmState {
     pub seed: u64,
 }
 
-impl SolverState for AdmmState {
-    fn particles(&self) -> ArrayView2<'_, f32> {
-        self.x.view()
-    }
-    fn step(&self) -> usize {
-        self.step
-    }
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-}
+crate::solver::impl_solver_state!(AdmmState);
 
 impl Solver for PnpAdmm {
     type Config = PnpAdmmConfig;

@@ -16,13 +16,13 @@
 //! `D(p) = -<y, div p> - ||div p||^2 / (2 w)`, and the gap `P(x) - D(p)` certifies convergence
 //! (see the test). The state carries `[x | xbar | p]` as `4 d` columns.
 
-use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayView4, Zip};
+use ndarray::{s, Array2, Array3, Array4, ArrayView3, ArrayView4, Zip};
 use serde::{Deserialize, Serialize};
 
 
 use crate::cg::{CgOptions, LinearGaussianData};
 use crate::problem::{Capability, Evaluator};
-use crate::solver::{Solver, SolverState, StepInfo};
+use crate::solver::{Solver, StepInfo};
 use crate::{Result, SolverError};
 
 /// Forward-difference gradient of a `(C, H, W)` image: `(2, C, H, W)`, component 0 along `H`,
@@ -188,17 +188,7 @@ pub struct TvState {
     pub seed: u64,
 }
 
-impl SolverState for TvState {
-    fn particles(&self) -> ArrayView2<'_, f32> {
-        self.x.view()
-    }
-    fn step(&self) -> usize {
-        self.step
-    }
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-}
+crate::solver::impl_solver_state!(TvState);
 
 impl Solver for TotalVariation {
     type Config = TvConfig;
