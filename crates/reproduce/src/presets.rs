@@ -13,6 +13,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{bail, Context, Result};
 use diffinv_solvers::{registry, DynSolver};
@@ -129,14 +130,26 @@ impl TablePreset {
         }
         Ok(p)
     }
-    /// The embedded preset of `table` at `preset`.
+    /// The embedded preset of `table` at `preset`, parsed and validated once per process (the
+    /// tables ask for a row's solver at every case).
     pub fn get(table: &str, preset: Preset) -> Result<Self> {
+        static PARSED: OnceLock<Mutex<BTreeMap<(String, &'static str), TablePreset>>> =
+            OnceLock::new();
         let name = preset.name();
+        let cache = PARSED.get_or_init(|| Mutex::new(BTreeMap::new()));
+        let key = (table.to_string(), name);
+        if let Some(p) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(p);
+        }
         let (_, _, text) = FILES
             .iter()
             .find(|(t, p, _)| *t == table && *p == name)
             .with_context(|| format!("table {table} has no {name} preset"))?;
-        Self::parse(&format!("configs/tables/{table}-{name}.toml"), text)
+        let parsed = Self::parse(&format!("configs/tables/{table}-{name}.toml"), text)?;
+        if let Ok(mut c) = cache.lock() {
+            c.insert(key, parsed.clone());
+        }
+        Ok(parsed)
     }
     /// The row labelled `label`.
     pub fn row(&self, label: &str) -> Result<&RowSpec> {
