@@ -64,4 +64,13 @@ pub enum OperatorError {
     /// The operation is not provided by this model.
     #[error("{0} is not supported by this operator")]
     Unsupported(&'static str),
+    /// The model cannot evaluate anything any more (an external simulator that fails to start,
+    /// or keeps crashing past its restart limit). Unlike [`OperatorError::SampleFailed`] this
+    /// ends the run: no failure policy can recover from it.
+    #[error("the forward model stopped: {0}")]
+    Stopped(String),
+    /// The evaluation was cancelled from outside (Ctrl-C, SIGTERM) before it finished; nothing
+    /// of the interrupted batch is returned.
+    #[error("the forward model was interrupted")]
+    Interrupted,
 }

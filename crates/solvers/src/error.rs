@@ -48,6 +48,14 @@ pub enum SolverError {
         /// Solver step.
         step: usize,
     },
+    /// The run was cancelled from outside (a cancellation flag set by Ctrl-C or SIGTERM, see
+    /// [`Runner::with_cancel`](crate::Runner::with_cancel)) before step `step` finished. A
+    /// checkpointed run holds every finished step and resumes from there.
+    #[error("interrupted before step {step} finished")]
+    Interrupted {
+        /// The step that was not finished (the number of finished steps).
+        step: usize,
+    },
     /// Ensemble algebra failed.
     #[error("ensemble update failed at step {step}: {source}")]
     Ensemble {

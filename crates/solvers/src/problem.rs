@@ -748,6 +748,7 @@ pub fn operator_error(e: OperatorError, step: usize) -> SolverError {
             particle: row,
             step,
         },
+        OperatorError::Interrupted => SolverError::Interrupted { step },
         source => SolverError::Forward { step, source },
     }
 }

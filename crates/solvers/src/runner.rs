@@ -286,6 +286,7 @@ pub struct Runner<'a> {
     checkpoint: Option<PathBuf>,
     checkpoint_interval: std::time::Duration,
     max_steps: Option<usize>,
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl std::fmt::Debug for Runner<'_> {
@@ -306,6 +307,7 @@ impl<'a> Runner<'a> {
             checkpoint: None,
             checkpoint_interval: std::time::Duration::ZERO,
             max_steps: None,
+            cancel: None,
         }
     }
     /// Checkpoint to `path` after every step, and resume from it when it exists: a run killed
@@ -329,6 +331,19 @@ impl<'a> Runner<'a> {
     /// deterministic for tests): [`run`](Self::run) then [`run_partial`](Self::run_partial) returns `Ok(None)`.
     pub fn stop_after(mut self, n: usize) -> Self {
         self.max_steps = Some(n);
+        self
+    }
+    /// Stop the run when `flag` becomes true (set it from a Ctrl-C or SIGTERM handler). The
+    /// runner looks at it before every step: it then writes the checkpoint if the last finished
+    /// step is not saved yet and returns [`SolverError::Interrupted`]. A forward model that
+    /// watches the same flag (diffinv-process's worker pool does) abandons its batch at once
+    /// with [`OperatorError::Interrupted`](diffinv_operators::OperatorError::Interrupted),
+    /// which also ends the run as `Interrupted`; the step it was in is then not finished and
+    /// not saved, so pair the flag with a checkpoint saved after every step (the default
+    /// interval) to lose nothing: `--resume` redoes only the interrupted step and ends with the
+    /// same samples as an uninterrupted run.
+    pub fn with_cancel(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.cancel = Some(flag);
         self
     }
     /// Add an observer.
@@ -414,6 +429,18 @@ impl<'a> Runner<'a> {
                     save(path, &state, &log, eval.cost())?;
                 }
                 return Ok(None);
+            }
+            if self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                if let (Some(path), true) = (&self.checkpoint, unsaved) {
+                    save(path, &state, &log, eval.cost())?;
+                }
+                return Err(SolverError::Interrupted {
+                    step: state.view().step,
+                });
             }
             done_here += 1;
             let before = state.view().step;

@@ -193,3 +193,42 @@ fn a_checkpoint_refuses_another_configuration_naming_the_field() {
     assert!(err.contains("truncated header"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_cancelled_run_stops_saves_and_resumes_to_the_same_samples() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let prior = gmm();
+    let a = matrix();
+    let lik = GaussianLikelihood::new(array![0.3f32, -0.2, 0.4], 0.1).unwrap();
+    let flag = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    // A closure model that "receives Ctrl-C" during its 4th batch (the flag is set, the batch
+    // still finishes, as an in-process model's does).
+    let (f2, c2, a2) = (flag.clone(), calls.clone(), a.clone());
+    let g = FnForward::new(4, 3, move |x: &[f32]| {
+        if c2.fetch_add(1, Ordering::SeqCst) == 20 {
+            f2.store(true, Ordering::SeqCst);
+        }
+        (0..3).map(|i| (0..4).map(|k| a2[[i, k]] * x[k]).sum()).collect()
+    });
+    let problem = Problem::new(&prior, &g, &lik).unwrap();
+    let dir = std::env::temp_dir().join(format!("diffinv-cancel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("enkg.ckpt");
+    let _ = std::fs::remove_file(&path);
+    let enkg = registry::build("EnKG", &json!({ "num_particles": 8, "num_steps": 6 })).unwrap();
+    let err = Runner::new(problem)
+        .with_checkpoint(&path)
+        .with_cancel(flag.clone())
+        .run(enkg.as_ref(), 3)
+        .unwrap_err();
+    let SolverError::Interrupted { step } = err else { panic!("{err}") };
+    assert!(step > 0 && step < 6, "{step}");
+    assert_eq!(Checkpoint::load(&path).unwrap().step, step);
+    flag.store(false, Ordering::SeqCst);
+    let resumed = Runner::new(problem).with_checkpoint(&path).run(enkg.as_ref(), 3).unwrap();
+    let straight = Runner::new(problem).run(enkg.as_ref(), 3).unwrap();
+    assert_eq!(resumed.samples, straight.samples);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
