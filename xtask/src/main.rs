@@ -70,6 +70,7 @@ fn cargo() -> Command {
 
 fn run_tests(extra: &[String]) -> Result<()> {
     let env = torch_env::ensure()?;
+    torch_env::ensure_test_packages(&env)?;
     let mut c = cargo();
     c.args(["test", "--workspace", "--all-targets"]);
     c.args(extra);

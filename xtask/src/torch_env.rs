@@ -144,6 +144,39 @@ pub fn ensure() -> Result<TorchEnv> {
     Ok(venv_env(&venv, &dir, python))
 }
 
+/// The Python packages the tests use besides torch, pinned: numpy (the simulator workers'
+/// helper `diffinv_worker` and the Python package's arrays), pytest (the Python package's test
+/// suite) and maturin (builds the Python package).
+pub const TEST_PACKAGES: &[&str] = &["numpy==2.3.5", "pytest==8.4.2", "maturin==1.9.6"];
+
+/// Install [`TEST_PACKAGES`] into the cached virtual environment of `env` when they are missing
+/// (once; a stamp records it). Where the user brought their own torch (`LIBTORCH`,
+/// `LIBTORCH_USE_PYTORCH=1`) nothing is installed: their `python3` is used as it is.
+pub fn ensure_test_packages(env: &TorchEnv) -> Result<()> {
+    let Some(venv) = env.python.parent().and_then(Path::parent) else {
+        return Ok(());
+    };
+    if !venv.join("pyvenv.cfg").exists() {
+        return Ok(());
+    }
+    let stamp = venv.join("diffinv-test-packages");
+    let want = TEST_PACKAGES.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {} into {}", TEST_PACKAGES.join(" "), venv.display());
+    let st = Command::new(&env.python)
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"])
+        .args(TEST_PACKAGES)
+        .status()
+        .context("running pip")?;
+    if !st.success() {
+        bail!("pip install {} failed", TEST_PACKAGES.join(" "));
+    }
+    let _ = std::fs::write(&stamp, want);
+    Ok(())
+}
+
 /// Name of the stamp file inside the virtual environment.
 const STAMP: &str = "diffinv-torch-ready";
 
