@@ -124,17 +124,25 @@ pub enum BatchForm {
 }
 
 /// Read a batch for a model with input shape `input`: `(d,)`, `(n, d)`, `input` or
-/// `(n, *input)`. Returns the flat `(n, d)` batch and how it was shaped.
+/// `(n, *input)`; for one-channel images `(1, H, W)` also `(H, W)` and `(n, H, W)`. Returns the
+/// flat `(n, d)` batch and how it was shaped.
 pub fn batch(a: ArrayD<f32>, what: &str, input: &[usize]) -> PyResult<(Array2<f32>, BatchForm)> {
     let d: usize = input.iter().product();
     let shape = a.shape().to_vec();
+    let squeezed: &[usize] = match input {
+        [1, rest @ ..] if rest.len() >= 2 => rest,
+        _ => input,
+    };
     let (n, form) = if shape.len() == 1 && shape[0] == d {
         (1, BatchForm::Single)
     } else if shape.len() == 2 && shape[1] == d {
         (shape[0], BatchForm::Flat)
-    } else if input.len() > 1 && shape == input {
+    } else if input.len() > 1 && (shape == input || shape == squeezed) {
         (1, BatchForm::SingleShaped)
-    } else if input.len() > 1 && shape.len() == input.len() + 1 && shape[1..] == *input {
+    } else if input.len() > 1
+        && ((shape.len() == input.len() + 1 && shape[1..] == *input)
+            || (shape.len() == squeezed.len() + 1 && shape[1..] == *squeezed))
+    {
         (shape[0], BatchForm::Shaped)
     } else {
         let shaped = if input.len() > 1 {
