@@ -1,7 +1,9 @@
 //! `cargo xtask`: the commands a user types (see README.md).
 //!
 //! - `cargo xtask reproduce [TABLE ...] [--quick | --full] [--out DIR] [--seed S]`
-//! - `cargo xtask test [-- CARGO TEST ARGS]`
+//! - `cargo xtask test [-- CARGO TEST ARGS]`: cargo tests, doc tests, the Python package's pytest
+//!   suite, the quoted tables, clippy
+//! - `cargo xtask test-python`: only the Python package's pytest suite
 //! - `cargo xtask check-tables [--run]`: the tables quoted in docs/ equal the code's
 //! - `cargo xtask bench NAME`
 //! - `cargo xtask data NAME`
@@ -12,6 +14,7 @@ mod bench;
 mod check_tables;
 mod data;
 mod plot;
+mod python;
 mod report;
 mod reproduce;
 mod torch_env;
@@ -45,6 +48,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Only the Python package's pytest suite (builds the workspace's tests first).
+    TestPython,
     /// Side-by-side performance comparison against PyTorch; prints one JSON line last.
     Bench(bench::BenchArgs),
     /// Generate a data set.
@@ -73,13 +78,17 @@ fn run_tests(extra: &[String]) -> Result<()> {
     torch_env::ensure_test_packages(&env)?;
     let mut c = cargo();
     c.args(["test", "--workspace", "--all-targets"]);
+    // The Python package's extension with its neural priors is part of the build (its pytest
+    // suite below uses that very cdylib, see python.rs).
+    c.args(python::WORKSPACE_FEATURES);
     c.args(extra);
     env.apply(&mut c);
     // Tests that compare against PyTorch skip themselves when DIFFINV_PYTHON is unset (a plain
     // `cargo test`); under xtask they must run.
     c.env("DIFFINV_REQUIRE_PYTHON", "1");
     eprintln!(
-        "xtask: cargo test --workspace --all-targets {}",
+        "xtask: cargo test --workspace --all-targets {} {}",
+        python::WORKSPACE_FEATURES.join(" "),
         extra.join(" ")
     );
     let st = c.status().context("running cargo test")?;
@@ -94,6 +103,9 @@ fn run_tests(extra: &[String]) -> Result<()> {
     if !st.success() {
         bail!("doc tests failed");
     }
+    // The Python package (crates/python): built into the test environment, then its pytest
+    // suite.
+    python::run_tests(&env)?;
     // The tables quoted in docs/ that fit this command's time budget (the Navier-Stokes quick
     // table, about 2 minutes) must equal what the code produces; the others are checked by
     // `cargo xtask check-tables --run`.
@@ -123,16 +135,14 @@ fn run_clippy(env: &torch_env::TorchEnv) -> Result<()> {
         return Ok(());
     }
     let mut c = cargo();
-    c.args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]);
+    c.args(["clippy", "--workspace", "--all-targets"])
+        .args(python::WORKSPACE_FEATURES)
+        .args(["--", "-D", "warnings"]);
     env.apply(&mut c);
-    eprintln!("xtask: cargo clippy --workspace --all-targets -- -D warnings");
+    eprintln!(
+        "xtask: cargo clippy --workspace --all-targets {} -- -D warnings",
+        python::WORKSPACE_FEATURES.join(" ")
+    );
     let st = c.status().context("running cargo clippy")?;
     if !st.success() {
         bail!("clippy found warnings");
@@ -145,6 +155,11 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Reproduce(args) => reproduce::run(args),
         Cmd::Test { args } => run_tests(&args),
+        Cmd::TestPython => {
+            let env = torch_env::ensure()?;
+            torch_env::ensure_test_packages(&env)?;
+            python::run_tests(&env)
+        }
         Cmd::CheckTables(args) => check_tables::run(args),
         Cmd::Bench(args) => {
             // The PyTorch side of every comparison runs in the bootstrapped environment.

@@ -3,6 +3,7 @@
 
 mod ensemble;
 mod ns;
+mod python;
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -10,7 +11,7 @@ use clap::Args;
 /// Arguments of `cargo xtask bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: `ensemble` or `ns`.
+    /// Which benchmark: `ensemble`, `ns` or `python`.
     pub name: String,
     /// Run a shorter version (fewer repetitions), for smoke tests.
     #[arg(long)]
@@ -22,6 +23,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.name.as_str() {
         "ensemble" => ensemble::run(&args),
         "ns" => ns::run(&args),
-        other => bail!("unknown benchmark {other:?}; known: ensemble, ns"),
+        "python" => python::run(&args),
+        other => bail!("unknown benchmark {other:?}; known: ensemble, ns, python"),
     }
 }
