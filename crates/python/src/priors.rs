@@ -580,11 +580,9 @@ mod neural {
         fn __repr__(slf: &Bound<'_, Self>) -> String {
             let p = slf.as_super().get();
             format!(
-                "TrainedPrior({:?}, shape={}, shift={}, scale={})",
+                "TrainedPrior({:?}, shape={})",
                 slf.get().folder.display().to_string(),
-                shape_str(&p.shape),
-                p.shift,
-                p.scale
+                shape_str(&p.shape)
             )
         }
     }

@@ -5,6 +5,7 @@ the parameters of the analytic priors): lists, ints, other float widths and non-
 arrays are accepted and copied; complex, object and string arrays raise ``TypeError``.
 """
 
+import pathlib
 from os import PathLike
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -72,7 +73,7 @@ class TrainedPrior(Prior):
 
     def __new__(cls, folder: Path, device: str = "cpu", batch_size: int = 64) -> "TrainedPrior": ...
     @property
-    def folder(self) -> str: ...
+    def folder(self) -> pathlib.Path: ...
 
 class TorchScriptPrior(Prior):
     """A TorchScript prior, kind "edm" or "vp-eps" (needs a build with libtorch)."""
@@ -88,7 +89,7 @@ class TorchScriptPrior(Prior):
         scale: float = 1.0,
     ) -> "TorchScriptPrior": ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path: ...
 
 # --- forward models -----------------------------------------------------------------------
 
