@@ -402,9 +402,10 @@ impl GaussianMixture {
 #[cfg(not(feature = "torch"))]
 fn no_torch(what: &str) -> PyErr {
     PyImportError::new_err(format!(
-        "diffinv was built without libtorch support, so {what} is unavailable: reinstall with \
-         `LIBTORCH_USE_PYTORCH=1 pip install ./crates/python --config-settings=build-args=\"--features torch\"` \
-         (needs torch=={TORCH_VERSION} installed)"
+        "diffinv was built without libtorch support, so {what} is unavailable: reinstall, in the \
+         activated virtual environment, with `pip install torch=={TORCH_VERSION} maturin==1.9.6` then \
+         `LIBTORCH_USE_PYTORCH=1 pip install --no-build-isolation ./crates/python \
+         --config-settings=build-args=\"--features torch\"` (docs/python.md)"
     ))
 }
 
