@@ -134,6 +134,7 @@ def methods() -> List[Method]:
     >>> [m.name for m in diffinv.methods()][:2]
     ['EnKG', 'CPS']
     >>> diffinv.methods()[0].defaults["num_particles"]
+    512
     """
     return [Method(**m) for m in _ext.methods()]
 
