@@ -102,18 +102,7 @@ pub fn stage(env: &TorchEnv) -> Result<Option<PathBuf>> {
     if shared.as_deref() != Some("1") {
         return maturin_develop(env);
     }
-    let mut c = crate::cargo();
-    c.args(["test", "--workspace", "--all-targets", "--no-run", "--quiet"])
-        .args(WORKSPACE_FEATURES);
-    env.apply(&mut c);
-    let st = c.status().context("running cargo test --no-run")?;
-    if !st.success() {
-        bail!("building the workspace (with the Python package's extension) failed");
-    }
-    let lib = target_dir().join("debug").join("lib_diffinv.so");
-    if !lib.is_file() {
-        bail!("{} was not built", lib.display());
-    }
+    let lib = built_extension(env)?;
     let suffix = python_says(env, "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
         .context("asking python for its extension suffix")?;
     let dir = target_dir().join("python");
@@ -121,6 +110,43 @@ pub fn stage(env: &TorchEnv) -> Result<Option<PathBuf>> {
     let dest = pkg.join(format!("_diffinv{suffix}"));
     std::fs::copy(&lib, &dest).with_context(|| format!("copying {} to {}", lib.display(), dest.display()))?;
     Ok(Some(dir))
+}
+
+/// The extension module (`lib_diffinv.so`) of the workspace's test build: `cargo test
+/// --workspace --all-targets --no-run` (a no-op right after `cargo test`), its path read from
+/// cargo's artifact messages (a cdylib built as a dependency stays in `deps/`).
+fn built_extension(env: &TorchEnv) -> Result<PathBuf> {
+    let mut c = crate::cargo();
+    c.args(["test", "--workspace", "--all-targets", "--no-run", "--quiet"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .args(WORKSPACE_FEATURES)
+        .stderr(std::process::Stdio::inherit());
+    env.apply(&mut c);
+    let out = c.output().context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the workspace (with the Python package's extension) failed");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lib = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["name"] == "_diffinv"
+                && m["profile"]["test"] == false
+        })
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .map(|f| f.iter().filter_map(|v| v.as_str().map(PathBuf::from)).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .find(|p| p.extension().is_some_and(|e| e == "so"))
+        .context("cargo built no lib_diffinv.so (crates/python's cdylib)")?;
+    if !lib.is_file() {
+        bail!("{} does not exist", lib.display());
+    }
+    Ok(lib)
 }
 
 /// For an interpreter without a shared libpython: build and install the package with
