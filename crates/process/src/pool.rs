@@ -535,14 +535,21 @@ impl ProcessForward {
                 Ok(Msg::Done) => {
                     done += 1;
                     if done == sent && got < nchunks {
-                        // Every slot gave up on the batch: the pool was halted.
-                        self.refuse()?;
-                        if self.shared.cancelled() {
-                            return Err(self.interrupt());
-                        }
-                        let reason = "the worker pool's threads ended during a call".to_string();
-                        self.shared.end(State::Stopped(reason.clone()));
-                        return Err(OperatorError::Stopped(reason));
+                        // Every slot gave up on the batch: the pool was halted (by the
+                        // cancellation flag, which the slots saw first, or by a stop).
+                        let e = if self.shared.cancelled() {
+                            self.interrupt()
+                        } else {
+                            let reason = "the worker pool's threads ended during a call";
+                            self.shared.end(State::Stopped(reason.into()));
+                            match self.refuse() {
+                                Err(e) => e,
+                                Ok(()) => OperatorError::Stopped(reason.into()),
+                            }
+                        };
+                        // Slots that finished their part earlier kill their idle workers too.
+                        self.wake_all();
+                        return Err(e);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
