@@ -11,7 +11,11 @@
 
 /// `y = A x + 1e-3 s`, `s` the result of `iters` dependent steps; `x` has 4 values, `y` 3.
 fn spin_row(x: &[f32], iters: u32, y: &mut [f32]) {
-    const A: [[f32; 4]; 3] = [[1.0, 0.5, 0.0, 0.0], [0.0, 1.0, -0.5, 0.0], [0.0, 0.0, 0.5, 1.0]];
+    const A: [[f32; 4]; 3] = [
+        [1.0, 0.5, 0.0, 0.0],
+        [0.0, 1.0, -0.5, 0.0],
+        [0.0, 0.0, 0.5, 1.0],
+    ];
     let mut s = 0.0f32;
     for k in 0..iters {
         s = s * 0.9999 + x[(k % 4) as usize] * 1e-4;

@@ -81,8 +81,15 @@ impl Tail {
     pub(crate) fn render(&self) -> String {
         let mut picked: Vec<&str> = Vec::new();
         let mut chars = 0;
-        for l in self.lines.iter().rev().map(|l| l.trim()).filter(|l| !l.is_empty()) {
-            if picked.len() == QUOTED_LINES || (chars + l.len() > QUOTED_CHARS && !picked.is_empty())
+        for l in self
+            .lines
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+        {
+            if picked.len() == QUOTED_LINES
+                || (chars + l.len() > QUOTED_CHARS && !picked.is_empty())
             {
                 break;
             }
@@ -196,10 +203,16 @@ mod tests {
             t.push(&format!("line {i}"));
         }
         t.push("");
-        assert_eq!(t.render(), "line 24 | line 25 | line 26 | line 27 | line 28 | line 29");
+        assert_eq!(
+            t.render(),
+            "line 24 | line 25 | line 26 | line 27 | line 28 | line 29"
+        );
         t.push(&"x".repeat(1000));
         let r = t.render();
-        assert!(r.starts_with("line 2") && r.ends_with("x...") && r.len() < 700, "{r}");
+        assert!(
+            r.starts_with("line 2") && r.ends_with("x...") && r.len() < 700,
+            "{r}"
+        );
     }
 
     #[test]
@@ -214,7 +227,10 @@ mod tests {
         c.settle(Duration::from_secs(5));
         assert_eq!(c.render(), "first | second | no newline");
         let log = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(log, "[worker 3] first\n[worker 3] second\n[worker 3] no newline\n");
+        assert_eq!(
+            log,
+            "[worker 3] first\n[worker 3] second\n[worker 3] no newline\n"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

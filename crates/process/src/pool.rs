@@ -19,11 +19,11 @@ use diffinv_operators::{
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{INPUT_PLACEHOLDER, OUTPUT_PLACEHOLDER};
 use crate::log::Sink;
 use crate::proc::{block_sigpipe, Idle, Launch, Proc, Streams, Wait, SLICE};
 use crate::protocol::{self, ReplyHeader, MAX_HEADER_BYTES, PROTOCOL_VERSION};
 use crate::{PoolOptions, ProcessConfig, ProcessError, WorkerMode};
-use crate::config::{INPUT_PLACEHOLDER, OUTPUT_PLACEHOLDER};
 
 /// How long a worker gets to exit after its stdin is closed, before its group is killed.
 const GRACE: Duration = Duration::from_secs(1);
@@ -799,7 +799,13 @@ impl Slot {
         Eval::Rows { y, failures }
     }
 
-    fn eval_persistent(&mut self, x: &[f32], lo: usize, n: usize, halted: &dyn Fn() -> bool) -> Eval {
+    fn eval_persistent(
+        &mut self,
+        x: &[f32],
+        lo: usize,
+        n: usize,
+        halted: &dyn Fn() -> bool,
+    ) -> Eval {
         let sh = Arc::clone(&self.sh);
         let k = self.k;
         let (d, m) = (sh.cfg.in_dim, sh.cfg.out_dim);
@@ -991,7 +997,11 @@ impl Slot {
                 p.kill();
                 if !p.succeeded() {
                     bump(&sh.stats.crashes, 1);
-                    format!("worker {k} {} on {rows}; output: {}", p.status(), p.stderr())
+                    format!(
+                        "worker {k} {} on {rows}; output: {}",
+                        p.status(),
+                        p.stderr()
+                    )
                 } else {
                     match read_output(&output, n, m) {
                         Ok(y) => {
@@ -1017,7 +1027,10 @@ impl Slot {
 /// Read a `files`-mode output: an `(n, m)` array (`(n,)` when `m` is 1) of floats.
 fn read_output(path: &Path, n: usize, m: usize) -> Result<Vec<f32>, String> {
     if !path.exists() {
-        return Err(format!("wrote no output file (expected {})", path.display()));
+        return Err(format!(
+            "wrote no output file (expected {})",
+            path.display()
+        ));
     }
     let a = npy::load_npy(path).map_err(|e| format!("its output is unreadable: {e}"))?;
     let ok = a.shape == [n, m] || (m == 1 && a.shape == [n]);

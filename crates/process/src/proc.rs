@@ -298,10 +298,7 @@ impl Proc {
     }
 
     fn stdout_fd(&self) -> Result<libc::c_int, Wait> {
-        self.stdout
-            .as_ref()
-            .map(|o| o.as_raw_fd())
-            .ok_or(Wait::Eof)
+        self.stdout.as_ref().map(|o| o.as_raw_fd()).ok_or(Wait::Eof)
     }
 
     /// Wait until stdout is readable and read what is there.
@@ -363,9 +360,7 @@ impl Proc {
                             e.kind(),
                             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
                         ) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                        return Err(Wait::Eof)
-                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Err(Wait::Eof),
                     Err(e) => return Err(Wait::Io(format!("writing to the worker's stdin: {e}"))),
                 }
             }

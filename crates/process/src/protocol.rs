@@ -57,7 +57,11 @@ pub(crate) fn quote(bytes: &[u8]) -> String {
     q
 }
 
-fn object(line: &[u8], what: &str, example: &str) -> Result<serde_json::Map<String, Value>, String> {
+fn object(
+    line: &[u8],
+    what: &str,
+    example: &str,
+) -> Result<serde_json::Map<String, Value>, String> {
     let hint = "(stdout is reserved for the protocol: print anything else to stderr)";
     match serde_json::from_slice::<Value>(line) {
         Ok(Value::Object(m)) => Ok(m),
@@ -79,7 +83,11 @@ fn count(m: &serde_json::Map<String, Value>, key: &str, what: &str) -> Result<u6
 
 /// Parse a hello line (without its newline).
 pub(crate) fn parse_hello(line: &[u8]) -> Result<Hello, String> {
-    let m = object(line, "hello", r#"{"protocol": 1, "in_dim": 2, "out_dim": 5}"#)?;
+    let m = object(
+        line,
+        "hello",
+        r#"{"protocol": 1, "in_dim": 2, "out_dim": 5}"#,
+    )?;
     Ok(Hello {
         protocol: count(&m, "protocol", "hello")?,
         in_dim: count(&m, "in_dim", "hello")?,
@@ -268,14 +276,23 @@ mod tests {
             })
         );
         let e = parse_hello(b"Loading mesh...").unwrap_err();
-        assert!(e.contains("\"Loading mesh...\"") && e.contains("stderr"), "{e}");
+        assert!(
+            e.contains("\"Loading mesh...\"") && e.contains("stderr"),
+            "{e}"
+        );
         let e = parse_hello(br#"{"protocol": 1, "in_dim": 2}"#).unwrap_err();
         assert!(e.contains("no \"out_dim\""), "{e}");
         let e = parse_hello(br#"{"protocol": "1", "in_dim": 2, "out_dim": 1}"#).unwrap_err();
-        assert!(e.contains("\"protocol\" must be a non-negative integer"), "{e}");
+        assert!(
+            e.contains("\"protocol\" must be a non-negative integer"),
+            "{e}"
+        );
         assert_eq!(
             parse_reply(br#"{"status": "ok", "rows": 3, "out_dim": 1}"#),
-            Ok(ReplyHeader::Ok { rows: 3, out_dim: 1 })
+            Ok(ReplyHeader::Ok {
+                rows: 3,
+                out_dim: 1
+            })
         );
         assert_eq!(
             parse_reply(br#"{"status": "error", "message": "diverged"}"#),
@@ -318,7 +335,13 @@ mod tests {
             }
         );
         let h = read_header(&mut r).unwrap().unwrap();
-        assert_eq!(parse_reply(&h).unwrap(), ReplyHeader::Ok { rows: 2, out_dim: 2 });
+        assert_eq!(
+            parse_reply(&h).unwrap(),
+            ReplyHeader::Ok {
+                rows: 2,
+                out_dim: 2
+            }
+        );
         let mut payload = [0u8; 16];
         r.read_exact(&mut payload).unwrap();
         assert_eq!(get_f32(&payload), vec![3.0, 2.5, -4.0, -1.0]);

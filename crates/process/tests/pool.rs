@@ -56,26 +56,38 @@ fn c_example_is_bit_identical_to_the_in_process_model_for_any_workers_and_chunks
     let mut x = Array2::<f32>::zeros((97, 2));
     x.mapv_inplace(|_| rng.random_range(-3.0f32..3.0));
     x[[10, 0]] = 2e6; // fails in both
-    let reference = FnForward::new(2, 5, example_row).forward_partial(x.view()).unwrap();
+    let reference = FnForward::new(2, 5, example_row)
+        .forward_partial(x.view())
+        .unwrap();
     assert_eq!(reference.failures.len(), 1);
     for workers in [1, 2, 3] {
         for chunk in [None, Some(1), Some(7), Some(500)] {
-            let pool = ProcessForward::start(&example_cfg(&mk, workers, chunk), PoolOptions::default())
-                .unwrap();
+            let pool =
+                ProcessForward::start(&example_cfg(&mk, workers, chunk), PoolOptions::default())
+                    .unwrap();
             assert_eq!(pool.input_shape(), vec![2]);
             assert_eq!(pool.output_shape(), vec![5]);
             let out = pool.forward_partial(x.view()).unwrap();
-            assert_eq!(bits(&out.y), bits(&reference.y), "workers {workers}, chunk {chunk:?}");
+            assert_eq!(
+                bits(&out.y),
+                bits(&reference.y),
+                "workers {workers}, chunk {chunk:?}"
+            );
             assert_eq!(out.failures.len(), 1);
             assert_eq!(out.failures[0].row, 10);
-            assert!(out.failures[0].reason.contains("returned NaN at output index 0"));
+            assert!(out.failures[0]
+                .reason
+                .contains("returned NaN at output index 0"));
             // `forward` names the failed row.
             match pool.forward(x.view()) {
                 Err(OperatorError::SampleFailed { row: 10, .. }) => {}
                 other => panic!("{other:?}"),
             }
             let y = pool.forward(x.slice(ndarray::s![..10, ..])).unwrap();
-            assert_eq!(bits(&y), bits(&reference.y.slice(ndarray::s![..10, ..]).to_owned()));
+            assert_eq!(
+                bits(&y),
+                bits(&reference.y.slice(ndarray::s![..10, ..]).to_owned())
+            );
             let s = pool.stats();
             let calls = match chunk {
                 None => 3 * workers.min(97) as u64,
@@ -87,7 +99,10 @@ fn c_example_is_bit_identical_to_the_in_process_model_for_any_workers_and_chunks
             if chunk.is_some() {
                 assert_eq!(s.calls, calls, "workers {workers}, chunk {chunk:?}");
             }
-            assert_eq!((s.crashes, s.restarts, s.timeouts, s.malformed_replies), (0, 0, 0, 0));
+            assert_eq!(
+                (s.crashes, s.restarts, s.timeouts, s.malformed_replies),
+                (0, 0, 0, 0)
+            );
             pool.shutdown().unwrap();
             assert_gone(&mk);
         }
@@ -117,8 +132,14 @@ in_dim = 2
 out_dim = 5"#,
     )
     .unwrap();
-    assert_eq!(c, ProcessConfig::new(vec!["python3".into(), "sim.py".into()], 2, 5));
-    assert_eq!((c.timeout_s, c.max_restarts, c.mode), (60.0, 3, WorkerMode::Persistent));
+    assert_eq!(
+        c,
+        ProcessConfig::new(vec!["python3".into(), "sim.py".into()], 2, 5)
+    );
+    assert_eq!(
+        (c.timeout_s, c.max_restarts, c.mode),
+        (60.0, 3, WorkerMode::Persistent)
+    );
     c.validate().unwrap();
     let full: ProcessConfig = toml::from_str(
         r#"command = ["./sim", "{input}", "{output}"]
@@ -135,21 +156,69 @@ env = { OMP_NUM_THREADS = "1" }"#,
     full.validate().unwrap();
     assert_eq!(full.mode, WorkerMode::Files);
     assert_eq!(full.env["OMP_NUM_THREADS"], "1");
-    let e = toml::from_str::<ProcessConfig>(
-        "command = [\"a\"]\nin_dim = 1\nout_dim = 1\ntimeout = 3",
-    )
-    .unwrap_err();
+    let e =
+        toml::from_str::<ProcessConfig>("command = [\"a\"]\nin_dim = 1\nout_dim = 1\ntimeout = 3")
+            .unwrap_err();
     assert!(e.to_string().contains("unknown field `timeout`"), "{e}");
     let base = || ProcessConfig::new(vec!["sim".into()], 2, 1);
     let cases: Vec<(ProcessConfig, &str, &str)> = vec![
         (ProcessConfig::new(vec![], 2, 1), "command", "is empty"),
-        (ProcessConfig { in_dim: 0, ..base() }, "in_dim", "at least 1"),
-        (ProcessConfig { out_dim: 0, ..base() }, "out_dim", "at least 1"),
-        (ProcessConfig { workers: Some(0), ..base() }, "workers", "at least 1"),
-        (ProcessConfig { timeout_s: 0.0, ..base() }, "timeout_s", "> 0"),
-        (ProcessConfig { timeout_s: f64::NAN, ..base() }, "timeout_s", "finite"),
-        (ProcessConfig { chunk_rows: Some(0), ..base() }, "chunk_rows", "at least 1"),
-        (ProcessConfig { max_restarts: 0, ..base() }, "max_restarts", "at least 1"),
+        (
+            ProcessConfig {
+                in_dim: 0,
+                ..base()
+            },
+            "in_dim",
+            "at least 1",
+        ),
+        (
+            ProcessConfig {
+                out_dim: 0,
+                ..base()
+            },
+            "out_dim",
+            "at least 1",
+        ),
+        (
+            ProcessConfig {
+                workers: Some(0),
+                ..base()
+            },
+            "workers",
+            "at least 1",
+        ),
+        (
+            ProcessConfig {
+                timeout_s: 0.0,
+                ..base()
+            },
+            "timeout_s",
+            "> 0",
+        ),
+        (
+            ProcessConfig {
+                timeout_s: f64::NAN,
+                ..base()
+            },
+            "timeout_s",
+            "finite",
+        ),
+        (
+            ProcessConfig {
+                chunk_rows: Some(0),
+                ..base()
+            },
+            "chunk_rows",
+            "at least 1",
+        ),
+        (
+            ProcessConfig {
+                max_restarts: 0,
+                ..base()
+            },
+            "max_restarts",
+            "at least 1",
+        ),
         (
             ProcessConfig {
                 command: vec!["sim".into(), "{input}".into()],
@@ -174,9 +243,15 @@ env = { OMP_NUM_THREADS = "1" }"#,
             matches!(&e, ProcessError::Config { key: k, .. } if *k == key) && msg.contains(what),
             "{key}: {msg}"
         );
-        assert!(msg.starts_with(&format!("invalid forward.{key}: ")), "{msg}");
+        assert!(
+            msg.starts_with(&format!("invalid forward.{key}: ")),
+            "{msg}"
+        );
         // start refuses it before spawning anything.
-        assert_eq!(ProcessForward::start(&c, PoolOptions::default()).unwrap_err(), e);
+        assert_eq!(
+            ProcessForward::start(&c, PoolOptions::default()).unwrap_err(),
+            e
+        );
     }
 }
 
@@ -186,7 +261,9 @@ fn start_failures_name_the_problem_and_quote_stderr() {
     let start = |mode: &str, timeout: f64| {
         let mut c = fault_cfg(mode, &mk, 2);
         c.timeout_s = timeout;
-        ProcessForward::start(&c, PoolOptions::default()).map(|_| ()).unwrap_err()
+        ProcessForward::start(&c, PoolOptions::default())
+            .map(|_| ())
+            .unwrap_err()
     };
     let one_line = |e: &ProcessError| {
         let m = e.to_string();
@@ -197,18 +274,28 @@ fn start_failures_name_the_problem_and_quote_stderr() {
     let e = start("nohello", 0.5);
     let m = one_line(&e);
     assert!(matches!(e, ProcessError::Hello { .. }), "{m}");
-    assert!(m.contains("no hello line on stdout within timeout_s = 0.5 s"), "{m}");
+    assert!(
+        m.contains("no hello line on stdout within timeout_s = 0.5 s"),
+        "{m}"
+    );
     assert!(m.contains("fault: starting in mode nohello"), "{m}");
     assert!(t0.elapsed() < Duration::from_secs(3));
     let m = one_line(&start("version", 5.0));
-    assert!(m.contains("protocol version 2") && m.contains("speaks version 1"), "{m}");
+    assert!(
+        m.contains("protocol version 2") && m.contains("speaks version 1"),
+        "{m}"
+    );
     let m = one_line(&start("dims", 5.0));
     assert!(
-        m.contains("in_dim = 3, out_dim = 2") && m.contains("configuration has in_dim = 1, out_dim = 2"),
+        m.contains("in_dim = 3, out_dim = 2")
+            && m.contains("configuration has in_dim = 1, out_dim = 2"),
         "{m}"
     );
     let m = one_line(&start("banner", 5.0));
-    assert!(m.contains("\"Loading mesh...\"") && m.contains("print anything else to stderr"), "{m}");
+    assert!(
+        m.contains("\"Loading mesh...\"") && m.contains("print anything else to stderr"),
+        "{m}"
+    );
     let m = one_line(&start("exit", 5.0));
     assert!(
         m.contains("exited with status 1 before its hello line")
@@ -230,7 +317,10 @@ fn start_failures_name_the_problem_and_quote_stderr() {
     .unwrap_err();
     let m = one_line(&e);
     assert!(matches!(e, ProcessError::Spawn { worker: 0, .. }), "{m}");
-    assert!(m.contains(&dir.join("no-such-simulator").display().to_string()), "{m}");
+    assert!(
+        m.contains(&dir.join("no-such-simulator").display().to_string()),
+        "{m}"
+    );
     assert!(m.contains("no such program"), "{m}");
     // A file that is not executable.
     std::fs::write(dir.join("sim.py"), "print('hi')\n").unwrap();
@@ -262,11 +352,17 @@ fn start_failures_name_the_problem_and_quote_stderr() {
 fn nan_and_inf_rows_fail_alone() {
     let mk = marker("nan");
     let pool = ProcessForward::start(&fault_cfg("ok", &mk, 1), PoolOptions::default()).unwrap();
-    let out = pool.forward_partial(column(&[1.0, 7.0, 2.0, 8.0, 3.0]).view()).unwrap();
+    let out = pool
+        .forward_partial(column(&[1.0, 7.0, 2.0, 8.0, 3.0]).view())
+        .unwrap();
     let rows: Vec<usize> = out.failures.iter().map(|f| f.row).collect();
     assert_eq!(rows, vec![1, 3]);
-    assert!(out.failures[0].reason.contains("worker 0 returned NaN at output index 0"));
-    assert!(out.failures[1].reason.contains("returned inf at output index 1"));
+    assert!(out.failures[0]
+        .reason
+        .contains("worker 0 returned NaN at output index 0"));
+    assert!(out.failures[1]
+        .reason
+        .contains("returned inf at output index 1"));
     assert_eq!(out.y.row(0).to_vec(), vec![2.0, 2.0]);
     assert!(out.y.row(1).iter().all(|v| v.is_nan()) && out.y.row(3).iter().all(|v| v.is_nan()));
     assert_eq!(out.y.row(4).to_vec(), vec![6.0, 4.0]);
@@ -281,7 +377,10 @@ fn nan_and_inf_rows_fail_alone() {
         }
     );
     // Empty batches are answered without a call; wrong widths and NaN inputs are refused.
-    assert_eq!(pool.forward(Array2::zeros((0, 1)).view()).unwrap().dim(), (0, 2));
+    assert_eq!(
+        pool.forward(Array2::zeros((0, 1)).view()).unwrap().dim(),
+        (0, 2)
+    );
     assert!(matches!(
         pool.forward(Array2::zeros((2, 3)).view()),
         Err(OperatorError::Shape { .. })
@@ -309,20 +408,28 @@ fn a_crash_fails_only_its_chunk_and_the_worker_is_restarted() {
     assert_eq!(rows, vec![6, 7]);
     let r = &out.failures[0].reason;
     assert!(
-        r.contains("crashed on rows 6..8 (exited with status 3)") && r.contains("fault: boom on 13"),
+        r.contains("crashed on rows 6..8 (exited with status 3)")
+            && r.contains("fault: boom on 13"),
         "{r}"
     );
     for i in 0..6 {
         assert_eq!(out.y[[i, 0]], 2.0 * x[[i, 0]]);
     }
     let s = pool.stats();
-    assert_eq!((s.crashes, s.restarts, s.failed_rows, s.calls), (1, 0, 2, 4));
+    assert_eq!(
+        (s.crashes, s.restarts, s.failed_rows, s.calls),
+        (1, 0, 2, 4)
+    );
     // The next call restarts the worker and succeeds; a segfault is named.
     let y = pool.forward(column(&[1.0, 2.0, 3.0, 4.0]).view()).unwrap();
     assert_eq!(y.column(1).to_vec(), vec![2.0, 3.0, 4.0, 5.0]);
     assert_eq!(pool.stats().restarts, 1);
     let out = pool.forward_partial(column(&[31.0]).view()).unwrap();
-    assert!(out.failures[0].reason.contains("signal 11 (SIGSEGV)"), "{}", out.failures[0].reason);
+    assert!(
+        out.failures[0].reason.contains("signal 11 (SIGSEGV)"),
+        "{}",
+        out.failures[0].reason
+    );
     let s = pool.stats();
     assert_eq!((s.crashes, s.failed_rows, s.batches), (2, 3, 3));
     drop(pool);
@@ -342,7 +449,10 @@ fn a_timeout_kills_the_whole_process_group_and_never_blocks_the_other_workers() 
     let t0 = Instant::now();
     let out = pool.forward_partial(column(&v).view()).unwrap();
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(650) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(650) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     assert_eq!(out.failures.len(), 1);
     assert_eq!(out.failures[0].row, 0);
     let r = &out.failures[0].reason;
@@ -351,19 +461,25 @@ fn a_timeout_kills_the_whole_process_group_and_never_blocks_the_other_workers() 
             && r.contains("fault: forked a child, hanging"),
         "{r}"
     );
-    for i in 1..=40 {
-        assert_eq!(out.y[[i, 1]], v[i] + 1.0);
+    for (i, vi) in v.iter().enumerate().skip(1) {
+        assert_eq!(out.y[[i, 1]], vi + 1.0);
     }
     // The hung worker and its child are gone: every process left is a live worker of ours.
     std::thread::sleep(Duration::from_millis(100));
     let left = alive(&mk);
     assert_eq!(left.len(), 1, "{left:?}");
-    assert!(left.iter().all(|&(_, ppid)| ppid == std::process::id()), "{left:?}");
+    assert!(
+        left.iter().all(|&(_, ppid)| ppid == std::process::id()),
+        "{left:?}"
+    );
     // A plain hang too, then the pool goes on.
     let out = pool.forward_partial(column(&[666.0, 1.0]).view()).unwrap();
     assert_eq!(out.failures.len(), 1);
     let s = pool.stats();
-    assert_eq!((s.timeouts, s.restarts, s.crashes, s.failed_rows), (2, 1, 0, 2));
+    assert_eq!(
+        (s.timeouts, s.restarts, s.crashes, s.failed_rows),
+        (2, 1, 0, 2)
+    );
     assert_eq!(s.calls, 43);
     drop(pool);
     assert_gone(&mk);
@@ -387,12 +503,18 @@ fn malformed_replies_fail_the_call_and_restart_the_worker() {
         "{r0}"
     );
     let r4 = &out.failures[2].reason;
-    assert!(r4.contains("\"garbage!\"") && r4.contains("print anything else to stderr"), "{r4}");
+    assert!(
+        r4.contains("\"garbage!\"") && r4.contains("print anything else to stderr"),
+        "{r4}"
+    );
     let r8 = &out.failures[4].reason;
     assert!(r8.contains("longer than 65536 bytes"), "{r8}");
     assert_eq!(out.y.row(2).to_vec(), vec![4.0, 3.0]);
     let s = pool.stats();
-    assert_eq!((s.malformed_replies, s.restarts, s.calls, s.failed_rows), (3, 2, 5, 6));
+    assert_eq!(
+        (s.malformed_replies, s.restarts, s.calls, s.failed_rows),
+        (3, 2, 5, 6)
+    );
     drop(pool);
     assert_gone(&mk);
 }
@@ -404,7 +526,9 @@ fn an_error_reply_fails_the_call_and_keeps_the_worker() {
     c.chunk_rows = Some(2);
     let pool = ProcessForward::start(&c, PoolOptions::default()).unwrap();
     let before = alive(&mk);
-    let out = pool.forward_partial(column(&[1.0, 2.0, 23.0, 3.0]).view()).unwrap();
+    let out = pool
+        .forward_partial(column(&[1.0, 2.0, 23.0, 3.0]).view())
+        .unwrap();
     assert_eq!(out.failures.len(), 2);
     assert_eq!(
         out.failures[0].reason,
@@ -412,7 +536,10 @@ fn an_error_reply_fails_the_call_and_keeps_the_worker() {
     );
     assert_eq!(alive(&mk), before, "the worker must stay up");
     let s = pool.stats();
-    assert_eq!((s.error_replies, s.restarts, s.crashes, s.failed_rows), (1, 0, 0, 2));
+    assert_eq!(
+        (s.error_replies, s.restarts, s.crashes, s.failed_rows),
+        (1, 0, 0, 2)
+    );
     drop(pool);
     assert_gone(&mk);
 }
@@ -440,7 +567,10 @@ fn a_worker_failing_max_restarts_times_in_a_row_stops_the_pool() {
     assert_eq!(pool.forward_partial(column(&[1.0]).view()).unwrap_err(), e);
     assert_gone(&mk);
     let s = pool.stats();
-    assert_eq!((s.crashes, s.restarts, s.failed_rows, s.batches), (3, 2, 2, 4));
+    assert_eq!(
+        (s.crashes, s.restarts, s.failed_rows, s.batches),
+        (3, 2, 2, 4)
+    );
     drop(pool);
 }
 
@@ -479,21 +609,28 @@ fn a_restart_that_cannot_say_hello_counts_as_a_failure() {
     assert_gone(&mk);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("[worker 0] fault: boom on 13"), "{text}");
-    assert_eq!(text.matches("[worker 0] fault: restart refused").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("[worker 0] fault: restart refused").count(),
+        2,
+        "{text}"
+    );
 }
 
 #[test]
 fn a_worker_that_dies_between_calls_is_replaced_before_the_next_one() {
     let mk = marker("idle");
-    let pool = ProcessForward::start(&fault_cfg("idle-exit", &mk, 1), PoolOptions::default())
-        .unwrap();
+    let pool =
+        ProcessForward::start(&fault_cfg("idle-exit", &mk, 1), PoolOptions::default()).unwrap();
     for _ in 0..2 {
         let y = pool.forward(column(&[1.0, 2.0]).view()).unwrap();
         assert_eq!(y.column(0).to_vec(), vec![2.0, 4.0]);
         std::thread::sleep(Duration::from_millis(200));
     }
     let s = pool.stats();
-    assert_eq!((s.crashes, s.restarts, s.failed_rows, s.calls), (1, 1, 0, 2));
+    assert_eq!(
+        (s.crashes, s.restarts, s.failed_rows, s.calls),
+        (1, 1, 0, 2)
+    );
     drop(pool);
     assert_gone(&mk);
 }
@@ -521,13 +658,19 @@ fn environment_working_directory_and_log() {
     .unwrap();
     assert_eq!(pool.workers(), 3);
     let y = pool.forward(column(&[0.0; 30]).view()).unwrap();
-    assert!(y.column(0).iter().all(|&id| [0.0, 1.0, 2.0].contains(&id)), "{y}");
+    assert!(
+        y.column(0).iter().all(|&id| [0.0, 1.0, 2.0].contains(&id)),
+        "{y}"
+    );
     assert!(y.column(1).iter().all(|&v| v == 1005.0), "{y}");
     pool.shutdown().unwrap();
     assert_gone(&mk);
     let text = std::fs::read_to_string(&log).unwrap();
     for k in 0..3 {
-        assert!(text.contains(&format!("[worker {k}] fault: starting in mode env\n")), "{text}");
+        assert!(
+            text.contains(&format!("[worker {k}] fault: starting in mode env\n")),
+            "{text}"
+        );
     }
 }
 
@@ -555,7 +698,9 @@ fn cancel_interrupts_a_call_at_once_and_the_pool_refuses_more() {
         })
     };
     // One worker hangs (with a child), the other finishes its chunk at once and idles.
-    let e = pool.forward_partial(column(&[667.0, 1.0]).view()).unwrap_err();
+    let e = pool
+        .forward_partial(column(&[667.0, 1.0]).view())
+        .unwrap_err();
     let returned = Instant::now();
     let set_at = setter.join().unwrap();
     assert_eq!(e, OperatorError::Interrupted);
@@ -583,7 +728,10 @@ fn cancel_interrupts_a_call_at_once_and_the_pool_refuses_more() {
     )
     .unwrap();
     flag.store(true, Ordering::SeqCst);
-    assert_eq!(pool.forward(column(&[1.0]).view()).unwrap_err(), OperatorError::Interrupted);
+    assert_eq!(
+        pool.forward(column(&[1.0]).view()).unwrap_err(),
+        OperatorError::Interrupted
+    );
     assert_gone(&mk);
     assert_eq!(pool.stats().calls, 0);
     drop(pool);
@@ -601,7 +749,9 @@ fn concurrent_calls_from_two_threads_are_both_answered() {
                 let pool = &pool;
                 s.spawn(move || {
                     for rep in 0..5 {
-                        let v: Vec<f32> = (0..20).map(|i| (t * 1000 + rep * 20 + i) as f32 + 0.5).collect();
+                        let v: Vec<f32> = (0..20)
+                            .map(|i| (t * 1000 + rep * 20 + i) as f32 + 0.5)
+                            .collect();
                         let y = pool.forward(column(&v).view()).unwrap();
                         let want: Vec<f32> = v.iter().map(|a| a + 1.0).collect();
                         assert_eq!(y.column(1).to_vec(), want);
@@ -671,7 +821,14 @@ fn sigkill_helper() {
 fn a_sigkilled_owner_leaves_no_worker() {
     let mk = marker("sigkill");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sigkill_helper", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "sigkill_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("DIFFINV_PROCESS_TEST_MARKER", &mk)
         .env("DIFFINV_PROCESS_TEST_FAULT", fault())
         .stdout(std::process::Stdio::piped())
@@ -731,30 +888,47 @@ fn files_mode_runs_one_process_per_chunk() {
         assert!(out.failures[0].reason.contains("returned NaN"));
         let r = &out.failures[1].reason;
         assert!(
-            r.contains("exited with status 2 on rows 4..6") && r.contains("files_worker: boom on 13"),
+            r.contains("exited with status 2 on rows 4..6")
+                && r.contains("files_worker: boom on 13"),
             "{r}"
         );
         assert_eq!(out.y.row(1).to_vec(), vec![4.0, 3.0]);
         assert_eq!(out.y.row(6).to_vec(), vec![10.0, 6.0]);
         let s = pool.stats();
-        assert_eq!((s.calls, s.rows, s.crashes, s.failed_rows, s.restarts), (4, 7, 1, 3, 0));
+        assert_eq!(
+            (s.calls, s.rows, s.crashes, s.failed_rows, s.restarts),
+            (4, 7, 1, 3, 0)
+        );
         pool.shutdown().unwrap();
     }
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("] files_worker: stdout goes to the log too"), "{text}");
+    assert!(
+        text.contains("] files_worker: stdout goes to the log too"),
+        "{text}"
+    );
     // Missing or wrong outputs are malformed replies.
     let pool = ProcessForward::start(&cfg("noout"), opts()).unwrap();
     let out = pool.forward_partial(column(&[1.0]).view()).unwrap();
-    assert!(out.failures[0].reason.contains("exited with status 0 on rows 0..1 but wrote no output file"));
+    assert!(out.failures[0]
+        .reason
+        .contains("exited with status 0 on rows 0..1 but wrote no output file"));
     drop(pool);
     let pool = ProcessForward::start(&cfg("shape"), opts()).unwrap();
     let out = pool.forward_partial(column(&[1.0, 2.0]).view()).unwrap();
-    assert!(out.failures[0].reason.contains("shape [2, 3], expected [2, 2]"), "{:?}", out.failures);
+    assert!(
+        out.failures[0]
+            .reason
+            .contains("shape [2, 3], expected [2, 2]"),
+        "{:?}",
+        out.failures
+    );
     assert_eq!(pool.stats().malformed_replies, 1);
     drop(pool);
     // A hang with a forked child: timeout, group killed.
     let pool = ProcessForward::start(&cfg("f32"), opts()).unwrap();
-    let out = pool.forward_partial(column(&[667.0, 1.0, 2.0]).view()).unwrap();
+    let out = pool
+        .forward_partial(column(&[667.0, 1.0, 2.0]).view())
+        .unwrap();
     assert_eq!(out.failures.len(), 2);
     assert!(out.failures[0].reason.contains("within timeout_s = 1 s"));
     assert_eq!(pool.stats().timeouts, 1);
@@ -774,6 +948,9 @@ fn files_mode_runs_one_process_per_chunk() {
     let mut c = cfg("f32");
     c.command[0] = "./missing".into();
     let e = ProcessForward::start(&c, opts()).unwrap_err();
-    assert!(matches!(e, ProcessError::Spawn { .. }) && e.to_string().contains("no such program"), "{e}");
+    assert!(
+        matches!(e, ProcessError::Spawn { .. }) && e.to_string().contains("no such program"),
+        "{e}"
+    );
     assert_gone(&mk);
 }

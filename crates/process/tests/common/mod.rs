@@ -42,11 +42,22 @@ pub fn c_program(source: &str) -> PathBuf {
         return p.clone();
     }
     let src = crate_dir().join(source);
-    let name = Path::new(source).file_stem().unwrap().to_str().unwrap().to_string();
+    let name = Path::new(source)
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let exe = scratch().join(format!("{name}.bin"));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let out = Command::new(&cc)
-        .args(["-std=c99", "-D_DEFAULT_SOURCE", "-O2", "-ffp-contract=off", "-Wall"])
+        .args([
+            "-std=c99",
+            "-D_DEFAULT_SOURCE",
+            "-O2",
+            "-ffp-contract=off",
+            "-Wall",
+        ])
         .arg("-I")
         .arg(crate_dir().join("c"))
         .arg(&src)
@@ -122,9 +133,13 @@ pub fn assert_gone(marker: &str) {
             let detail: Vec<String> = a
                 .iter()
                 .map(|(pid, _)| {
-                    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    let st =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
                     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    format!("{st} | {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+                    format!(
+                        "{st} | {}",
+                        String::from_utf8_lossy(&cmd).replace('\0', " ")
+                    )
                 })
                 .collect();
             panic!("processes left behind with marker {marker}: {detail:?}");
