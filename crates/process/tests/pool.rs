@@ -160,6 +160,28 @@ env = { OMP_NUM_THREADS = "1" }"#,
         toml::from_str::<ProcessConfig>("command = [\"a\"]\nin_dim = 1\nout_dim = 1\ntimeout = 3")
             .unwrap_err();
     assert!(e.to_string().contains("unknown field `timeout`"), "{e}");
+    // As the `[forward]` table of a run's config file, beside its `kind` key (an internally
+    // tagged enum): unknown keys are still refused.
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    enum Forward {
+        Process(ProcessConfig),
+    }
+    #[derive(serde::Deserialize, Debug)]
+    struct RunFile {
+        forward: Forward,
+    }
+    let f: RunFile = toml::from_str(
+        "[forward]\nkind = \"process\"\ncommand = [\"./sim\"]\nin_dim = 2\nout_dim = 1\nworkers = 3",
+    )
+    .unwrap();
+    let Forward::Process(p) = f.forward;
+    assert_eq!((p.workers, p.in_dim), (Some(3), 2));
+    let e = toml::from_str::<RunFile>(
+        "[forward]\nkind = \"process\"\ncommand = [\"./sim\"]\nin_dim = 2\nout_dim = 1\nworker = 3",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown field `worker`"), "{e}");
     let base = || ProcessConfig::new(vec!["sim".into()], 2, 1);
     let cases: Vec<(ProcessConfig, &str, &str)> = vec![
         (ProcessConfig::new(vec![], 2, 1), "command", "is empty"),

@@ -140,3 +140,52 @@ fn python_files_mode_with_np_load_and_np_save() {
     drop(pool);
     assert_gone(&mk);
 }
+
+#[test]
+fn python_writes_to_file_descriptor_1_cannot_corrupt_the_protocol() {
+    let Some(py) = python() else { return };
+    let mk = marker("py-fd1");
+    let dir = fresh_dir("py-fd1");
+    let script = "import os, subprocess, numpy as np\n\
+                  from diffinv_worker import serve\n\
+                  def f(x):\n    \
+                      os.write(1, b'noise from the C level\\n')\n    \
+                      subprocess.run(['echo', 'noise from a child process'])\n    \
+                      return np.stack([2 * x[:, 0], x[:, 0] + 1], axis=1)\n\
+                  serve(f, 1, 2)\n";
+    let mut c = ProcessConfig::new(vec![py, "-c".into(), script.into(), mk.clone()], 1, 2);
+    c.workers = Some(1);
+    c.timeout_s = 30.0;
+    c.env.insert(
+        "PYTHONPATH".into(),
+        crate_dir().join("python").display().to_string(),
+    );
+    let log = dir.join("workers.log");
+    let pool = ProcessForward::start(
+        &c,
+        PoolOptions {
+            log: Some(log.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let y = pool.forward(column(&[1.0, 2.0]).view()).unwrap();
+        assert_eq!(y.column(0).to_vec(), vec![2.0, 4.0]);
+    }
+    assert_eq!(pool.stats().malformed_replies, 0);
+    pool.shutdown().unwrap();
+    assert_gone(&mk);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("[worker 0] noise from the C level").count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("[worker 0] noise from a child process")
+            .count(),
+        2,
+        "{text}"
+    );
+}

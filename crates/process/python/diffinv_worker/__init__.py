@@ -25,8 +25,10 @@ Failure semantics:
   exception's type and last line (``ValueError: mesh too coarse``); the worker keeps serving;
 - a result of the wrong shape is reported the same way (``ValueError``).
 
-stdout belongs to the protocol: while ``serve`` runs, ``sys.stdout`` is replaced by
-``sys.stderr``, so ``print`` in the simulator goes to diffinv's worker log. Only numpy is needed.
+stdout belongs to the protocol: while ``serve`` runs, ``sys.stdout`` is ``sys.stderr`` and file
+descriptor 1 points to stderr too (the protocol writes to a private copy), so ``print``, C
+extensions and child processes that write to stdout end up in diffinv's worker log instead of
+corrupting the protocol. Only numpy is needed.
 See docs/simulators.md for the protocol itself.
 """
 
@@ -75,8 +77,13 @@ def serve(forward, in_dim, out_dim):
     if in_dim <= 0 or out_dim <= 0:
         raise ValueError("in_dim and out_dim must be positive")
     stdin = sys.stdin.buffer
-    stdout = sys.stdout.buffer
     sys.stdout.flush()
+    # The protocol gets a private copy of file descriptor 1; descriptor 1 itself then points to
+    # stderr, so that print, C extensions and child processes writing to "stdout" cannot
+    # corrupt the protocol: their output goes to diffinv's worker log.
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)
+    stdout = os.fdopen(proto_fd, "wb", buffering=1 << 16)
     saved = sys.stdout
     sys.stdout = sys.stderr
     try:
@@ -113,6 +120,12 @@ def serve(forward, in_dim, out_dim):
             stdout.flush()
     finally:
         sys.stdout = saved
+        try:
+            stdout.flush()
+            os.dup2(proto_fd, 1)
+            stdout.close()
+        except OSError:
+            pass
 
 
 def worker_id():
