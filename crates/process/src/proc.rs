@@ -76,7 +76,7 @@ pub(crate) struct Proc {
 
 /// Block SIGPIPE in the calling thread, so that a write to a worker that has gone away fails
 /// with `EPIPE` instead of killing diffinv, whatever the host program's signal disposition.
-/// (Children get an empty signal mask: std resets it before `exec`.)
+/// (Workers get an empty signal mask: [`Proc::spawn`] resets it before `exec`.)
 pub(crate) fn block_sigpipe() {
     // SAFETY: plain libc calls on a local, initialised signal set.
     unsafe {
@@ -182,12 +182,21 @@ impl Proc {
             cmd.current_dir(d);
         }
         #[cfg(target_os = "linux")]
-        {
-            let parent = std::process::id() as libc::pid_t;
-            // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid) and
-            // builds io::Errors from raw OS codes, which does not allocate.
-            unsafe {
-                cmd.pre_exec(move || {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // calls (sigemptyset, sigprocmask, prctl, getppid) on local data, and builds io::Errors
+        // from raw OS codes, which does not allocate.
+        unsafe {
+            cmd.pre_exec(move || {
+                // The slot thread blocks SIGPIPE for itself; the worker starts with no signal
+                // blocked (std resets SIGPIPE's disposition but not the mask).
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                #[cfg(target_os = "linux")]
+                {
                     // SIGKILL the worker when diffinv dies, even by SIGKILL.
                     if libc::prctl(
                         libc::PR_SET_PDEATHSIG,
@@ -203,9 +212,9 @@ impl Proc {
                     if libc::getppid() != parent {
                         return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                     }
-                    Ok(())
-                });
-            }
+                }
+                Ok(())
+            });
         }
         let mut child = cmd.spawn()?;
         let pgid = child.id() as libc::pid_t;

@@ -679,6 +679,21 @@ fn environment_working_directory_and_log() {
     )
     .unwrap();
     assert_eq!(pool.workers(), 3);
+    // Workers start with no blocked signals and SIGPIPE at its default (the pool's threads
+    // block SIGPIPE for themselves only).
+    for (pid, _) in alive(&mk) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        assert_eq!(field("SigBlk:"), 0, "{status}");
+        assert_eq!(
+            field("SigIgn:") & (1 << (13 - 1)),
+            0,
+            "SIGPIPE ignored: {status}"
+        );
+    }
     let y = pool.forward(column(&[0.0; 30]).view()).unwrap();
     assert!(
         y.column(0).iter().all(|&id| [0.0, 1.0, 2.0].contains(&id)),
