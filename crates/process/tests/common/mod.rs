@@ -19,6 +19,18 @@ pub fn crate_dir() -> PathBuf {
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        // Remove the folders of earlier test processes that are gone.
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("diffinv-process-tests-") else {
+                    continue;
+                };
+                if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let d = std::env::temp_dir().join(format!("diffinv-process-tests-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
