@@ -1,8 +1,10 @@
 //! `cargo xtask bench NAME`: side-by-side comparisons with a PyTorch implementation of the
-//! same computation, on the same machine, in one run.
+//! same computation (`process`: with the same model run in-process), on the same machine, in
+//! one run.
 
 mod ensemble;
 mod ns;
+mod process;
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -10,7 +12,7 @@ use clap::Args;
 /// Arguments of `cargo xtask bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: `ensemble` or `ns`.
+    /// Which benchmark: `ensemble`, `ns` or `process`.
     pub name: String,
     /// Run a shorter version (fewer repetitions), for smoke tests.
     #[arg(long)]
@@ -22,6 +24,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.name.as_str() {
         "ensemble" => ensemble::run(&args),
         "ns" => ns::run(&args),
-        other => bail!("unknown benchmark {other:?}; known: ensemble, ns"),
+        "process" => process::run(&args),
+        other => bail!("unknown benchmark {other:?}; known: ensemble, ns, process"),
     }
 }
