@@ -203,9 +203,9 @@ pub fn run(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<PathBuf, CliError>
     let setup = match Setup::build(&file, workers) {
         Ok(s) => s,
         Err(e) => {
-            // A run that never started leaves nothing behind but the workers' log of a failed
-            // start, which the error quotes.
-            if let (Some(top), false) = (&created, matches!(e, CliError::Process(_))) {
+            // A run that never started leaves nothing behind (a worker's failed start is quoted
+            // in the error itself).
+            if let Some(top) = &created {
                 let _ = std::fs::remove_dir_all(top);
             }
             return Err(e);

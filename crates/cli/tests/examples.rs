@@ -262,3 +262,87 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Faults through the binary: a simulator that crashes on some rows and hangs on others finishes
+/// its run with exactly those rows counted as failed, restarts the workers, and leaves no process
+/// behind; one that cannot start is one line and writes nothing.
+#[test]
+fn crashing_and_hanging_workers_cost_only_their_rows() {
+    let d = temp("faults");
+    let src = std::fs::read_to_string(examples().join("lotka-volterra/lotka_volterra.c")).unwrap();
+    // Crash on rows with alpha > 1.45; hang on the first three calls of the run (one marker
+    // file each in HANG_DIR), whichever worker gets them.
+    let src = src.replace(
+        "static int forward(const float *x, float *y, int rows, void *ctx) {\n    (void)ctx;",
+        r#"#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+static int first_calls(void) {
+    char p[512];
+    for (int k = 0; k < 3; k++) {
+        snprintf(p, sizeof p, "%s/hang%d", getenv("HANG_DIR"), k);
+        int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0644);
+        if (fd >= 0) { close(fd); return 1; }
+    }
+    return 0;
+}
+static int forward(const float *x, float *y, int rows, void *ctx) {
+    (void)ctx;
+    if (first_calls()) for (;;) pause();
+    for (int i = 0; i < rows; i++)
+        if (x[4 * i] > 1.45f) exit(3);"#,
+    );
+    assert!(src.contains("exit(3)"));
+    std::fs::write(d.join("faulty.c"), src).unwrap();
+    let exe = d.join("lv_faulty_worker");
+    let st = Command::new("cc")
+        .args(["-O2", "-std=c99", "-D_POSIX_C_SOURCE=200809L", "-I"])
+        .arg(examples().join("../../process/c"))
+        .arg(d.join("faulty.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-lm")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg = lv_problem(
+        &d,
+        &exe,
+        2,
+        &format!("\nchunk_rows = 2\nmax_restarts = 1000\nenv = {{ HANG_DIR = {:?} }}", d.display().to_string()),
+    )
+        .to_path_buf();
+    // EnKG: a failed particle is left out of its update (CPS fails a chain whose candidates
+    // all fail).
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("timeout_s = 30", "timeout_s = 0.5")
+        .replace("method = \"CPS\"\nnum_candidates = 16\nnum_steps = 40\nnum_samples = 4", "method = \"EnKG\"\nnum_particles = 32\nnum_steps = 30");
+    assert!(text.contains("EnKG"), "{text}");
+    std::fs::write(&cfg, text).unwrap();
+    let out = d.join("out");
+    run_ok(&cfg, &out);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let w = &s["failures"]["workers"];
+    assert!(w["crashes"].as_u64().unwrap() > 0, "{w}");
+    assert!(w["restarts"].as_u64().unwrap() >= w["crashes"].as_u64().unwrap(), "{w}");
+    // The solver's ledger and the pool agree row for row.
+    assert_eq!(s["cost"]["failed"], w["failed_rows"], "{s}");
+    assert!(processes_with("lv_faulty_worker").is_empty());
+    assert_eq!(w["timeouts"], 3, "{w}");
+
+    // A program that does not exist: one line naming it, status 1, nothing written.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!("{:?}", exe.display().to_string()), "\"./no-such-simulator\"");
+    let bad = d.join("missing.toml");
+    std::fs::write(&bad, text).unwrap();
+    let o = bin().arg("run").arg(&bad).arg("--out").arg(d.join("never")).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains("no-such-simulator"), "{e}");
+    assert!(!d.join("never").exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
