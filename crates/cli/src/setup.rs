@@ -423,7 +423,7 @@ fn build_builtin(
             };
             let op = NavierStokes2d::new(cfg).map_err(|e| key("forward", e))?;
             let what = format!(
-                "Navier-Stokes {r}x{r}, Re 200, T 1, every {s}th point",
+                "Navier-Stokes {r}x{r}, Re 200, T 1, observed on every {s}-th grid point",
                 r = n.resolution,
                 s = n.subsample
             );
