@@ -9,6 +9,7 @@
 //! - `cargo xtask data NAME`
 //! - `cargo xtask train CONFIG [--max-steps N]`
 //! - `cargo xtask torch-env`: print the libtorch environment (bootstrapping it if needed).
+//! - `cargo xtask install-cli [--no-torch] [--root DIR]`: install the `diffinv` program.
 
 mod bench;
 mod check_tables;
@@ -58,6 +59,16 @@ enum Cmd {
     Train(train::TrainArgs),
     /// Print the libtorch environment, installing it on first use.
     TorchEnv,
+    /// Install the `diffinv` program (with libtorch for neural priors, found at run time
+    /// through the path recorded in the binary), like `cargo install`.
+    InstallCli {
+        /// Without libtorch: analytic priors with any forward model (a plain `cargo install`).
+        #[arg(long)]
+        no_torch: bool,
+        /// Install into DIR/bin instead of cargo's default (~/.cargo/bin).
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
 }
 
 /// The workspace root (the parent of xtask/).
@@ -73,14 +84,19 @@ fn cargo() -> Command {
     c
 }
 
+/// The features of the workspace's test and lint builds: the neural priors of the `diffinv`
+/// program and of the Python package (the rest of the workspace enables `diffinv-priors/torch`
+/// already). The Python package's pytest suite runs on the extension this very build produces
+/// (python.rs), so every build of it here must use the same features.
+pub const TEST_FEATURES: &[&str] = &["--features", "diffinv-cli/torch diffinv-python/torch"];
+
 fn run_tests(extra: &[String]) -> Result<()> {
     let env = torch_env::ensure()?;
     torch_env::ensure_test_packages(&env)?;
+    // The `diffinv` program and the Python package are tested in their full builds (neural
+    // priors on libtorch); the program's build without libtorch is checked below.
     let mut c = cargo();
-    c.args(["test", "--workspace", "--all-targets"]);
-    // The Python package's extension with its neural priors is part of the build (its pytest
-    // suite below uses that very cdylib, see python.rs).
-    c.args(python::WORKSPACE_FEATURES);
+    c.args(["test", "--workspace", "--all-targets"]).args(TEST_FEATURES);
     c.args(extra);
     env.apply(&mut c);
     // Tests that compare against PyTorch skip themselves when DIFFINV_PYTHON is unset (a plain
@@ -88,12 +104,20 @@ fn run_tests(extra: &[String]) -> Result<()> {
     c.env("DIFFINV_REQUIRE_PYTHON", "1");
     eprintln!(
         "xtask: cargo test --workspace --all-targets {} {}",
-        python::WORKSPACE_FEATURES.join(" "),
+        TEST_FEATURES.join(" "),
         extra.join(" ")
     );
     let st = c.status().context("running cargo test")?;
     if !st.success() {
         bail!("cargo test failed");
+    }
+    // A user without libtorch builds the program without the `torch` feature.
+    let mut c = cargo();
+    c.args(["check", "-p", "diffinv-cli", "--all-targets"]);
+    eprintln!("xtask: cargo check -p diffinv-cli --all-targets (without libtorch)");
+    let st = c.status().context("running cargo check")?;
+    if !st.success() {
+        bail!("diffinv-cli does not build without libtorch");
     }
     let mut c = cargo();
     c.args(["test", "--workspace", "--doc"]);
@@ -136,16 +160,47 @@ fn run_clippy(env: &torch_env::TorchEnv) -> Result<()> {
     }
     let mut c = cargo();
     c.args(["clippy", "--workspace", "--all-targets"])
-        .args(python::WORKSPACE_FEATURES)
+        .args(TEST_FEATURES)
         .args(["--", "-D", "warnings"]);
     env.apply(&mut c);
     eprintln!(
         "xtask: cargo clippy --workspace --all-targets {} -- -D warnings",
-        python::WORKSPACE_FEATURES.join(" ")
+        TEST_FEATURES.join(" ")
     );
     let st = c.status().context("running cargo clippy")?;
     if !st.success() {
         bail!("clippy found warnings");
+    }
+    Ok(())
+}
+
+/// `cargo install --path crates/cli`, with the `torch` feature and libtorch's folder recorded
+/// as the binary's run-time search path (so `diffinv` needs no LD_LIBRARY_PATH) unless
+/// `no_torch`.
+fn install_cli(no_torch: bool, root: Option<PathBuf>) -> Result<()> {
+    let mut c = cargo();
+    c.args(["install", "--path", "crates/cli", "--locked"]);
+    if let Some(r) = &root {
+        c.arg("--root").arg(r);
+    }
+    if !no_torch {
+        let env = torch_env::ensure()?;
+        env.apply(&mut c);
+        c.args(["--features", "torch"]);
+        let lib = env
+            .vars
+            .get("LD_LIBRARY_PATH")
+            .and_then(|p| p.split(':').next())
+            .context("no libtorch folder in the torch environment")?
+            .to_string();
+        let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+        flags.push_str(&format!(" -C link-arg=-Wl,-rpath,{lib}"));
+        c.env("RUSTFLAGS", flags.trim());
+    }
+    eprintln!("xtask: cargo install --path crates/cli{}", if no_torch { "" } else { " --features torch" });
+    let st = c.status().context("running cargo install")?;
+    if !st.success() {
+        bail!("cargo install failed");
     }
     Ok(())
 }
@@ -171,6 +226,7 @@ fn main() -> Result<()> {
         }
         Cmd::Data(args) => data::run(args),
         Cmd::Train(args) => train::run(args),
+        Cmd::InstallCli { no_torch, root } => install_cli(no_torch, root),
         Cmd::TorchEnv => {
             let env = torch_env::ensure()?;
             for (k, v) in &env.vars {

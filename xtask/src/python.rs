@@ -2,7 +2,7 @@
 //! (`cargo xtask test`, `cargo xtask test-python`) and `cargo xtask bench python`.
 //!
 //! The extension module is the `cdylib` that the workspace's own test build produces
-//! (`cargo test --workspace --all-targets --features diffinv-python/torch`, dev profile), staged
+//! (`cargo test --workspace --all-targets` with [`crate::TEST_FEATURES`], dev profile), staged
 //! with the package's Python sources in `target/python/diffinv/` and put on `PYTHONPATH`: no
 //! second build and nothing installed into the environment. Building the package alone (what
 //! `maturin develop` does) would resolve features for `diffinv-python` alone, which differ from
@@ -26,10 +26,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::torch_env::{self, TorchEnv};
-
-/// The feature argument that makes the workspace build include the Python package's neural
-/// priors (the rest of the workspace enables `diffinv-priors/torch` already).
-pub const WORKSPACE_FEATURES: &[&str] = &["--features", "diffinv-python/torch"];
 
 /// The workspace's target folder (`CARGO_TARGET_DIR` when set).
 pub fn target_dir() -> PathBuf {
@@ -119,7 +115,7 @@ fn built_extension(env: &TorchEnv) -> Result<PathBuf> {
     let mut c = crate::cargo();
     c.args(["test", "--workspace", "--all-targets", "--no-run", "--quiet"])
         .args(["--message-format", "json-render-diagnostics"])
-        .args(WORKSPACE_FEATURES)
+        .args(crate::TEST_FEATURES)
         .stderr(std::process::Stdio::inherit());
     env.apply(&mut c);
     let out = c.output().context("running cargo test --no-run")?;

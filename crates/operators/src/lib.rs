@@ -38,7 +38,7 @@ pub use forward::{
 pub use imaging::{
     Blur, Downsampling, Hdr, ImageShape, Inpainting, PhaseRetrieval, SuperResolution,
 };
-pub use likelihood::{GaussianLikelihood, Likelihood};
+pub use likelihood::{DiagonalGaussianLikelihood, GaussianLikelihood, Likelihood};
 pub use navier_stokes::{NavierStokes2d, NavierStokesConfig};
 pub use noise::{GaussianNoise, NoiseModel, PoissonNoise};
 

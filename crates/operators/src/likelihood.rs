@@ -147,6 +147,121 @@ impl Likelihood for GaussianLikelihood {
     }
 }
 
+/// Independent Gaussian noise with one standard deviation per measurement:
+/// `y_obs,i = y_i + sigma_i n_i`, so `L(y) = sum_i (y_i - y_obs,i)^2 / (2 sigma_i^2)`,
+/// `dL/dy_i = (y_i - y_obs,i) / sigma_i^2`, and the whitened residual is
+/// `r_i = (y_i - y_obs,i) / sigma_i`.
+///
+/// It does not answer [`Likelihood::as_gaussian`] (which promises one isotropic `sigma_y`), so
+/// the solvers that need the isotropic closed form refuse it before any compute; the
+/// derivative-free methods (EnKG, CPS, EKI, ...) and those that use only the gradient accept it.
+/// With all `sigma_i` equal it gives the same values as [`GaussianLikelihood`].
+#[derive(Debug, Clone)]
+pub struct DiagonalGaussianLikelihood {
+    y_obs: Array1<f32>,
+    inv_sigma: Array1<f32>,
+}
+
+impl DiagonalGaussianLikelihood {
+    /// Likelihood of `y_obs` with per-measurement standard deviations `sigma` (same length,
+    /// every value finite and > 0). Errors: [`OperatorError::InvalidParameter`] naming `y_obs`
+    /// or `sigma` (empty, lengths differ, a sigma <= 0 or non-finite, with its index);
+    /// [`OperatorError::NonFiniteInput`] for a non-finite observation.
+    ///
+    /// ```
+    /// use diffinv_operators::{DiagonalGaussianLikelihood, Likelihood};
+    /// use ndarray::array;
+    /// let lik = DiagonalGaussianLikelihood::new(array![1.0f32, 2.0], array![0.5f32, 2.0]).unwrap();
+    /// // ((0 - 1) / 0.5)^2 / 2 + ((0 - 2) / 2)^2 / 2 = 2 + 0.5
+    /// assert_eq!(lik.nll(array![[0.0f32, 0.0]].view()).unwrap()[0], 2.5);
+    /// assert!(DiagonalGaussianLikelihood::new(array![1.0f32], array![0.0f32]).is_err());
+    /// ```
+    pub fn new(y_obs: Array1<f32>, sigma: Array1<f32>) -> Result<Self> {
+        if y_obs.is_empty() {
+            return Err(OperatorError::InvalidParameter {
+                name: "y_obs",
+                reason: "the observation is empty (0 values)".into(),
+            });
+        }
+        if sigma.len() != y_obs.len() {
+            return Err(OperatorError::InvalidParameter {
+                name: "sigma",
+                reason: format!(
+                    "{} standard deviations for {} measurements",
+                    sigma.len(),
+                    y_obs.len()
+                ),
+            });
+        }
+        if let Some((i, s)) = sigma.iter().enumerate().find(|(_, s)| !(**s > 0.0 && s.is_finite())) {
+            return Err(OperatorError::InvalidParameter {
+                name: "sigma",
+                reason: format!("sigma[{i}] = {s}: every value must be finite and > 0"),
+            });
+        }
+        if y_obs.iter().any(|v| !v.is_finite()) {
+            return Err(OperatorError::NonFiniteInput {
+                what: "observation",
+                row: 0,
+            });
+        }
+        let inv_sigma = sigma.mapv(|s| 1.0 / s);
+        Ok(Self { y_obs, inv_sigma })
+    }
+    /// The observed measurement.
+    pub fn observation(&self) -> ArrayView1<'_, f32> {
+        self.y_obs.view()
+    }
+    /// `1 / sigma_i` for every measurement.
+    pub fn inverse_sigma(&self) -> ArrayView1<'_, f32> {
+        self.inv_sigma.view()
+    }
+}
+
+impl Likelihood for DiagonalGaussianLikelihood {
+    fn measurement_dim(&self) -> usize {
+        self.y_obs.len()
+    }
+    fn nll(&self, y_pred: ArrayView2<'_, f32>) -> Result<Array1<f32>> {
+        check_batch(y_pred, self.y_obs.len(), "predicted measurement")?;
+        Ok(y_pred.map_axis(Axis(1), |r| {
+            let s: f64 = r
+                .iter()
+                .zip(self.y_obs.iter())
+                .zip(self.inv_sigma.iter())
+                .map(|((a, b), w)| {
+                    let e = ((*a - *b) * *w) as f64;
+                    e * e
+                })
+                .sum();
+            (0.5 * s) as f32
+        }))
+    }
+    fn grad(&self, y_pred: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        check_batch(y_pred, self.y_obs.len(), "predicted measurement")?;
+        let mut g = y_pred.to_owned();
+        Zip::from(g.rows_mut()).for_each(|mut r| {
+            Zip::from(&mut r)
+                .and(&self.y_obs)
+                .and(&self.inv_sigma)
+                .for_each(|a, &b, &w| *a = (*a - b) * w * w);
+        });
+        Ok(g)
+    }
+    /// `r_i(y) = (y_i - y_obs,i) / sigma_i`, so `L = ||r||^2 / 2`.
+    fn residual(&self, y_pred: ArrayView2<'_, f32>) -> Result<Option<Array2<f32>>> {
+        check_batch(y_pred, self.y_obs.len(), "predicted measurement")?;
+        let mut r = y_pred.to_owned();
+        Zip::from(r.rows_mut()).for_each(|mut row| {
+            Zip::from(&mut row)
+                .and(&self.y_obs)
+                .and(&self.inv_sigma)
+                .for_each(|a, &b, &w| *a = (*a - b) * w);
+        });
+        Ok(Some(r))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -182,6 +297,40 @@ mod tests {
                 assert_relative_eq!(half_sq, *l, max_relative = 1e-5, epsilon = 1e-7);
             }
         }
+    }
+
+    #[test]
+    fn diagonal_gaussian_matches_the_isotropic_one_and_finite_differences() {
+        let y_obs = array![1.0f32, -2.0, 0.5];
+        let iso = GaussianLikelihood::new(y_obs.clone(), 0.3).unwrap();
+        let diag = DiagonalGaussianLikelihood::new(y_obs.clone(), array![0.3f32, 0.3, 0.3]).unwrap();
+        let y = array![[0.2f32, -1.0, 0.9], [-3.0, 4.0, 2.0]];
+        let (a, b) = (iso.nll(y.view()).unwrap(), diag.nll(y.view()).unwrap());
+        for (p, q) in a.iter().zip(b.iter()) {
+            assert_relative_eq!(p, q, max_relative = 1e-5);
+        }
+        let lik = DiagonalGaussianLikelihood::new(y_obs, array![0.3f32, 2.0, 0.05]).unwrap();
+        let g = lik.grad(y.view()).unwrap();
+        let r = lik.residual(y.view()).unwrap().unwrap();
+        let nll = lik.nll(y.view()).unwrap();
+        for i in 0..2 {
+            let half_sq: f32 = 0.5 * r.row(i).iter().map(|v| v * v).sum::<f32>();
+            assert_relative_eq!(half_sq, nll[i], max_relative = 1e-5);
+            for j in 0..3 {
+                let h = 1e-3f32;
+                let mut yp = y.clone();
+                yp[[i, j]] += h;
+                let mut ym = y.clone();
+                ym[[i, j]] -= h;
+                let fd = (lik.nll(yp.view()).unwrap()[i] as f64 - lik.nll(ym.view()).unwrap()[i] as f64)
+                    / (2.0 * h as f64);
+                assert_relative_eq!(fd, g[[i, j]] as f64, max_relative = 2e-2);
+            }
+        }
+        assert!(lik.as_gaussian().is_none());
+        assert!(DiagonalGaussianLikelihood::new(array![1.0f32, 2.0], array![1.0f32]).is_err());
+        assert!(DiagonalGaussianLikelihood::new(array![1.0f32], array![f32::NAN]).is_err());
+        assert!(DiagonalGaussianLikelihood::new(array![f32::NAN], array![1.0f32]).is_err());
     }
 
     #[test]

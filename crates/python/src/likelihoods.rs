@@ -4,8 +4,11 @@
 use std::sync::Arc;
 
 use diffinv_operators::eht::{ClosureWeights, PhaseResidual};
-use diffinv_operators::{check_batch, ClosureLikelihood as RsClosure, GaussianLikelihood as RsGaussian, Likelihood as RsLikelihood};
-use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
+use diffinv_operators::{
+    ClosureLikelihood as RsClosure, DiagonalGaussianLikelihood, GaussianLikelihood as RsGaussian,
+    Likelihood as RsLikelihood,
+};
+use ndarray::Array1;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -57,60 +60,6 @@ impl Likelihood {
     }
     fn __repr__(&self) -> String {
         format!("Likelihood(m={})", self.inner.measurement_dim())
-    }
-}
-
-/// Gaussian noise with a standard deviation per measurement:
-/// `L(y) = sum_i (y_i - y_obs_i)^2 / (2 sigma_i^2)`, `dL/dy_i = (y_i - y_obs_i) / sigma_i^2`,
-/// whitened residual `r_i = (y_i - y_obs_i) / sigma_i` (so `L = ||r||^2 / 2`, the form EnKG,
-/// CPS and EKI linearise in).
-#[derive(Debug, Clone)]
-pub struct DiagonalGaussian {
-    y_obs: Array1<f32>,
-    inv_sigma: Array1<f32>,
-}
-
-impl DiagonalGaussian {
-    fn check(&self, y: ArrayView2<'_, f32>) -> diffinv_operators::Result<()> {
-        check_batch(y, self.y_obs.len(), "predicted measurement")
-    }
-    fn whiten(&self, y: ArrayView2<'_, f32>, power: i32) -> Array2<f32> {
-        let mut r = y.to_owned();
-        Zip::from(r.rows_mut()).for_each(|mut row| {
-            Zip::from(&mut row)
-                .and(&self.y_obs)
-                .and(&self.inv_sigma)
-                .for_each(|a, &b, &w| *a = (*a - b) * w.powi(power));
-        });
-        r
-    }
-}
-
-impl RsLikelihood for DiagonalGaussian {
-    fn measurement_dim(&self) -> usize {
-        self.y_obs.len()
-    }
-    fn nll(&self, y_pred: ArrayView2<'_, f32>) -> diffinv_operators::Result<Array1<f32>> {
-        self.check(y_pred)?;
-        Ok(y_pred.map_axis(Axis(1), |r| {
-            let s: f64 = r
-                .iter()
-                .zip(self.y_obs.iter().zip(self.inv_sigma.iter()))
-                .map(|(a, (b, w))| {
-                    let e = (*a - *b) as f64 * *w as f64;
-                    e * e
-                })
-                .sum();
-            (0.5 * s) as f32
-        }))
-    }
-    fn grad(&self, y_pred: ArrayView2<'_, f32>) -> diffinv_operators::Result<Array2<f32>> {
-        self.check(y_pred)?;
-        Ok(self.whiten(y_pred, 2))
-    }
-    fn residual(&self, y_pred: ArrayView2<'_, f32>) -> diffinv_operators::Result<Option<Array2<f32>>> {
-        self.check(y_pred)?;
-        Ok(Some(self.whiten(y_pred, 1)))
     }
 }
 
@@ -166,10 +115,7 @@ impl GaussianLikelihood {
                     sig[i]
                 )));
             }
-            Arc::new(DiagonalGaussian {
-                y_obs: y.clone(),
-                inv_sigma: sig.mapv(|v| 1.0 / v),
-            })
+            Arc::new(DiagonalGaussianLikelihood::new(y.clone(), sig.clone()).map_err(operator_err)?)
         };
         Ok(PyClassInitializer::from(Likelihood { inner }).add_subclass(Self { y, sigma: sig }))
     }

@@ -481,26 +481,18 @@ impl TorchScriptPrior {
 
 #[cfg(feature = "torch")]
 mod neural {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::str::FromStr;
     use std::sync::Arc;
 
-    use diffinv_priors::neural::{
-        DeviceChoice, EdmNetwork, NeuralDenoiser, ScriptedEdm, ScriptedVpEpsilon, TrainConfig,
-    };
+    use diffinv_priors::neural::{DeviceChoice, NeuralDenoiser, PriorFolder, ScriptedEdm, ScriptedVpEpsilon};
+    use diffinv_priors::PriorError;
     use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
     use pyo3::prelude::*;
 
     use super::{Prior, TorchScriptPrior, TrainedPrior};
     use crate::convert::shape_str;
     use crate::errors::{no_panic, prior_err};
-
-    #[derive(serde::Deserialize)]
-    struct Shipped {
-        #[serde(default)]
-        normalization: Option<String>,
-        train: TrainConfig,
-    }
 
     fn device(s: &str) -> PyResult<tch::Device> {
         DeviceChoice::from_str(s)
@@ -518,40 +510,15 @@ mod neural {
         }
     }
 
-    /// Read a trained prior folder (the layout the trainer writes).
-    fn read_folder(dir: &Path) -> PyResult<(TrainConfig, f64, f64)> {
-        let config = dir.join("config.toml");
-        let weights = dir.join("ema.safetensors");
-        for p in [&config, &weights] {
-            if !p.is_file() {
-                return Err(PyFileNotFoundError::new_err(format!(
-                    "{} is not a trained prior folder: {} is missing (train one with `cargo xtask train CONFIG`)",
-                    dir.display(),
-                    p.display()
-                )));
+    /// Read a trained prior folder (`diffinv_priors::neural::PriorFolder`, the layout the
+    /// trainer writes); a missing file is a `FileNotFoundError` naming the folder.
+    fn read_folder(dir: &std::path::Path) -> PyResult<PriorFolder> {
+        PriorFolder::read(dir).map_err(|e| match &e {
+            PriorError::Load { path, .. } if !std::path::Path::new(path).exists() => {
+                PyFileNotFoundError::new_err(format!("{} is not a trained prior folder: {e}", dir.display()))
             }
-        }
-        let bad = |p: &Path, why: String| PyValueError::new_err(format!("invalid prior file {}: {why}", p.display()));
-        let text = std::fs::read_to_string(&config).map_err(|e| bad(&config, e.to_string()))?;
-        let shipped: Shipped = toml::from_str(&text).map_err(|e| bad(&config, e.to_string()))?;
-        let norm = dir.join("normalization.json");
-        let (shift, scale) = if norm.is_file() {
-            let text = std::fs::read_to_string(&norm).map_err(|e| bad(&norm, e.to_string()))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&norm, e.to_string()))?;
-            match (v["shift"].as_f64(), v["scale"].as_f64()) {
-                (Some(a), Some(b)) => (a, b),
-                _ => return Err(bad(&norm, "needs numbers `shift` and `scale`".into())),
-            }
-        } else {
-            match shipped.normalization.as_deref() {
-                Some("unit") | None => (0.5, 0.5),
-                Some(other) => {
-                    return Err(bad(&norm, format!("missing, and normalization = {other:?} needs it")))
-                }
-            }
-        };
-        check_norm(shift, scale)?;
-        Ok((shipped.train, shift, scale))
+            _ => prior_err(e),
+        })
     }
 
     #[pymethods]
@@ -559,18 +526,16 @@ mod neural {
         #[new]
         #[pyo3(signature = (folder, device = "cpu", batch_size = 64))]
         fn new(py: Python<'_>, folder: PathBuf, device: &str, batch_size: usize) -> PyResult<(Self, Prior)> {
-            let (train, shift, scale) = read_folder(&folder)?;
+            let spec = read_folder(&folder)?;
             let dev = self::device(device)?;
-            let weights = folder.join("ema.safetensors");
-            let u = &train.unet;
-            let shape = vec![u.img_channels as usize, u.img_resolution as usize, u.img_resolution as usize];
-            let den = py.allow_threads(|| {
-                no_panic(|| {
-                    let net = EdmNetwork::load(&train.unet, train.sigma_data, dev, &weights).map_err(prior_err)?;
-                    NeuralDenoiser::new(Box::new(net), batch_size).map_err(prior_err)
-                })
-            })?;
-            let prior = Prior { inner: Arc::new(den), shape, shift: shift as f32, scale: scale as f32 };
+            let den: NeuralDenoiser =
+                py.allow_threads(|| no_panic(|| spec.load(batch_size, dev).map_err(prior_err)))?;
+            let prior = Prior {
+                inner: Arc::new(den),
+                shape: spec.shape(),
+                shift: spec.shift as f32,
+                scale: spec.scale as f32,
+            };
             Ok((Self { folder }, prior))
         }
         /// The folder the prior was read from.

@@ -19,7 +19,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use diffinv_operators::imaging::{Blur, Hdr, Inpainting, PhaseRetrieval, SuperResolution};
 use diffinv_operators::{ForwardModel, GaussianLikelihood};
 use diffinv_priors::Denoiser;
 use diffinv_solvers::{
@@ -118,16 +117,7 @@ impl Task {
 /// `task`'s operator for `[c, h, w]` images (masks and kernels drawn from `seed`); its
 /// capabilities (linear with adjoint, or differentiable) are discovered by `Problem::new`.
 pub fn task_operator(task: Task, shape: [usize; 3], seed: u64) -> Result<Box<dyn ForwardModel>> {
-    let [c, h, w] = shape;
-    Ok(match task {
-        Task::SuperResolution => Box::new(SuperResolution::bicubic(c, h, w, 4)?),
-        Task::BoxInpainting => Box::new(Inpainting::box_seeded(c, h, w, seed)?),
-        Task::RandomInpainting => Box::new(Inpainting::random(c, h, w, 0.7, seed)?),
-        Task::GaussianDeblur => Box::new(Blur::gaussian(c, h, w, 61, 3.0)?),
-        Task::MotionDeblur => Box::new(Blur::motion(c, h, w, 61, 0.5, seed)?),
-        Task::PhaseRetrieval => Box::new(PhaseRetrieval::dps(c, h, w, 2.0)?),
-        Task::Hdr => Box::new(Hdr::new(c, h, w, 2.0)?),
-    })
+    Ok(diffinv_operators::imaging::standard_task(task.name(), shape, seed)?)
 }
 
 

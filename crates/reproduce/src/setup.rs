@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 
 
-use diffinv_priors::neural::{EdmNetwork, NeuralDenoiser, TrainConfig};
-
-use serde::Deserialize;
+use diffinv_priors::neural::{NeuralDenoiser, PriorFolder};
 use tch::Device;
 
 use crate::methods::METHODS;
@@ -62,85 +60,33 @@ pub fn validate_methods(names: &[String]) -> Result<(), SetupError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct Shipped {
-    #[serde(default)]
-    normalization: Option<String>,
-    train: TrainConfig,
-}
-
-/// A prior folder's description, read without touching libtorch: the layout of
-/// `fixtures/priors/NAME/` (`config.toml`, `ema.safetensors`, `normalization.json`).
+/// A prior folder (`diffinv_priors::neural::PriorFolder`: `config.toml`, `ema.safetensors`,
+/// `normalization.json`) with the table runner's start-up errors.
 #[derive(Debug, Clone)]
-pub struct PriorSpec {
-    /// The folder.
-    pub dir: PathBuf,
-    /// The training config (U-Net and `sigma_data`).
-    pub train: TrainConfig,
-    /// `x_train = (x - shift) / scale`.
-    pub shift: f64,
-    /// See [`shift`](Self::shift).
-    pub scale: f64,
+pub struct PriorSpec(pub PriorFolder);
+
+impl std::ops::Deref for PriorSpec {
+    type Target = PriorFolder;
+    fn deref(&self) -> &PriorFolder {
+        &self.0
+    }
 }
 
 impl PriorSpec {
-    /// `[C, H, W]` of the prior's images.
-    pub fn shape(&self) -> Vec<usize> {
-        let u = &self.train.unet;
-        vec![
-            u.img_channels as usize,
-            u.img_resolution as usize,
-            u.img_resolution as usize,
-        ]
-    }
-    /// Read and check `dir`: the three files exist, the config parses, and the normalisation
-    /// is known. `normalization.json` (written by the trainer) gives shift and scale; without
-    /// it, `normalization = "unit"` means shift 0.5, scale 0.5 (`[0, 1] -> [-1, 1]`).
+    /// Read and check `dir` ([`PriorFolder::read`]): a missing file is
+    /// [`SetupError::MissingPrior`], anything else wrong [`SetupError::InvalidPrior`].
     pub fn read(dir: &Path) -> Result<Self, SetupError> {
-        let config = dir.join("config.toml");
-        let weights = dir.join("ema.safetensors");
-        for p in [&config, &weights] {
+        for p in [dir.join("config.toml"), dir.join("ema.safetensors")] {
             if !p.is_file() {
-                return Err(SetupError::MissingPrior(p.clone()));
+                return Err(SetupError::MissingPrior(p));
             }
         }
-        let bad = |path: &Path, reason: String| SetupError::InvalidPrior {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let text = std::fs::read_to_string(&config).map_err(|e| bad(&config, e.to_string()))?;
-        let shipped: Shipped = toml::from_str(&text).map_err(|e| bad(&config, e.to_string()))?;
-        let norm = dir.join("normalization.json");
-        let (shift, scale) = if norm.is_file() {
-            let text = std::fs::read_to_string(&norm).map_err(|e| bad(&norm, e.to_string()))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| bad(&norm, e.to_string()))?;
-            match (v["shift"].as_f64(), v["scale"].as_f64()) {
-                (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => (a, b),
-                _ => {
-                    return Err(bad(
-                        &norm,
-                        "needs finite `shift` and positive `scale`".into(),
-                    ))
-                }
-            }
-        } else {
-            match shipped.normalization.as_deref() {
-                Some("unit") | None => (0.5, 0.5),
-                Some(other) => {
-                    return Err(bad(
-                        &norm,
-                        format!("missing, and normalization = {other:?} needs it"),
-                    ))
-                }
-            }
-        };
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            train: shipped.train,
-            shift,
-            scale,
-        })
+        PriorFolder::read(dir)
+            .map(Self)
+            .map_err(|e| SetupError::InvalidPrior {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })
     }
     /// Check the prior's image shape against the operator's input shape.
     pub fn check_operator(&self, operator: &str, input: &[usize]) -> Result<(), SetupError> {
@@ -156,21 +102,12 @@ impl PriorSpec {
     }
     /// Load the EMA weights on the CPU as a batched denoiser (`batch` images per call).
     pub fn load(&self, batch: usize) -> Result<NeuralDenoiser, SetupError> {
-        let weights = self.dir.join("ema.safetensors");
-        let net = EdmNetwork::load(
-            &self.train.unet,
-            self.train.sigma_data,
-            Device::Cpu,
-            &weights,
-        )
-        .map_err(|e| SetupError::InvalidPrior {
-            path: weights.clone(),
-            reason: e.to_string(),
-        })?;
-        NeuralDenoiser::new(Box::new(net), batch).map_err(|e| SetupError::InvalidPrior {
-            path: weights,
-            reason: e.to_string(),
-        })
+        self.0
+            .load(batch, Device::Cpu)
+            .map_err(|e| SetupError::InvalidPrior {
+                path: self.dir.join("ema.safetensors"),
+                reason: e.to_string(),
+            })
     }
 }
 

@@ -179,8 +179,10 @@ where
         .unwrap_or_default();
     let default = serde_json::to_value(&default).unwrap_or(Value::Null);
     let build: Builder = Box::new(move |v: &Value| {
-        let cfg: C = serde_json::from_value(v.clone()).map_err(|e| {
-            SolverError::Config(format!("invalid configuration of {name}: {e}"))
+        let cfg: C = serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." { String::new() } else { format!("{path}: ") };
+            SolverError::Config(format!("invalid configuration of {name}: {at}{}", e.inner()))
         })?;
         Ok(Box::new(ctor(cfg)?) as Box<dyn DynSolver>)
     });

@@ -1,8 +1,10 @@
 //! `cargo xtask bench NAME`: side-by-side comparisons with a PyTorch implementation of the
-//! same computation, on the same machine, in one run.
+//! same computation (`process`: with the same model run in-process), on the same machine, in
+//! one run.
 
 mod ensemble;
 mod ns;
+mod process;
 mod python;
 
 use anyhow::{bail, Result};
@@ -11,7 +13,7 @@ use clap::Args;
 /// Arguments of `cargo xtask bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: `ensemble`, `ns` or `python`.
+    /// Which benchmark: `ensemble`, `ns`, `process` or `python`.
     pub name: String,
     /// Run a shorter version (fewer repetitions), for smoke tests.
     #[arg(long)]
@@ -23,7 +25,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.name.as_str() {
         "ensemble" => ensemble::run(&args),
         "ns" => ns::run(&args),
+        "process" => process::run(&args),
         "python" => python::run(&args),
-        other => bail!("unknown benchmark {other:?}; known: ensemble, ns, python"),
+        other => bail!("unknown benchmark {other:?}; known: ensemble, ns, process, python"),
     }
 }

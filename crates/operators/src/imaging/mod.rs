@@ -34,6 +34,47 @@ pub use kernels::{gaussian_kernel, motion_kernel};
 pub use phase::PhaseRetrieval;
 pub use resample::{Downsampling, SuperResolution};
 
+/// The image-restoration tasks of the DPS (arXiv 2209.14687) and DAPS (arXiv 2407.01521)
+/// benchmarks by their short names, with what each one is.
+pub const STANDARD_TASKS: &[(&str, &str)] = &[
+    ("sr4", "bicubic 4x super-resolution"),
+    ("box", "inpainting of a half-size box at a seeded position"),
+    ("random", "inpainting of 70 % of the pixels, seeded"),
+    ("gblur", "Gaussian deblurring, 61 px kernel, width 3"),
+    ("mblur", "motion deblurring, 61 px kernel, intensity 0.5, seeded"),
+    ("phase", "Fourier phase retrieval, oversampling 2"),
+    ("hdr", "high dynamic range reconstruction, factor 2"),
+];
+
+/// The forward model of standard task `name` ([`STANDARD_TASKS`]) on `[C, H, W]` images, with
+/// `seed` for the random masks and motion kernels. Errors: an unknown name
+/// ([`OperatorError::InvalidParameter`] listing the known ones) or an invalid shape.
+pub fn standard_task(
+    name: &str,
+    shape: [usize; 3],
+    seed: u64,
+) -> crate::Result<Box<dyn crate::ForwardModel>> {
+    let [c, h, w] = shape;
+    Ok(match name {
+        "sr4" => Box::new(SuperResolution::bicubic(c, h, w, 4)?),
+        "box" => Box::new(Inpainting::box_seeded(c, h, w, seed)?),
+        "random" => Box::new(Inpainting::random(c, h, w, 0.7, seed)?),
+        "gblur" => Box::new(Blur::gaussian(c, h, w, 61, 3.0)?),
+        "mblur" => Box::new(Blur::motion(c, h, w, 61, 0.5, seed)?),
+        "phase" => Box::new(PhaseRetrieval::dps(c, h, w, 2.0)?),
+        "hdr" => Box::new(Hdr::new(c, h, w, 2.0)?),
+        other => {
+            return Err(crate::OperatorError::InvalidParameter {
+                name: "task",
+                reason: format!(
+                    "unknown task {other:?}; known: {}",
+                    STANDARD_TASKS.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+                ),
+            })
+        }
+    })
+}
+
 use std::borrow::Cow;
 
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};

@@ -15,12 +15,14 @@
 
 pub mod device;
 pub mod edm;
+pub mod folder;
 pub mod torchscript;
 pub mod train;
 pub mod unet;
 
 pub use device::DeviceChoice;
 pub use edm::{EdmNetwork, NeuralDenoiser, TorchDenoise};
+pub use folder::PriorFolder;
 pub use torchscript::{load_torchscript, ScriptedEdm, ScriptedVpEpsilon};
 pub use train::{EdmLoss, TrainConfig, Trainer};
 pub use unet::{NoiseEmbedding, UNet, UNetConfig};

@@ -1,0 +1,428 @@
+//! `diffinv run` and `diffinv check`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diffinv_operators::{Affine, ForwardModel};
+use diffinv_solvers::{Checkpoint, CostSummary, Problem, Runner, SolverError};
+use serde_json::json;
+
+use crate::config::RunFile;
+use crate::output::{self, files};
+use crate::setup::{Setup, WorkerSettings};
+use crate::CliError;
+
+/// What `diffinv run` was asked.
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    /// The run file.
+    pub config: PathBuf,
+    /// `--out`: the results folder (else `[run] out`, else `results/<file stem>` next to the file).
+    pub out: Option<PathBuf>,
+    /// `--seed` (else `[run] seed`).
+    pub seed: Option<u64>,
+    /// `--resume`: continue from the folder's checkpoint.
+    pub resume: bool,
+    /// Stop after this many steps as if interrupted (a deterministic Ctrl-C, for tests).
+    pub stop_after: Option<usize>,
+}
+
+/// The results folder of a run.
+pub fn out_dir(file: &RunFile, flag: Option<&Path>) -> PathBuf {
+    match (flag, &file.run.out) {
+        (Some(o), _) => o.to_path_buf(),
+        (None, Some(o)) => file.resolve(o),
+        (None, None) => {
+            let stem = file
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into());
+            file.dir.join("results").join(stem)
+        }
+    }
+}
+
+fn out_err(msg: String) -> CliError {
+    CliError::Output(msg)
+}
+
+/// What the results folder holds before a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FolderState {
+    /// Absent or empty.
+    Fresh,
+    /// Holds a checkpoint at this step.
+    Checkpoint(usize),
+    /// Holds a finished run.
+    Finished,
+    /// Holds other files.
+    Other,
+}
+
+/// Look at `out` without changing it.
+pub fn folder_state(out: &Path) -> Result<FolderState, CliError> {
+    if !out.exists() {
+        return Ok(FolderState::Fresh);
+    }
+    if !out.is_dir() {
+        return Err(out_err(format!("{}: exists and is not a folder", out.display())));
+    }
+    let ckpt = out.join(files::CHECKPOINT);
+    if ckpt.is_file() {
+        let c = Checkpoint::load(&ckpt)?;
+        return Ok(FolderState::Checkpoint(c.step));
+    }
+    if out.join(files::SUMMARY).is_file() {
+        return Ok(FolderState::Finished);
+    }
+    let mut entries = std::fs::read_dir(out).map_err(|e| CliError::Io {
+        path: out.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(if entries.next().is_none() {
+        FolderState::Fresh
+    } else {
+        FolderState::Other
+    })
+}
+
+/// The ensemble size of a method's configuration (`num_particles`, else `num_candidates`,
+/// else 1).
+fn particles_of(config: &serde_json::Value) -> usize {
+    ["num_particles", "num_candidates"]
+        .iter()
+        .find_map(|k| config.get(*k).and_then(serde_json::Value::as_u64))
+        .map_or(1, |n| n.max(1) as usize)
+}
+
+/// Run the method with its configuration on a stand-in problem of the same capabilities in one
+/// dimension (a unit Gaussian prior, `G(x) = x`, a Gaussian likelihood of the same kind): what
+/// it costs in evaluations, at almost no cost.
+fn dry_run_counts(setup: &Setup) -> Result<CostSummary, SolverError> {
+    use diffinv_operators::{DiagonalGaussianLikelihood, FnForward, GaussianLikelihood, Likelihood, MatrixOperator};
+    let prior = diffinv_priors::GaussianPrior::new(
+        diffinv_priors::Gaussian::isotropic(ndarray::array![0.0], 1.0)
+            .map_err(|e| diffinv_solvers::problem::prior_error(e, 0))?,
+    );
+    let matrix;
+    let black_box;
+    let fwd: &dyn ForwardModel = if setup.forward().as_linear().is_some()
+        || setup.forward().as_differentiable().is_some()
+    {
+        matrix = MatrixOperator::new(ndarray::array![[1.0f32]])
+            .map_err(|e| diffinv_solvers::problem::operator_error(e, 0))?;
+        &matrix
+    } else {
+        black_box = FnForward::new(1, 1, |x: &[f32]| x.to_vec());
+        &black_box
+    };
+    let iso;
+    let diag;
+    let lik: &dyn Likelihood = match setup.likelihood.as_gaussian() {
+        Some(g) => {
+            iso = GaussianLikelihood::new(ndarray::array![0.5f32], g.sigma_y().max(0.1))
+                .map_err(|e| diffinv_solvers::problem::operator_error(e, 0))?;
+            &iso
+        }
+        None => {
+            diag = DiagonalGaussianLikelihood::new(ndarray::array![0.5f32], ndarray::array![0.1f32])
+                .map_err(|e| diffinv_solvers::problem::operator_error(e, 0))?;
+            &diag
+        }
+    };
+    let problem = Problem::new(&prior, fwd, lik)?;
+    let out = Runner::new(problem).run(setup.solver.as_ref(), 0)?;
+    Ok(out.cost)
+}
+
+/// The forward model the solver sees: physical units mapped from the prior's space when the
+/// prior is normalised (`x = shift + scale * x_prior`), with every capability passed through.
+fn with_units<'a>(
+    setup: &'a Setup,
+    slot: &'a mut Option<Affine<&'a dyn ForwardModel>>,
+) -> Result<&'a dyn ForwardModel, CliError> {
+    let Some((scale, shift)) = &setup.units else {
+        return Ok(setup.forward());
+    };
+    let a = Affine::per_component(setup.forward(), scale.clone(), shift.clone()).map_err(|e| {
+        CliError::Config {
+            key: "prior".into(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(slot.insert(a))
+}
+
+/// `diffinv run`: solve, write the results folder, return it.
+pub fn run(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<PathBuf, CliError> {
+    let file = RunFile::load(&args.config)?;
+    let out = out_dir(&file, args.out.as_deref());
+    let seed = args.seed.unwrap_or(file.run.seed);
+    let state = folder_state(&out)?;
+    let resume_step = match (&state, args.resume) {
+        (FolderState::Fresh, _) => None,
+        (FolderState::Checkpoint(k), true) => Some(*k),
+        (FolderState::Checkpoint(k), false) => {
+            return Err(out_err(format!(
+                "{}: holds an unfinished run (checkpoint at step {k}): pass --resume to continue it, or choose another --out",
+                out.display()
+            )))
+        }
+        (FolderState::Finished, _) => {
+            return Err(out_err(format!(
+                "{}: holds a finished run (summary.json): choose another --out",
+                out.display()
+            )))
+        }
+        (FolderState::Other, true) => None,
+        (FolderState::Other, false) => {
+            return Err(out_err(format!(
+                "{}: is not empty: choose another --out (or --resume an interrupted run there)",
+                out.display()
+            )))
+        }
+    };
+    // The top-most folder this run creates: removed again if the set-up fails.
+    let created = out
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .last()
+        .map(Path::to_path_buf);
+    std::fs::create_dir_all(&out).map_err(|e| CliError::Io {
+        path: out.clone(),
+        reason: e.to_string(),
+    })?;
+    let workers = WorkerSettings {
+        log: Some(out.join(files::WORKERS_LOG)),
+        cancel: Some(cancel.clone()),
+    };
+    let setup = match Setup::build(&file, workers) {
+        Ok(s) => s,
+        Err(e) => {
+            // A run that never started leaves nothing behind (a worker's failed start is quoted
+            // in the error itself).
+            if let Some(top) = &created {
+                let _ = std::fs::remove_dir_all(top);
+            }
+            return Err(e);
+        }
+    };
+    let mut slot = None;
+    let forward = with_units(&setup, &mut slot)?;
+    let problem = Problem::new(setup.prior.as_ref(), forward, setup.likelihood.as_ref())?;
+    let steps = setup.solver.num_steps();
+    let mut csv = output::StepsCsv::open(&out, resume_step)?;
+    let t0 = Instant::now();
+    let result = {
+        let mut runner = Runner::new(problem)
+            .with_checkpoint(out.join(files::CHECKPOINT))
+            .with_checkpoint_interval(Duration::from_secs_f64(file.run.checkpoint_every_s))
+            .with_cancel(cancel)
+            .observe(&mut csv);
+        if let Some(k) = args.stop_after {
+            runner = runner.stop_after(k);
+        }
+        runner = if std::io::stderr().is_terminal() {
+            runner.with_progress()
+        } else {
+            runner.observe(output::LogLines::new(Duration::from_secs(10)))
+        };
+        runner.run_partial(setup.solver.as_ref(), seed)
+    };
+    let interrupted = |step: usize| CliError::Interrupted {
+        step,
+        steps,
+        out: out.clone(),
+        config: args.config.clone(),
+        out_flag: args
+            .out
+            .as_ref()
+            .map(|o| format!(" --out {}", o.display()))
+            .unwrap_or_default(),
+    };
+    let run = match result {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            let step = Checkpoint::load(&out.join(files::CHECKPOINT))?.step;
+            return Err(interrupted(step));
+        }
+        Err(SolverError::Interrupted { step }) => return Err(interrupted(step)),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(e) = csv.error.take() {
+        return Err(e);
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let mut samples = run.samples;
+    setup.to_physical(&mut samples);
+    let (mean, std) = output::write_samples(&out, &samples)?;
+    let mut written = vec![files::SAMPLES, files::MEAN, files::STD, files::STEPS, files::SUMMARY];
+    let mut truth_report = serde_json::Value::Null;
+    if let Some(t) = &setup.truth {
+        let rel = diffinv_metrics::relative_l2(mean.view(), t.view()).ok();
+        truth_report = json!({ "relative_l2_of_mean": rel });
+    }
+    if let Some(shape) = &file.data.shape {
+        let title = format!("{}: posterior of {} samples", setup.method.name, samples.nrows());
+        output::figure(&out, &title, shape, &mean, &std, setup.truth.as_ref())?;
+        written.push(files::FIGURE);
+    }
+    let stats = setup
+        .process()
+        .map(|p| serde_json::to_value(p.stats()).unwrap_or_default());
+    if setup.process().is_some() {
+        written.push(files::WORKERS_LOG);
+    }
+    let mut resolved = file.resolved();
+    resolved["run"]["seed"] = json!(seed);
+    resolved["run"]["out"] = json!(out.display().to_string());
+    let summary = json!({
+        "diffinv": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "commit": option_env!("DIFFINV_GIT_COMMIT"),
+        },
+        "method": setup.method.name,
+        "solver_config": setup.solver.config_value()?,
+        "seed": seed,
+        "particles": samples.nrows(),
+        "dim": samples.ncols(),
+        "measurements": setup.y.len(),
+        "steps": steps,
+        "resumed_from_step": resume_step,
+        "final_misfit": run.log.last().and_then(|s| s.misfit),
+        "cost": run.cost,
+        "wall_seconds_this_invocation": wall,
+        "failures": {
+            "failed_forward_rows": run.cost.failed,
+            "workers": stats,
+        },
+        "truth": truth_report,
+        "problem": setup.description.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "config": resolved,
+        "outputs": written,
+    });
+    output::write_json(&out.join(files::SUMMARY), &summary)?;
+    let _ = std::fs::remove_file(out.join(files::CHECKPOINT));
+    setup.shutdown()?;
+    Ok(out)
+}
+
+/// `diffinv check`: validate, start the workers, time one step, and describe the run.
+pub fn check(config: &Path, out_flag: Option<&Path>, cancel: Arc<AtomicBool>) -> Result<String, CliError> {
+    let file = RunFile::load(config)?;
+    let out = out_dir(&file, out_flag);
+    let setup = Setup::build(
+        &file,
+        WorkerSettings {
+            log: None,
+            cancel: Some(cancel.clone()),
+        },
+    )?;
+    let mut lines = vec![format!("{}: every key is valid", config.display())];
+    for (k, v) in &setup.description {
+        lines.push(format!("{k:<11} {v}"));
+    }
+    let solver_config = setup.solver.config_value()?;
+    let particles = solver_config
+        .get("num_particles")
+        .and_then(|v| v.as_u64())
+        .map(|n| format!("{n} particles, "))
+        .unwrap_or_default();
+    let steps = setup.solver.num_steps();
+    lines.push(format!("{:<11} {particles}{steps} steps, seed {}", "solver", file.run.seed));
+    if let (Some(p), crate::config::ForwardSection::Process(cfg)) = (setup.process(), &file.forward) {
+        let n = cfg
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        lines.push(format!(
+            "{:<11} {n} worker(s) started, protocol and sizes checked (restarts {})",
+            "workers",
+            p.stats().restarts
+        ));
+    }
+    let mut slot = None;
+    let forward = with_units(&setup, &mut slot)?;
+    let n = particles_of(&solver_config);
+
+    // One timed batch of the forward model on `n` plausible inputs (the prior's denoised
+    // estimates of pure noise at sigma = 10, so roughly prior-typical values).
+    let d = setup.prior.dim();
+    let noise = ndarray::Array2::from_shape_fn((n, d), |(i, j)| {
+        let k = (i * 7919 + j * 104_729) as f32;
+        10.0 * (k.sin() * 43_758.547).fract()
+    });
+    // The first call of a network pays libtorch's start-up: time the second.
+    let mut t_den = 0.0;
+    let mut x = noise.clone();
+    for _ in 0..2 {
+        let t = Instant::now();
+        x = setup.prior.denoise(noise.view(), 10.0).map_err(|e| {
+            CliError::Solver(diffinv_solvers::problem::prior_error(e, 0))
+        })?;
+        t_den = t.elapsed().as_secs_f64() / n as f64;
+    }
+    let t = Instant::now();
+    let batch = forward
+        .forward_partial(x.view())
+        .map_err(|e| CliError::Solver(diffinv_solvers::problem::operator_error(e, 0)))?;
+    let t_fwd = t.elapsed().as_secs_f64() / n as f64;
+    let non_finite = batch
+        .y
+        .outer_iter()
+        .filter(|r| r.iter().any(|v| !v.is_finite()))
+        .count();
+    lines.push(format!(
+        "{:<11} one batch of {n}: forward {:.3} s ({} of {n} rows failed{}), prior {:.3} s",
+        "probe",
+        t_fwd * n as f64,
+        batch.failures.len().max(non_finite),
+        batch
+            .failures
+            .first()
+            .map(|f| format!(", e.g. row {}: {}", f.row, f.reason))
+            .unwrap_or_default(),
+        t_den * n as f64,
+    ));
+    // The evaluation counts of this method and configuration, from a dry run on a
+    // one-dimensional stand-in problem with the same capabilities (the counts of the methods
+    // depend on the configuration, not on the sizes; adaptive schedules may differ).
+    match dry_run_counts(&setup) {
+        Ok(c) => lines.push(format!(
+            "{:<11} {} forward evaluations in {} batches, {} prior evaluations, {} gradient evaluations: about {} (from the probe's per-row times)",
+            "estimate",
+            c.fwd_total,
+            c.fwd_seq,
+            c.den_total,
+            c.fwd_grad_total + c.den_grad_total,
+            human_seconds(
+                c.fwd_total as f64 * t_fwd
+                    + (c.den_total + 2 * c.den_grad_total) as f64 * t_den
+                    + c.fwd_grad_total as f64 * t_fwd
+            )
+        )),
+        Err(e) => lines.push(format!("{:<11} not available: {e}", "estimate")),
+    }
+    let state = match folder_state(&out)? {
+        FolderState::Fresh => "new".to_string(),
+        FolderState::Checkpoint(s) => format!("holds a checkpoint at step {s}: `--resume` continues it"),
+        FolderState::Finished => "holds a finished run: choose another --out".into(),
+        FolderState::Other => "not empty: choose another --out".into(),
+    };
+    lines.push(format!("{:<11} {} ({state})", "results", out.display()));
+    setup.shutdown()?;
+    Ok(lines.join("\n"))
+}
+
+fn human_seconds(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 7200.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
