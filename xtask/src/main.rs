@@ -1,7 +1,9 @@
 //! `cargo xtask`: the commands a user types (see README.md).
 //!
 //! - `cargo xtask reproduce [TABLE ...] [--quick | --full] [--out DIR] [--seed S]`
-//! - `cargo xtask test [-- CARGO TEST ARGS]`
+//! - `cargo xtask test [-- CARGO TEST ARGS]`: cargo tests, doc tests, the Python package's pytest
+//!   suite, the quoted tables, clippy
+//! - `cargo xtask test-python`: only the Python package's pytest suite
 //! - `cargo xtask check-tables [--run]`: the tables quoted in docs/ equal the code's
 //! - `cargo xtask bench NAME`
 //! - `cargo xtask data NAME`
@@ -13,6 +15,7 @@ mod bench;
 mod check_tables;
 mod data;
 mod plot;
+mod python;
 mod report;
 mod reproduce;
 mod torch_env;
@@ -46,6 +49,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Only the Python package's pytest suite (builds the workspace's tests first).
+    TestPython,
     /// Side-by-side performance comparison against PyTorch; prints one JSON line last.
     Bench(bench::BenchArgs),
     /// Generate a data set.
@@ -79,20 +84,27 @@ fn cargo() -> Command {
     c
 }
 
+/// The features of the workspace's test and lint builds: the neural priors of the `diffinv`
+/// program and of the Python package (the rest of the workspace enables `diffinv-priors/torch`
+/// already). The Python package's pytest suite runs on the extension this very build produces
+/// (python.rs), so every build of it here must use the same features.
+pub const TEST_FEATURES: &[&str] = &["--features", "diffinv-cli/torch diffinv-python/torch"];
+
 fn run_tests(extra: &[String]) -> Result<()> {
     let env = torch_env::ensure()?;
     torch_env::ensure_test_packages(&env)?;
-    // The `diffinv` program is tested in its full build (neural priors on libtorch); its build
-    // without libtorch is checked below.
+    // The `diffinv` program and the Python package are tested in their full builds (neural
+    // priors on libtorch); the program's build without libtorch is checked below.
     let mut c = cargo();
-    c.args(["test", "--workspace", "--all-targets", "--features", "diffinv-cli/torch"]);
+    c.args(["test", "--workspace", "--all-targets"]).args(TEST_FEATURES);
     c.args(extra);
     env.apply(&mut c);
     // Tests that compare against PyTorch skip themselves when DIFFINV_PYTHON is unset (a plain
     // `cargo test`); under xtask they must run.
     c.env("DIFFINV_REQUIRE_PYTHON", "1");
     eprintln!(
-        "xtask: cargo test --workspace --all-targets --features diffinv-cli/torch {}",
+        "xtask: cargo test --workspace --all-targets {} {}",
+        TEST_FEATURES.join(" "),
         extra.join(" ")
     );
     let st = c.status().context("running cargo test")?;
@@ -115,6 +127,9 @@ fn run_tests(extra: &[String]) -> Result<()> {
     if !st.success() {
         bail!("doc tests failed");
     }
+    // The Python package (crates/python): built into the test environment, then its pytest
+    // suite.
+    python::run_tests(&env)?;
     // The tables quoted in docs/ that fit this command's time budget (the Navier-Stokes quick
     // table, about 2 minutes) must equal what the code produces; the others are checked by
     // `cargo xtask check-tables --run`.
@@ -144,18 +159,14 @@ fn run_clippy(env: &torch_env::TorchEnv) -> Result<()> {
         return Ok(());
     }
     let mut c = cargo();
-    c.args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--features",
-        "diffinv-cli/torch",
-        "--",
-        "-D",
-        "warnings",
-    ]);
+    c.args(["clippy", "--workspace", "--all-targets"])
+        .args(TEST_FEATURES)
+        .args(["--", "-D", "warnings"]);
     env.apply(&mut c);
-    eprintln!("xtask: cargo clippy --workspace --all-targets -- -D warnings");
+    eprintln!(
+        "xtask: cargo clippy --workspace --all-targets {} -- -D warnings",
+        TEST_FEATURES.join(" ")
+    );
     let st = c.status().context("running cargo clippy")?;
     if !st.success() {
         bail!("clippy found warnings");
@@ -199,6 +210,11 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Reproduce(args) => reproduce::run(args),
         Cmd::Test { args } => run_tests(&args),
+        Cmd::TestPython => {
+            let env = torch_env::ensure()?;
+            torch_env::ensure_test_packages(&env)?;
+            python::run_tests(&env)
+        }
         Cmd::CheckTables(args) => check_tables::run(args),
         Cmd::Bench(args) => {
             // The PyTorch side of every comparison runs in the bootstrapped environment.

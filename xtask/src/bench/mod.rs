@@ -5,6 +5,7 @@
 mod ensemble;
 mod ns;
 mod process;
+mod python;
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -12,7 +13,7 @@ use clap::Args;
 /// Arguments of `cargo xtask bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: `ensemble`, `ns` or `process`.
+    /// Which benchmark: `ensemble`, `ns`, `process` or `python`.
     pub name: String,
     /// Run a shorter version (fewer repetitions), for smoke tests.
     #[arg(long)]
@@ -25,6 +26,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "ensemble" => ensemble::run(&args),
         "ns" => ns::run(&args),
         "process" => process::run(&args),
-        other => bail!("unknown benchmark {other:?}; known: ensemble, ns, process"),
+        "python" => python::run(&args),
+        other => bail!("unknown benchmark {other:?}; known: ensemble, ns, process, python"),
     }
 }
