@@ -120,7 +120,7 @@ fn run_tests(extra: &[String]) -> Result<()> {
         bail!("diffinv-cli does not build without libtorch");
     }
     let mut c = cargo();
-    c.args(["test", "--workspace", "--doc"]);
+    c.args(["test", "--workspace", "--doc"]).args(TEST_FEATURES);
     env.apply(&mut c);
     eprintln!("xtask: cargo test --workspace --doc");
     let st = c.status().context("running cargo test --doc")?;
