@@ -123,9 +123,12 @@ fn built_extension(env: &TorchEnv) -> Result<PathBuf> {
         bail!("building the workspace (with the Python package's extension) failed");
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let lib = text
+    let messages: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect();
+    let lib = messages
+        .into_iter()
         .filter(|m| {
             m["reason"] == "compiler-artifact"
                 && m["target"]["name"] == "_diffinv"
@@ -190,6 +193,16 @@ pub fn run_tests(env: &TorchEnv) -> Result<()> {
     let Some(dir) = stage(env)? else {
         return Ok(());
     };
+    // The Rust side of the bit-identity tests, an example of crates/python: `cargo test` builds
+    // examples only as test harnesses, so build them as programs, with the test build's
+    // features (nothing else is rebuilt).
+    let mut c = crate::cargo();
+    c.args(["build", "--workspace", "--examples", "--quiet"])
+        .args(crate::TEST_FEATURES);
+    env.apply(&mut c);
+    if !c.status().context("running cargo build --examples")?.success() {
+        bail!("building the workspace's examples failed");
+    }
     let reference = target_dir().join("debug").join("examples").join("rust_reference");
     if !reference.is_file() {
         bail!("{} was not built", reference.display());
