@@ -12,6 +12,7 @@
 mod bench;
 mod check_tables;
 mod data;
+mod mpi;
 mod plot;
 mod report;
 mod reproduce;
@@ -82,17 +83,22 @@ fn cargo() -> Command {
 fn run_tests(extra: &[String]) -> Result<()> {
     let env = torch_env::ensure()?;
     torch_env::ensure_test_packages(&env)?;
-    // The `diffinv` program is tested in its full build (neural priors on libtorch); its build
-    // without libtorch is checked below.
+    // The `diffinv` program is tested in its full build (neural priors on libtorch, and MPI
+    // where Open MPI is installed or can be); its build without either is checked below.
+    let features = if mpi::ensure() {
+        "diffinv-cli/torch,diffinv-cli/mpi"
+    } else {
+        "diffinv-cli/torch"
+    };
     let mut c = cargo();
-    c.args(["test", "--workspace", "--all-targets", "--features", "diffinv-cli/torch"]);
+    c.args(["test", "--workspace", "--all-targets", "--features", features]);
     c.args(extra);
     env.apply(&mut c);
     // Tests that compare against PyTorch skip themselves when DIFFINV_PYTHON is unset (a plain
     // `cargo test`); under xtask they must run.
     c.env("DIFFINV_REQUIRE_PYTHON", "1");
     eprintln!(
-        "xtask: cargo test --workspace --all-targets --features diffinv-cli/torch {}",
+        "xtask: cargo test --workspace --all-targets --features {features} {}",
         extra.join(" ")
     );
     let st = c.status().context("running cargo test")?;
@@ -102,7 +108,7 @@ fn run_tests(extra: &[String]) -> Result<()> {
     // A user without libtorch builds the program without the `torch` feature.
     let mut c = cargo();
     c.args(["check", "-p", "diffinv-cli", "--all-targets"]);
-    eprintln!("xtask: cargo check -p diffinv-cli --all-targets (without libtorch)");
+    eprintln!("xtask: cargo check -p diffinv-cli --all-targets (without libtorch and MPI)");
     let st = c.status().context("running cargo check")?;
     if !st.success() {
         bail!("diffinv-cli does not build without libtorch");
@@ -124,12 +130,12 @@ fn run_tests(extra: &[String]) -> Result<()> {
         only: vec!["ns:quick".into()],
         dev: true,
     })?;
-    run_clippy(&env)
+    run_clippy(&env, features)
 }
 
 /// `cargo clippy --workspace --all-targets -- -D warnings`: the workspace stays lint-clean.
 /// Skipped with a message where the toolchain has no clippy component.
-fn run_clippy(env: &torch_env::TorchEnv) -> Result<()> {
+fn run_clippy(env: &torch_env::TorchEnv, features: &str) -> Result<()> {
     let has_clippy = cargo()
         .args(["clippy", "--version"])
         .stdout(std::process::Stdio::null())
@@ -149,7 +155,7 @@ fn run_clippy(env: &torch_env::TorchEnv) -> Result<()> {
         "--workspace",
         "--all-targets",
         "--features",
-        "diffinv-cli/torch",
+        features,
         "--",
         "-D",
         "warnings",

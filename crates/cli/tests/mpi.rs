@@ -29,19 +29,21 @@ fn temp(name: &str) -> PathBuf {
     d
 }
 
-/// `diffinv ARGS` without MPI.
+/// `diffinv ARGS` without MPI, one thread for rayon and one for libtorch.
 fn plain(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(args).env("RAYON_NUM_THREADS", "1");
+    c.args(args).env("RAYON_NUM_THREADS", "1").env("OMP_NUM_THREADS", "1");
     c
 }
 
-/// `mpirun -n N diffinv ARGS`, one rayon thread per rank.
+/// `mpirun -n N diffinv ARGS`, one rayon thread and one libtorch thread per rank. (libtorch's
+/// CPU kernels give the same bits only for the same thread count, and its default differs under
+/// mpirun: docs/distributed.md.)
 fn mpirun(n: usize, args: &[&str]) -> Command {
     let mut c = Command::new("mpirun");
     c.args(["--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "-n"])
         .arg(n.to_string())
-        .args(["-x", "RAYON_NUM_THREADS=1", BIN])
+        .args(["-x", "RAYON_NUM_THREADS=1", "-x", "OMP_NUM_THREADS=1", BIN])
         .args(args);
     c
 }
@@ -251,7 +253,7 @@ max_ode_steps = 1
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// The Lotka-Volterra C worker, slowed down (10 ms per call) or failing on one rank, compiled
+/// The Lotka-Volterra C worker, slowed down (30 ms per call) or failing on one rank, compiled
 /// once per variant.
 fn lv_worker(variant: &str) -> PathBuf {
     static BUILT: OnceLock<std::sync::Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
@@ -265,7 +267,7 @@ fn lv_worker(variant: &str) -> PathBuf {
     let head = "static int forward(const float *x, float *y, int rows, void *ctx) {\n    (void)ctx;";
     assert!(src.contains(head));
     let body = match variant {
-        "slow" => "\n    struct timespec ts = {0, 10000000};\n    nanosleep(&ts, NULL);",
+        "slow" => "\n    struct timespec ts = {0, 30000000};\n    nanosleep(&ts, NULL);",
         // Rank 1's workers crash from their second call on.
         "rank1-crash" => "\n    static int calls = 0;\n    const char *r = getenv(\"OMPI_COMM_WORLD_RANK\");\n    if (r && strcmp(r, \"1\") == 0 && ++calls > 1) exit(3);",
         _ => "",
@@ -291,13 +293,13 @@ fn lv_worker(variant: &str) -> PathBuf {
     exe
 }
 
-/// The Lotka-Volterra problem (CPS, 16 candidates, 40 steps) with worker `exe`.
+/// The Lotka-Volterra problem (CPS, 16 candidates, 60 steps) with worker `exe`.
 fn lv_problem(dir: &Path, exe: &Path, extra: &str) -> PathBuf {
     let text = std::fs::read_to_string(examples().join("lotka-volterra/problem.toml"))
         .unwrap()
         .replace("[\"./lotka_volterra\"]", &format!("[{:?}]", exe.display().to_string()))
         .replace("workers = 2", &format!("workers = 1{extra}"))
-        .replace("num_candidates = 64", "num_candidates = 16\nnum_steps = 40")
+        .replace("num_candidates = 64", "num_candidates = 16\nnum_steps = 60")
         .replace("num_samples = 16", "num_samples = 4");
     let p = dir.join(format!("lv-{}.toml", exe.file_name().unwrap().to_string_lossy()));
     std::fs::write(&p, text).unwrap();
