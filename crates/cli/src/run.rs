@@ -10,7 +10,7 @@ use diffinv_operators::{Affine, ForwardModel};
 use diffinv_solvers::{Checkpoint, CostSummary, Problem, Runner, SolverError};
 use serde_json::json;
 
-use diffinv_mpi::{AgreedCancel, Collective, ShardedForward};
+use diffinv_mpi::{AgreedCancel, Collective, ShardedDenoiser, ShardedForward};
 
 use crate::config::RunFile;
 use crate::output::{self, files};
@@ -329,7 +329,15 @@ pub fn run(
         }
         None => forward,
     };
-    let problem = Problem::new(setup.prior.as_ref(), forward, setup.likelihood.as_ref())?;
+    let sharded_prior;
+    let prior: &dyn diffinv_priors::Denoiser = match (&ranks.comm, file.run.shard_prior) {
+        (Some(c), true) => {
+            sharded_prior = ShardedDenoiser::new(setup.prior.as_ref(), c.clone());
+            &sharded_prior
+        }
+        _ => setup.prior.as_ref(),
+    };
+    let problem = Problem::new(prior, forward, setup.likelihood.as_ref())?;
     let steps = setup.solver.num_steps();
     let csv = if lead {
         output::StepsCsv::open(&out, resume_step).map(Some)

@@ -104,7 +104,7 @@ fn assert_identical_on_1_2_3_ranks(cfg: &Path, dir: &Path, tag: &str) {
 
 /// A 32 x 32 Navier-Stokes problem: a Gaussian prior, the vorticity of a smooth field observed
 /// on every other point at T = 1.
-fn ns_problem(dir: &Path, solver: &str) -> PathBuf {
+fn ns_problem(dir: &Path, solver: &str, run: &str) -> PathBuf {
     let r = 32;
     let truth: Vec<f32> = (0..r * r)
         .map(|k| {
@@ -136,9 +136,11 @@ kind = "gaussian"
 sigma = 0.1
 [solver]
 {solver}
+[run]
+{run}
 "#
     );
-    let p = dir.join(format!("ns-{}.toml", solver.len()));
+    let p = dir.join(format!("ns-{}-{}.toml", solver.len(), run.len()));
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -150,8 +152,11 @@ const CPS: &str = "method = \"CPS\"\nnum_candidates = 5\nnum_samples = 2\nnum_st
 fn navier_stokes_enkg_and_cps_are_byte_identical_on_1_2_3_ranks() {
     let d = temp("ns");
     for (tag, solver) in [("enkg", ENKG), ("cps", CPS)] {
-        assert_identical_on_1_2_3_ranks(&ns_problem(&d, solver), &d, &format!("ns-{tag}"));
+        assert_identical_on_1_2_3_ranks(&ns_problem(&d, solver, ""), &d, &format!("ns-{tag}"));
     }
+    // The analytic prior sharded too: still the same bytes.
+    let cfg = ns_problem(&d, ENKG, "shard_prior = true");
+    assert_identical_on_1_2_3_ranks(&cfg, &d, "ns-enkg-shard-prior");
     std::fs::remove_dir_all(&d).unwrap();
 }
 

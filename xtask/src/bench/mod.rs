@@ -3,6 +3,7 @@
 //! one run.
 
 mod ensemble;
+mod mpi;
 mod ns;
 mod process;
 
@@ -12,7 +13,7 @@ use clap::Args;
 /// Arguments of `cargo xtask bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: `ensemble`, `ns` or `process`.
+    /// Which benchmark: `ensemble`, `mpi`, `ns` or `process`.
     pub name: String,
     /// Run a shorter version (fewer repetitions), for smoke tests.
     #[arg(long)]
@@ -25,6 +26,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "ensemble" => ensemble::run(&args),
         "ns" => ns::run(&args),
         "process" => process::run(&args),
-        other => bail!("unknown benchmark {other:?}; known: ensemble, ns, process"),
+        "mpi" => mpi::run(&args),
+        other => bail!("unknown benchmark {other:?}; known: ensemble, mpi, ns, process"),
     }
 }
