@@ -7,7 +7,7 @@
 //! - `cargo xtask data NAME`
 //! - `cargo xtask train CONFIG [--max-steps N]`
 //! - `cargo xtask torch-env`: print the libtorch environment (bootstrapping it if needed).
-//! - `cargo xtask install-cli [--no-torch] [--root DIR]`: install the `diffinv` program.
+//! - `cargo xtask install-cli [--no-torch] [--mpi] [--root DIR]`: install the `diffinv` program.
 
 mod bench;
 mod check_tables;
@@ -64,6 +64,9 @@ enum Cmd {
         /// Install into DIR/bin instead of cargo's default (~/.cargo/bin).
         #[arg(long)]
         root: Option<PathBuf>,
+        /// With MPI (`mpirun -n 4 diffinv run ...`; docs/distributed.md): needs an MPI library.
+        #[arg(long)]
+        mpi: bool,
     },
 }
 
@@ -172,11 +175,17 @@ fn run_clippy(env: &torch_env::TorchEnv, features: &str) -> Result<()> {
 /// `cargo install --path crates/cli`, with the `torch` feature and libtorch's folder recorded
 /// as the binary's run-time search path (so `diffinv` needs no LD_LIBRARY_PATH) unless
 /// `no_torch`.
-fn install_cli(no_torch: bool, root: Option<PathBuf>) -> Result<()> {
+fn install_cli(no_torch: bool, root: Option<PathBuf>, mpi: bool) -> Result<()> {
     let mut c = cargo();
     c.args(["install", "--path", "crates/cli", "--locked"]);
     if let Some(r) = &root {
         c.arg("--root").arg(r);
+    }
+    if mpi {
+        if !mpi::present() {
+            bail!("--mpi needs an MPI library: install {} (apt-get)", mpi::PACKAGES.join(" "));
+        }
+        c.args(["--features", "mpi"]);
     }
     if !no_torch {
         let env = torch_env::ensure()?;
@@ -192,7 +201,11 @@ fn install_cli(no_torch: bool, root: Option<PathBuf>) -> Result<()> {
         flags.push_str(&format!(" -C link-arg=-Wl,-rpath,{lib}"));
         c.env("RUSTFLAGS", flags.trim());
     }
-    eprintln!("xtask: cargo install --path crates/cli{}", if no_torch { "" } else { " --features torch" });
+    eprintln!(
+        "xtask: cargo install --path crates/cli{}{}",
+        if no_torch { "" } else { " --features torch" },
+        if mpi { " --features mpi" } else { "" }
+    );
     let st = c.status().context("running cargo install")?;
     if !st.success() {
         bail!("cargo install failed");
@@ -216,7 +229,7 @@ fn main() -> Result<()> {
         }
         Cmd::Data(args) => data::run(args),
         Cmd::Train(args) => train::run(args),
-        Cmd::InstallCli { no_torch, root } => install_cli(no_torch, root),
+        Cmd::InstallCli { no_torch, root, mpi } => install_cli(no_torch, root, mpi),
         Cmd::TorchEnv => {
             let env = torch_env::ensure()?;
             for (k, v) in &env.vars {
