@@ -35,9 +35,15 @@ fn has_libclang() -> bool {
     })
 }
 
-/// Whether `mpirun`, `mpicc` (the headers) and libclang are all there.
+/// Whether Open MPI's `mpirun` (the tests pass it Open MPI's options), `mpicc` (the headers)
+/// and libclang are all there.
 pub fn present() -> bool {
-    quiet("mpirun", &["--version"]) && quiet("mpicc", &["--showme:version"]) && has_libclang()
+    let open_mpi = Command::new("mpirun")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("Open MPI"))
+        .unwrap_or(false);
+    open_mpi && quiet("mpicc", &["--showme:version"]) && has_libclang()
 }
 
 /// MPI for the tests: `true` when present, or after installing it with apt-get as root;
