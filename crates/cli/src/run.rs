@@ -530,9 +530,14 @@ pub fn check(
     }
     if ranks > 1 {
         lines.push(format!(
-            "{:<11} {ranks} MPI ranks: each evaluates 1/{ranks} of every forward batch with its own model{}; the prior runs on every rank",
+            "{:<11} {ranks} MPI ranks: each evaluates 1/{ranks} of every forward batch with its own model{}; {}",
             "ranks",
-            if setup.process().is_some() { " and workers" } else { "" }
+            if setup.process().is_some() { " and workers" } else { "" },
+            if file.run.shard_prior {
+                "and of every prior batch (shard_prior)"
+            } else {
+                "every rank evaluates the prior on every row"
+            }
         ));
     }
     let mut slot = None;
@@ -587,6 +592,7 @@ pub fn check(
             human_seconds(
                 (c.fwd_total + c.fwd_grad_total) as f64 * t_fwd / ranks as f64
                     + (c.den_total + 2 * c.den_grad_total) as f64 * t_den
+                        / if file.run.shard_prior { ranks as f64 } else { 1.0 }
             )
         )),
         Err(e) => lines.push(format!("{:<11} not available: {e}", "estimate")),

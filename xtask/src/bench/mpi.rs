@@ -177,8 +177,8 @@ fn peak_rss() -> u64 {
 
 /// The solver's own seconds and the prior's seconds per forward batch of EnKG with `n`
 /// particles at 128 x 128 (m = 64 x 64), on one thread, with a forward model that costs
-/// nothing (the subsampling of the input), and the peak memory.
-fn solver_time(n: usize) -> Result<(f64, f64, u64)> {
+/// nothing (the subsampling of the input), on `threads` threads, and the peak memory.
+fn solver_time(n: usize, threads: usize) -> Result<(f64, f64, u64)> {
     let r = 128;
     let d = r * r;
     let prior = GaussianPrior::new(Gaussian::isotropic(Array1::zeros(d), 16.0)?);
@@ -192,7 +192,7 @@ fn solver_time(n: usize) -> Result<(f64, f64, u64)> {
         "EnKG",
         &json!({ "num_particles": n, "num_steps": 3, "threshold_start": 0.0, "threshold_end": 0.0, "num_updates": 1 }),
     )?;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let problem = Problem::new(&prior, &g, &lik)?;
     let out = pool.install(|| Runner::new(problem).run(enkg.as_ref(), 0))?;
     let c = out.cost;
@@ -263,7 +263,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // 2. Cost-model inputs.
     let t_row = forward_time_128(if quick { 2 } else { 4 })?;
     let n_measured = if quick { 512 } else { 2048 };
-    let (solver_per_batch, den_per_row, rss) = solver_time(n_measured)?;
+    let (solver_per_batch, den_per_row, rss) = solver_time(n_measured, 1)?;
+    // The same on two threads: how well the solver's algebra and the prior use a rank's
+    // threads (the hybrid layout below).
+    let (solver_2, den_2, _) = solver_time(n_measured, 2)?;
+    let thread_eff = ((solver_per_batch + 1e-12) / (2.0 * solver_2)).min(1.0);
+    let prior_thread_eff = ((den_per_row + 1e-18) / (2.0 * den_2)).min(1.0);
     let n = 2048usize;
     let scale = (n as f64 / n_measured as f64).powi(2);
     let solver_per_batch = solver_per_batch * scale;
@@ -342,6 +347,47 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }));
     }
     println!("  one rank of one thread: {:.2} h", t1 / 3600.0);
+    // The hybrid layout: one rank of 64 threads per node. Rayon spreads a rank's rows over its
+    // threads; the solver's algebra and the prior use them at the efficiency measured on two
+    // threads here (an optimistic extrapolation to 64).
+    println!(
+        "  hybrid layout, 1 rank x {per_node} threads per node (algebra {:.0}%, prior {:.0}% thread efficiency on 2 threads, assumed at {per_node}):",
+        thread_eff * 100.0,
+        prior_thread_eff * 100.0
+    );
+    let mut hybrid = Vec::new();
+    for nodes in [1usize, 8, 64] {
+        let fwd = batches * (n.div_ceil(nodes * per_node) as f64) * t_row;
+        let comm = if nodes > 1 {
+            batches
+                * (2.0 * header_s * (nodes as f64).log2().ceil()
+                    + (nodes as f64 - 1.0) / nodes as f64 * bytes / bw)
+        } else {
+            0.0
+        };
+        let alg = algebra / (per_node as f64 * thread_eff);
+        let pri = prior_all / (per_node as f64 * prior_thread_eff);
+        let pri_sharded = pri * n.div_ceil(nodes) as f64 / n as f64;
+        let total = fwd + comm + alg + pri;
+        let total_sharded = fwd + comm + alg + pri_sharded;
+        let cores = (nodes * per_node) as f64;
+        println!(
+            "    {nodes:>2} node(s): {:.3} h = forward {:.3} h + gathers {:.4} h + solver algebra {:.3} h + prior {:.3} h, efficiency {:.0}%; with shard_prior {:.3} h, {:.0}%",
+            total / 3600.0,
+            fwd / 3600.0,
+            comm / 3600.0,
+            alg / 3600.0,
+            pri / 3600.0,
+            100.0 * t1 / (cores * total),
+            total_sharded / 3600.0,
+            100.0 * t1 / (cores * total_sharded)
+        );
+        hybrid.push(json!({
+            "nodes": nodes, "hours": total / 3600.0, "efficiency": t1 / (cores * total),
+            "hours_shard_prior": total_sharded / 3600.0,
+            "efficiency_shard_prior": t1 / (cores * total_sharded),
+        }));
+    }
     // Communication dominates a batch once the gather outlasts the forward share.
     let crossover = (1..=1usize << 20)
         .map(|k| k * per_node)
@@ -361,6 +407,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "peak_rss_bytes": rss, "enkg_default_batches": batches, "gather_bytes_per_batch": bytes,
             "prior_s_per_row_128": den_per_row, "denoiser_rows_per_particle": den_rows_per_particle,
             "allgather_gb_per_s": bw / 1e9, "header_us": header_s * 1e6, "model": model,
+            "hybrid": hybrid, "algebra_thread_efficiency_2": thread_eff,
+            "prior_thread_efficiency_2": prior_thread_eff,
         })
     );
     let _ = std::fs::remove_dir_all(&dir);
