@@ -215,6 +215,16 @@ fn state_code(s: &FolderState) -> [u64; 2] {
     }
 }
 
+/// The words for a [`state_code`].
+fn describe_state(code: &[u64]) -> String {
+    match code {
+        [0, _] => "no results".into(),
+        [1, k] => format!("a checkpoint at step {k}"),
+        [2, _] => "a finished run".into(),
+        _ => "other files".into(),
+    }
+}
+
 /// The worker log of `rank` of `ranks`: `workers.log`, or `workers.rank-K.log` under MPI.
 pub fn workers_log_name(rank: usize, ranks: usize) -> String {
     if ranks > 1 {
@@ -253,10 +263,10 @@ pub fn run(
         let codes = c.all_gather_u64(&state_code(&state));
         if let Some(r) = (1..size).find(|&r| codes[2 * r..2 * r + 2] != codes[..2]) {
             return Err(out_err(format!(
-                "{}: rank 0 and rank {r} see different contents ({:?} against {:?}): the results folder must be on a file system that every node of the job shares",
+                "{}: rank 0 sees {}, rank {r} sees {}: the results folder must be on a file system that every node of the job shares",
                 out.display(),
-                &codes[..2],
-                &codes[2 * r..2 * r + 2]
+                describe_state(&codes[..2]),
+                describe_state(&codes[2 * r..2 * r + 2])
             )));
         }
     }
@@ -299,6 +309,15 @@ pub fn run(
         Ok(())
     };
     ranks.together(made)?;
+    let seen = if lead || out.is_dir() {
+        Ok(())
+    } else {
+        Err(out_err(format!(
+            "{}: this rank does not see the folder rank 0 created: the results folder must be on a file system that every node of the job shares",
+            out.display()
+        )))
+    };
+    ranks.together(seen)?;
     // 3. Every rank builds the problem and starts its own workers.
     let workers = WorkerSettings {
         log: Some(out.join(workers_log_name(rank, size))),
