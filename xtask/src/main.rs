@@ -9,11 +9,12 @@
 //! - `cargo xtask data NAME`
 //! - `cargo xtask train CONFIG [--max-steps N]`
 //! - `cargo xtask torch-env`: print the libtorch environment (bootstrapping it if needed).
-//! - `cargo xtask install-cli [--no-torch] [--root DIR]`: install the `diffinv` program.
+//! - `cargo xtask install-cli [--no-torch] [--mpi] [--root DIR]`: install the `diffinv` program.
 
 mod bench;
 mod check_tables;
 mod data;
+mod mpi;
 mod plot;
 mod python;
 mod report;
@@ -68,6 +69,9 @@ enum Cmd {
         /// Install into DIR/bin instead of cargo's default (~/.cargo/bin).
         #[arg(long)]
         root: Option<PathBuf>,
+        /// With MPI (`mpirun -n 4 diffinv run ...`; docs/distributed.md): needs an MPI library.
+        #[arg(long)]
+        mpi: bool,
     },
 }
 
@@ -88,15 +92,29 @@ fn cargo() -> Command {
 /// program and of the Python package (the rest of the workspace enables `diffinv-priors/torch`
 /// already). The Python package's pytest suite runs on the extension this very build produces
 /// (python.rs), so every build of it here must use the same features.
-pub const TEST_FEATURES: &[&str] = &["--features", "diffinv-cli/torch diffinv-python/torch"];
+/// With Open MPI present (installed by [`mpi::ensure`] when possible) the program's `mpi`
+/// feature too. Decided once per process.
+pub fn test_features() -> Vec<String> {
+    static FEATURES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let f = FEATURES.get_or_init(|| {
+        if mpi::ensure() {
+            "diffinv-cli/torch diffinv-python/torch diffinv-cli/mpi".into()
+        } else {
+            "diffinv-cli/torch diffinv-python/torch".into()
+        }
+    });
+    vec!["--features".into(), f.clone()]
+}
 
 fn run_tests(extra: &[String]) -> Result<()> {
     let env = torch_env::ensure()?;
     torch_env::ensure_test_packages(&env)?;
     // The `diffinv` program and the Python package are tested in their full builds (neural
-    // priors on libtorch); the program's build without libtorch is checked below.
+    // priors on libtorch, and MPI where Open MPI is installed or can be); the program's build
+    // without either is checked below.
+    let features = test_features();
     let mut c = cargo();
-    c.args(["test", "--workspace", "--all-targets"]).args(TEST_FEATURES);
+    c.args(["test", "--workspace", "--all-targets"]).args(&features);
     c.args(extra);
     env.apply(&mut c);
     // Tests that compare against PyTorch skip themselves when DIFFINV_PYTHON is unset (a plain
@@ -104,7 +122,7 @@ fn run_tests(extra: &[String]) -> Result<()> {
     c.env("DIFFINV_REQUIRE_PYTHON", "1");
     eprintln!(
         "xtask: cargo test --workspace --all-targets {} {}",
-        TEST_FEATURES.join(" "),
+        features.join(" "),
         extra.join(" ")
     );
     let st = c.status().context("running cargo test")?;
@@ -114,13 +132,13 @@ fn run_tests(extra: &[String]) -> Result<()> {
     // A user without libtorch builds the program without the `torch` feature.
     let mut c = cargo();
     c.args(["check", "-p", "diffinv-cli", "--all-targets"]);
-    eprintln!("xtask: cargo check -p diffinv-cli --all-targets (without libtorch)");
+    eprintln!("xtask: cargo check -p diffinv-cli --all-targets (without libtorch and MPI)");
     let st = c.status().context("running cargo check")?;
     if !st.success() {
         bail!("diffinv-cli does not build without libtorch");
     }
     let mut c = cargo();
-    c.args(["test", "--workspace", "--doc"]).args(TEST_FEATURES);
+    c.args(["test", "--workspace", "--doc"]).args(test_features());
     env.apply(&mut c);
     eprintln!("xtask: cargo test --workspace --doc");
     let st = c.status().context("running cargo test --doc")?;
@@ -160,12 +178,12 @@ fn run_clippy(env: &torch_env::TorchEnv) -> Result<()> {
     }
     let mut c = cargo();
     c.args(["clippy", "--workspace", "--all-targets"])
-        .args(TEST_FEATURES)
+        .args(test_features())
         .args(["--", "-D", "warnings"]);
     env.apply(&mut c);
     eprintln!(
         "xtask: cargo clippy --workspace --all-targets {} -- -D warnings",
-        TEST_FEATURES.join(" ")
+        test_features().join(" ")
     );
     let st = c.status().context("running cargo clippy")?;
     if !st.success() {
@@ -177,11 +195,17 @@ fn run_clippy(env: &torch_env::TorchEnv) -> Result<()> {
 /// `cargo install --path crates/cli`, with the `torch` feature and libtorch's folder recorded
 /// as the binary's run-time search path (so `diffinv` needs no LD_LIBRARY_PATH) unless
 /// `no_torch`.
-fn install_cli(no_torch: bool, root: Option<PathBuf>) -> Result<()> {
+fn install_cli(no_torch: bool, root: Option<PathBuf>, mpi: bool) -> Result<()> {
     let mut c = cargo();
     c.args(["install", "--path", "crates/cli", "--locked"]);
     if let Some(r) = &root {
         c.arg("--root").arg(r);
+    }
+    if mpi {
+        if !mpi::present() {
+            bail!("--mpi needs an MPI library: install {} (apt-get)", mpi::PACKAGES.join(" "));
+        }
+        c.args(["--features", "mpi"]);
     }
     if !no_torch {
         let env = torch_env::ensure()?;
@@ -197,7 +221,11 @@ fn install_cli(no_torch: bool, root: Option<PathBuf>) -> Result<()> {
         flags.push_str(&format!(" -C link-arg=-Wl,-rpath,{lib}"));
         c.env("RUSTFLAGS", flags.trim());
     }
-    eprintln!("xtask: cargo install --path crates/cli{}", if no_torch { "" } else { " --features torch" });
+    eprintln!(
+        "xtask: cargo install --path crates/cli{}{}",
+        if no_torch { "" } else { " --features torch" },
+        if mpi { " --features mpi" } else { "" }
+    );
     let st = c.status().context("running cargo install")?;
     if !st.success() {
         bail!("cargo install failed");
@@ -226,7 +254,7 @@ fn main() -> Result<()> {
         }
         Cmd::Data(args) => data::run(args),
         Cmd::Train(args) => train::run(args),
-        Cmd::InstallCli { no_torch, root } => install_cli(no_torch, root),
+        Cmd::InstallCli { no_torch, root, mpi } => install_cli(no_torch, root, mpi),
         Cmd::TorchEnv => {
             let env = torch_env::ensure()?;
             for (k, v) in &env.vars {

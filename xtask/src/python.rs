@@ -2,7 +2,7 @@
 //! (`cargo xtask test`, `cargo xtask test-python`) and `cargo xtask bench python`.
 //!
 //! The extension module is the `cdylib` that the workspace's own test build produces
-//! (`cargo test --workspace --all-targets` with [`crate::TEST_FEATURES`], dev profile), staged
+//! (`cargo test --workspace --all-targets` with [`crate::test_features()`], dev profile), staged
 //! with the package's Python sources in `target/python/diffinv/` and put on `PYTHONPATH`: no
 //! second build and nothing installed into the environment. Building the package alone (what
 //! `maturin develop` does) would resolve features for `diffinv-python` alone, which differ from
@@ -115,7 +115,7 @@ fn built_extension(env: &TorchEnv) -> Result<PathBuf> {
     let mut c = crate::cargo();
     c.args(["test", "--workspace", "--all-targets", "--no-run", "--quiet"])
         .args(["--message-format", "json-render-diagnostics"])
-        .args(crate::TEST_FEATURES)
+        .args(crate::test_features())
         .stderr(std::process::Stdio::inherit());
     env.apply(&mut c);
     let out = c.output().context("running cargo test --no-run")?;
@@ -198,7 +198,7 @@ pub fn run_tests(env: &TorchEnv) -> Result<()> {
     // features (nothing else is rebuilt).
     let mut c = crate::cargo();
     c.args(["build", "--workspace", "--examples", "--quiet"])
-        .args(crate::TEST_FEATURES);
+        .args(crate::test_features());
     env.apply(&mut c);
     if !c.status().context("running cargo build --examples")?.success() {
         bail!("building the workspace's examples failed");

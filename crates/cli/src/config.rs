@@ -291,6 +291,13 @@ pub struct RunSection {
     /// an interruption loses nothing).
     #[serde(default)]
     pub checkpoint_every_s: f64,
+    /// Under MPI, shard the prior's denoiser batches over the ranks too (each rank denoises
+    /// `1/P` of the rows; default false: every rank denoises every row). Bit-identical for the
+    /// analytic priors; a neural prior's rows can depend on the batch they are evaluated in, so
+    /// its samples then agree with the run without MPI to rounding (docs/distributed.md).
+    /// Ignored without MPI.
+    #[serde(default)]
+    pub shard_prior: bool,
 }
 
 impl Default for RunSection {
@@ -299,6 +306,7 @@ impl Default for RunSection {
             seed: 0,
             out: None,
             checkpoint_every_s: 0.0,
+            shard_prior: false,
         }
     }
 }

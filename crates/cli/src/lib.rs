@@ -12,6 +12,11 @@
 //! - `diffinv methods [NAME] [--markdown]`: the registry, with every key's default.
 //!
 //! The run file's keys are documented in `docs/cli.md`; [`config`] parses and validates them.
+//!
+//! With the feature `mpi`, `mpirun -n P diffinv run FILE` runs one copy per rank: every rank
+//! steps the same solver, every forward evaluation is sharded over the ranks
+//! ([`diffinv_mpi::ShardedForward`]), and rank 0 alone writes the results folder
+//! (docs/distributed.md). [`run::run`] takes the ranks as any [`diffinv_mpi::Collective`].
 
 pub mod config;
 pub mod methods;
@@ -62,10 +67,20 @@ pub enum CliError {
     /// The results folder is in a state this command cannot continue from.
     #[error("{0}")]
     Output(String),
+    /// Another rank of an MPI job failed where every rank had to succeed (reading the run file
+    /// or the results folder, starting its workers); that rank reports the cause.
+    #[error("rank {rank}: {message}")]
+    Elsewhere {
+        /// The rank that failed.
+        rank: usize,
+        /// Its message.
+        message: String,
+    },
     /// Ctrl-C or SIGTERM stopped the run; the checkpoint holds `step` finished steps.
     #[error(
-        "interrupted after {step} of {steps} steps; the checkpoint in {} holds them: continue with `diffinv run {} --resume{}`",
-        out.display(), config.display(), out_flag
+        "interrupted after {step} of {steps} steps; the checkpoint in {} holds them: continue with `diffinv run {} --resume{}`{}",
+        out.display(), config.display(), out_flag,
+        if *ranks > 1 { " (under MPI with any number of ranks, or without)" } else { "" }
     )]
     Interrupted {
         /// Finished steps.
@@ -78,6 +93,8 @@ pub enum CliError {
         config: PathBuf,
         /// ` --out DIR` when the folder came from the command line.
         out_flag: String,
+        /// The MPI ranks of the run (1 without MPI).
+        ranks: usize,
     },
 }
 

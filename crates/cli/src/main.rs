@@ -98,6 +98,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Started by mpirun/srun: one rank of an MPI job (docs/distributed.md).
+    let job = match Job::start(&cli.command) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("diffinv: {e}");
+            return ExitCode::from(e.exit_code().clamp(1, 255) as u8);
+        }
+    };
+    let (rank, ranks) = (job.rank(), job.size());
     let result: Result<(), CliError> = (|| match cli.command {
         Command::Run {
             config,
@@ -114,15 +123,20 @@ fn main() -> ExitCode {
                 resume,
                 stop_after,
             };
-            let dir = run::run(&args, flag)?;
-            eprintln!("diffinv: done; results in {}", dir.display());
+            let dir = run::run(&args, flag, job.comm())?;
+            if rank == 0 {
+                eprintln!("diffinv: done; results in {}", dir.display());
+            }
             Ok(())
         }
+        // Under MPI rank 0 checks (for a run on `ranks` ranks); the others have nothing to do.
+        Command::Check { .. } if rank > 0 => Ok(()),
         Command::Check { config, out } => {
             let flag = cancel_flag()?;
-            println!("{}", run::check(&config, out.as_deref(), flag)?);
+            println!("{}", run::check(&config, out.as_deref(), flag, ranks)?);
             Ok(())
         }
+        Command::Methods { .. } if rank > 0 => Ok(()),
         Command::Methods { name, markdown } => {
             match (name, markdown) {
                 (Some(_), true) => {
@@ -137,11 +151,111 @@ fn main() -> ExitCode {
             Ok(())
         }
     })();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("diffinv: {e}");
-            ExitCode::from(e.exit_code().clamp(1, 255) as u8)
+    job.finish(result)
+}
+
+/// How long a rank that failed on its own waits for the others to stop before it aborts the
+/// whole MPI job (they may be inside a collective it will never join).
+#[cfg(feature = "mpi")]
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// This process's part in an MPI job, or none.
+struct Job {
+    #[cfg(feature = "mpi")]
+    world: Option<diffinv_mpi::MpiWorld>,
+}
+
+impl Job {
+    /// Start MPI when an MPI launcher started this process (and the command runs a problem).
+    #[cfg(feature = "mpi")]
+    fn start(_command: &Command) -> Result<Self, CliError> {
+        if !diffinv_mpi::launched() {
+            return Ok(Self { world: None });
+        }
+        let world = diffinv_mpi::MpiWorld::init().map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(Self { world: Some(world) })
+    }
+
+    /// Without MPI: refuse to be one of many copies of `diffinv run` (each would solve the
+    /// whole problem and write the same folder).
+    #[cfg(not(feature = "mpi"))]
+    fn start(command: &Command) -> Result<Self, CliError> {
+        match (command, diffinv_mpi::launcher_size()) {
+            (Command::Run { .. }, Some(n)) if n > 1 => Err(CliError::Usage(format!(
+                "this diffinv was built without MPI but was started as one of {n} processes \
+                 (mpirun, srun): build it with `--features mpi` (docs/distributed.md), or start \
+                 it once without the launcher"
+            ))),
+            _ => Ok(Self {}),
+        }
+    }
+
+    fn rank(&self) -> usize {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            return w.rank();
+        }
+        0
+    }
+
+    fn size(&self) -> usize {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            return w.size();
+        }
+        1
+    }
+
+    fn comm(&self) -> Option<Arc<dyn diffinv_mpi::Collective>> {
+        #[cfg(feature = "mpi")]
+        if let Some(w) = &self.world {
+            return Some(w.comm());
+        }
+        None
+    }
+
+    /// Report `result` and exit. Under MPI the ranks end together: each waits for the others
+    /// (a rank that failed on its own waits [`PATIENCE`], then aborts the job, since the others
+    /// may be waiting for it inside a collective), rank 0 reports its error (the others' only
+    /// when rank 0 succeeded) and every rank exits with the job's status, the first non-zero
+    /// one in rank order.
+    fn finish(self, result: Result<(), CliError>) -> ExitCode {
+        let code = match &result {
+            Ok(()) => 0,
+            Err(e) => e.exit_code().clamp(1, 255),
+        };
+        #[cfg(feature = "mpi")]
+        if let Some(world) = self.world {
+            let rank = world.rank();
+            let patience = (code != 0).then_some(PATIENCE);
+            if !world.finish_together(patience) {
+                if let Err(e) = &result {
+                    eprintln!("diffinv: rank {rank}: {e}");
+                }
+                eprintln!(
+                    "diffinv: rank {rank}: the other ranks did not stop within {} s: aborting the MPI job",
+                    PATIENCE.as_secs()
+                );
+                world.abort(code);
+            }
+            let codes = world.exchange(code as u64);
+            if let Err(e) = &result {
+                if rank == 0 {
+                    eprintln!("diffinv: {e}");
+                } else if codes.first() == Some(&0) {
+                    eprintln!("diffinv: rank {rank}: {e}");
+                }
+            }
+            let job = codes.iter().copied().find(|&c| c != 0).unwrap_or(0);
+            drop(world);
+            return ExitCode::from(job.clamp(0, 255) as u8);
+        }
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("diffinv: {e}");
+                ExitCode::from(code as u8)
+            }
         }
     }
 }

@@ -10,6 +10,8 @@ use diffinv_operators::{Affine, ForwardModel};
 use diffinv_solvers::{Checkpoint, CostSummary, Problem, Runner, SolverError};
 use serde_json::json;
 
+use diffinv_mpi::{AgreedCancel, Collective, ShardedDenoiser, ShardedForward};
+
 use crate::config::RunFile;
 use crate::output::{self, files};
 use crate::setup::{Setup, WorkerSettings};
@@ -157,12 +159,117 @@ fn with_units<'a>(
     Ok(slot.insert(a))
 }
 
+/// The ranks of an MPI job (or none): what [`run`] shares with the others.
+struct Ranks {
+    comm: Option<Arc<dyn Collective>>,
+}
+
+impl Ranks {
+    fn rank(&self) -> usize {
+        self.comm.as_ref().map_or(0, |c| c.rank())
+    }
+    fn size(&self) -> usize {
+        self.comm.as_ref().map_or(1, |c| c.size())
+    }
+    /// `r` where every rank's result is `Ok`; else this rank's own error, or
+    /// [`CliError::Elsewhere`] naming the failed rank. A collective: every rank calls it at the
+    /// same point, so that no rank goes on into a step that a failed rank never reaches.
+    fn together<T>(&self, r: Result<T, CliError>) -> Result<T, CliError> {
+        let Some(c) = &self.comm else { return r };
+        let mine = r.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        match (diffinv_mpi::agree(c.as_ref(), mine), r) {
+            (Ok(()), r) => r,
+            (Err(_), Err(e)) => Err(e),
+            (Err(f), Ok(_)) => Err(CliError::Elsewhere {
+                rank: f.rank,
+                message: f.message,
+            }),
+        }
+    }
+    /// Every rank's `value` (a collective).
+    fn gather_json(&self, value: serde_json::Value) -> Vec<serde_json::Value> {
+        let Some(c) = &self.comm else { return vec![value] };
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        let lens = c.all_gather_u64(&[bytes.len() as u64]);
+        let counts: Vec<usize> = lens.iter().map(|&l| l as usize).collect();
+        let all = c.all_gather_bytes(&bytes, &counts);
+        let mut at = 0;
+        counts
+            .iter()
+            .map(|&n| {
+                let v = serde_json::from_slice(&all[at..at + n]).unwrap_or_default();
+                at += n;
+                v
+            })
+            .collect()
+    }
+}
+
+/// A folder's state as two numbers, to compare the ranks' views of it.
+fn state_code(s: &FolderState) -> [u64; 2] {
+    match s {
+        FolderState::Fresh => [0, 0],
+        FolderState::Checkpoint(k) => [1, *k as u64],
+        FolderState::Finished => [2, 0],
+        FolderState::Other => [3, 0],
+    }
+}
+
+/// The words for a [`state_code`].
+fn describe_state(code: &[u64]) -> String {
+    match code {
+        [0, _] => "no results".into(),
+        [1, k] => format!("a checkpoint at step {k}"),
+        [2, _] => "a finished run".into(),
+        _ => "other files".into(),
+    }
+}
+
+/// The worker log of `rank` of `ranks`: `workers.log`, or `workers.rank-K.log` under MPI.
+pub fn workers_log_name(rank: usize, ranks: usize) -> String {
+    if ranks > 1 {
+        format!("workers.rank-{rank}.log")
+    } else {
+        files::WORKERS_LOG.to_string()
+    }
+}
+
 /// `diffinv run`: solve, write the results folder, return it.
-pub fn run(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<PathBuf, CliError> {
-    let file = RunFile::load(&args.config)?;
-    let out = out_dir(&file, args.out.as_deref());
+///
+/// With `comm` (the ranks of an MPI job, or any other [`Collective`]), every rank calls this
+/// with the same arguments: each builds the problem and steps the solver, every forward
+/// evaluation is sharded over the ranks ([`ShardedForward`]), every rank reads the checkpoint
+/// on `--resume`, and rank 0 alone writes the results folder, `steps.csv`, `summary.json` and
+/// the checkpoints. Each rank runs its own worker pool (`workers` processes per rank) and logs
+/// to `workers.rank-K.log`. The samples are bit-identical to a run without `comm`.
+pub fn run(
+    args: &RunArgs,
+    cancel: Arc<AtomicBool>,
+    comm: Option<Arc<dyn Collective>>,
+) -> Result<PathBuf, CliError> {
+    let ranks = Ranks { comm };
+    let (rank, size) = (ranks.rank(), ranks.size());
+    let lead = rank == 0;
+    // 1. Every rank reads the run file and looks at the results folder.
+    let first = (|| {
+        let file = RunFile::load(&args.config)?;
+        let out = out_dir(&file, args.out.as_deref());
+        let state = folder_state(&out)?;
+        Ok((file, out, state))
+    })();
+    let (file, out, state) = ranks.together(first)?;
     let seed = args.seed.unwrap_or(file.run.seed);
-    let state = folder_state(&out)?;
+    if let Some(c) = &ranks.comm {
+        let codes = c.all_gather_u64(&state_code(&state));
+        if let Some(r) = (1..size).find(|&r| codes[2 * r..2 * r + 2] != codes[..2]) {
+            return Err(out_err(format!(
+                "{}: rank 0 sees {}, rank {r} sees {}: the results folder must be on a file system that every node of the job shares",
+                out.display(),
+                describe_state(&codes[..2]),
+                describe_state(&codes[2 * r..2 * r + 2])
+            )));
+        }
+    }
     let resume_step = match (&state, args.resume) {
         (FolderState::Fresh, _) => None,
         (FolderState::Checkpoint(k), true) => Some(*k),
@@ -186,26 +293,42 @@ pub fn run(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<PathBuf, CliError>
             )))
         }
     };
-    // The top-most folder this run creates: removed again if the set-up fails.
+    // 2. Rank 0 creates the folder; the top-most folder it creates is removed again if the
+    //    set-up fails.
     let created = out
         .ancestors()
         .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
         .last()
         .map(Path::to_path_buf);
-    std::fs::create_dir_all(&out).map_err(|e| CliError::Io {
-        path: out.clone(),
-        reason: e.to_string(),
-    })?;
+    let made = if lead {
+        std::fs::create_dir_all(&out).map_err(|e| CliError::Io {
+            path: out.clone(),
+            reason: e.to_string(),
+        })
+    } else {
+        Ok(())
+    };
+    ranks.together(made)?;
+    let seen = if lead || out.is_dir() {
+        Ok(())
+    } else {
+        Err(out_err(format!(
+            "{}: this rank does not see the folder rank 0 created: the results folder must be on a file system that every node of the job shares",
+            out.display()
+        )))
+    };
+    ranks.together(seen)?;
+    // 3. Every rank builds the problem and starts its own workers.
     let workers = WorkerSettings {
-        log: Some(out.join(files::WORKERS_LOG)),
+        log: Some(out.join(workers_log_name(rank, size))),
         cancel: Some(cancel.clone()),
     };
-    let setup = match Setup::build(&file, workers) {
+    let setup = match ranks.together(Setup::build(&file, workers)) {
         Ok(s) => s,
         Err(e) => {
             // A run that never started leaves nothing behind (a worker's failed start is quoted
-            // in the error itself).
-            if let Some(top) = &created {
+            // in the error itself); rank 0 removes what it created.
+            if let (Some(top), true) = (&created, lead) {
                 let _ = std::fs::remove_dir_all(top);
             }
             return Err(e);
@@ -213,24 +336,57 @@ pub fn run(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<PathBuf, CliError>
     };
     let mut slot = None;
     let forward = with_units(&setup, &mut slot)?;
-    let problem = Problem::new(setup.prior.as_ref(), forward, setup.likelihood.as_ref())?;
+    let sharded;
+    let forward: &dyn ForwardModel = match &ranks.comm {
+        Some(c) => {
+            sharded = ShardedForward::new(forward, c.clone());
+            &sharded
+        }
+        None => forward,
+    };
+    let sharded_prior;
+    let prior: &dyn diffinv_priors::Denoiser = match (&ranks.comm, file.run.shard_prior) {
+        (Some(c), true) => {
+            sharded_prior = ShardedDenoiser::new(setup.prior.as_ref(), c.clone());
+            &sharded_prior
+        }
+        _ => setup.prior.as_ref(),
+    };
+    let problem = Problem::new(prior, forward, setup.likelihood.as_ref())?;
     let steps = setup.solver.num_steps();
-    let mut csv = output::StepsCsv::open(&out, resume_step)?;
+    let csv = if lead {
+        output::StepsCsv::open(&out, resume_step).map(Some)
+    } else {
+        Ok(None)
+    };
+    let mut csv = ranks.together(csv)?;
     let t0 = Instant::now();
     let result = {
         let mut runner = Runner::new(problem)
             .with_checkpoint(out.join(files::CHECKPOINT))
             .with_checkpoint_interval(Duration::from_secs_f64(file.run.checkpoint_every_s))
-            .with_cancel(cancel)
-            .observe(&mut csv);
+            .with_checkpoint_writer(lead);
+        runner = match &ranks.comm {
+            // Every rank stops before the same step, whichever rank the signal reached first.
+            Some(c) => {
+                let agreed = AgreedCancel::new(c.clone(), cancel);
+                runner.with_cancel(agreed.flag()).observe(agreed)
+            }
+            None => runner.with_cancel(cancel),
+        };
+        if let Some(csv) = csv.as_mut() {
+            runner = runner.observe(csv);
+        }
         if let Some(k) = args.stop_after {
             runner = runner.stop_after(k);
         }
-        runner = if std::io::stderr().is_terminal() {
-            runner.with_progress()
-        } else {
-            runner.observe(output::LogLines::new(Duration::from_secs(10)))
-        };
+        if lead {
+            runner = if std::io::stderr().is_terminal() {
+                runner.with_progress()
+            } else {
+                runner.observe(output::LogLines::new(Duration::from_secs(10)))
+            };
+        }
         runner.run_partial(setup.solver.as_ref(), seed)
     };
     let interrupted = |step: usize| CliError::Interrupted {
@@ -243,24 +399,44 @@ pub fn run(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<PathBuf, CliError>
             .as_ref()
             .map(|o| format!(" --out {}", o.display()))
             .unwrap_or_default(),
+        ranks: size,
     };
     let run = match result {
         Ok(Some(r)) => r,
         Ok(None) => {
-            let step = Checkpoint::load(&out.join(files::CHECKPOINT))?.step;
+            // Rank 0 wrote the checkpoint before returning; only it reports the step.
+            let step = if lead {
+                Checkpoint::load(&out.join(files::CHECKPOINT))?.step
+            } else {
+                0
+            };
             return Err(interrupted(step));
         }
         Err(SolverError::Interrupted { step }) => return Err(interrupted(step)),
         Err(e) => return Err(e.into()),
     };
-    if let Some(e) = csv.error.take() {
+    let wall = t0.elapsed().as_secs_f64();
+    // 4. Every rank finished the same run: what each rank's workers and forward model did.
+    let per_rank = ranks.gather_json(json!({
+        "rank": rank,
+        "forward_seconds": run.cost.fwd_seconds,
+        "prior_seconds": run.cost.den_seconds,
+        "workers": setup.process().map(|p| serde_json::to_value(p.stats()).unwrap_or_default()),
+    }));
+    if !lead {
+        setup.shutdown()?;
+        return Ok(out);
+    }
+    if let Some(e) = csv.as_mut().and_then(|c| c.error.take()) {
         return Err(e);
     }
-    let wall = t0.elapsed().as_secs_f64();
     let mut samples = run.samples;
     setup.to_physical(&mut samples);
     let (mean, std) = output::write_samples(&out, &samples)?;
-    let mut written = vec![files::SAMPLES, files::MEAN, files::STD, files::STEPS, files::SUMMARY];
+    let mut written: Vec<String> = [files::SAMPLES, files::MEAN, files::STD, files::STEPS, files::SUMMARY]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut truth_report = serde_json::Value::Null;
     if let Some(t) = &setup.truth {
         let rel = diffinv_metrics::relative_l2(mean.view(), t.view()).ok();
@@ -269,13 +445,21 @@ pub fn run(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<PathBuf, CliError>
     if let Some(shape) = &file.data.shape {
         let title = format!("{}: posterior of {} samples", setup.method.name, samples.nrows());
         output::figure(&out, &title, shape, &mean, &std, setup.truth.as_ref())?;
-        written.push(files::FIGURE);
+        written.push(files::FIGURE.into());
     }
-    let stats = setup
-        .process()
-        .map(|p| serde_json::to_value(p.stats()).unwrap_or_default());
+    // The workers' counts, summed over the ranks.
+    let stats = setup.process().map(|_| {
+        let mut total = serde_json::Map::new();
+        for w in per_rank.iter().filter_map(|r| r["workers"].as_object()) {
+            for (k, v) in w {
+                let sum = total.get(k).and_then(|t| t.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0);
+                total.insert(k.clone(), json!(sum));
+            }
+        }
+        serde_json::Value::Object(total)
+    });
     if setup.process().is_some() {
-        written.push(files::WORKERS_LOG);
+        written.extend((0..size).map(|r| workers_log_name(r, size)));
     }
     let mut resolved = file.resolved();
     resolved["run"]["seed"] = json!(seed);
@@ -296,6 +480,8 @@ pub fn run(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<PathBuf, CliError>
         "final_misfit": run.log.last().and_then(|s| s.misfit),
         "cost": run.cost,
         "wall_seconds_this_invocation": wall,
+        "ranks": size,
+        "per_rank": if ranks.comm.is_some() { json!(per_rank) } else { serde_json::Value::Null },
         "failures": {
             "failed_forward_rows": run.cost.failed,
             "workers": stats,
@@ -306,13 +492,26 @@ pub fn run(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<PathBuf, CliError>
         "outputs": written,
     });
     output::write_json(&out.join(files::SUMMARY), &summary)?;
-    let _ = std::fs::remove_file(out.join(files::CHECKPOINT));
+    let ckpt = out.join(files::CHECKPOINT);
+    let _ = std::fs::remove_file(&ckpt);
+    let mut tmp = ckpt.into_os_string();
+    tmp.push(".tmp");
+    let _ = std::fs::remove_file(tmp);
     setup.shutdown()?;
     Ok(out)
 }
 
 /// `diffinv check`: validate, start the workers, time one step, and describe the run.
-pub fn check(config: &Path, out_flag: Option<&Path>, cancel: Arc<AtomicBool>) -> Result<String, CliError> {
+///
+/// `ranks`: the MPI ranks the run will have (1 without MPI); the estimate divides the forward
+/// model's time by it (each rank evaluates `1/ranks` of every batch, with its own workers).
+pub fn check(
+    config: &Path,
+    out_flag: Option<&Path>,
+    cancel: Arc<AtomicBool>,
+    ranks: usize,
+) -> Result<String, CliError> {
+    let ranks = ranks.max(1);
     let file = RunFile::load(config)?;
     let out = out_dir(&file, out_flag);
     let setup = Setup::build(
@@ -342,6 +541,18 @@ pub fn check(config: &Path, out_flag: Option<&Path>, cancel: Arc<AtomicBool>) ->
             "{:<11} {n} worker(s) started, protocol and sizes checked (restarts {})",
             "workers",
             p.stats().restarts
+        ));
+    }
+    if ranks > 1 {
+        lines.push(format!(
+            "{:<11} {ranks} MPI ranks: each evaluates 1/{ranks} of every forward batch with its own model{}; {}",
+            "ranks",
+            if setup.process().is_some() { " and workers" } else { "" },
+            if file.run.shard_prior {
+                "and of every prior batch (shard_prior)"
+            } else {
+                "every rank evaluates the prior on every row"
+            }
         ));
     }
     let mut slot = None;
@@ -399,9 +610,9 @@ pub fn check(config: &Path, out_flag: Option<&Path>, cancel: Arc<AtomicBool>) ->
             c.den_total,
             c.fwd_grad_total + c.den_grad_total,
             human_seconds(
-                c.fwd_total as f64 * t_fwd
+                (c.fwd_total + c.fwd_grad_total) as f64 * t_fwd / ranks as f64
                     + (c.den_total + 2 * c.den_grad_total) as f64 * t_den
-                    + c.fwd_grad_total as f64 * t_fwd
+                        / if file.run.shard_prior { ranks as f64 } else { 1.0 }
             )
         )),
         Err(e) => lines.push(format!("{:<11} not available: {e}", "estimate")),

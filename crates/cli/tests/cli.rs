@@ -337,3 +337,30 @@ fn the_methods_tables_in_docs_are_current() {
         "docs/cli.md is stale: regenerate its methods section with `diffinv methods --markdown`"
     );
 }
+
+/// A `diffinv` built without MPI, started by an MPI launcher as one of several processes,
+/// refuses to run (every copy would solve the whole problem into the same folder).
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_run_as_one_of_many_processes() {
+    let d = problem_dir("nompi");
+    let o = bin()
+        .arg("run")
+        .arg(d.join("problem.toml"))
+        .env("OMPI_COMM_WORLD_SIZE", "4")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("built without MPI") && e.contains("--features mpi"), "{e}");
+    assert!(!d.join("results").exists());
+    // One process of one is a plain run.
+    let o = bin()
+        .arg("run")
+        .arg(d.join("problem.toml"))
+        .env("OMPI_COMM_WORLD_SIZE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -39,6 +39,7 @@ num_particles = 16
 seed = 0
 out = "results/x"
 checkpoint_every_s = 0.0
+shard_prior = false
 "#;
 
 /// (section, key, required): the keys of `VALID`.
@@ -62,6 +63,7 @@ const KEYS: &[(&str, &str, bool)] = &[
     ("run", "seed", false),
     ("run", "out", false),
     ("run", "checkpoint_every_s", false),
+    ("run", "shard_prior", false),
 ];
 
 fn parse(doc: &toml::Table) -> Result<RunFile, String> {

@@ -184,8 +184,8 @@ impl Checkpoint {
         c.state = bytes[end..].to_vec();
         Ok(c)
     }
-    /// Write atomically (a temporary file renamed over `path`), so a run killed while writing
-    /// leaves the previous checkpoint intact.
+    /// Write atomically (a temporary file, synced to the disk, renamed over `path`), so a run
+    /// killed while writing leaves the previous checkpoint intact.
     pub fn save(&self, path: &Path) -> Result<()> {
         let io = |e: std::io::Error| {
             SolverError::Config(format!("writing checkpoint {}: {e}", path.display()))
@@ -197,9 +197,10 @@ impl Checkpoint {
         bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&self.state);
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        // `PATH.tmp`, flushed to the disk (fsync) and renamed over `path`: a kill, or a lost
+        // node, at any moment leaves either the previous checkpoint or this one, whole.
+        diffinv_operators::npy::write_atomic_bytes(path, &bytes)
+            .map_err(|e| io(std::io::Error::other(e.to_string())))
     }
     /// `Ok` when this checkpoint belongs to `solver` run with `seed` on a problem of `shape`;
     /// else an error naming the first field that differs.
@@ -287,6 +288,7 @@ pub struct Runner<'a> {
     checkpoint_interval: std::time::Duration,
     max_steps: Option<usize>,
     cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    checkpoint_writer: bool,
 }
 
 impl std::fmt::Debug for Runner<'_> {
@@ -308,6 +310,7 @@ impl<'a> Runner<'a> {
             checkpoint_interval: std::time::Duration::ZERO,
             max_steps: None,
             cancel: None,
+            checkpoint_writer: true,
         }
     }
     /// Checkpoint to `path` after every step, and resume from it when it exists: a run killed
@@ -325,6 +328,15 @@ impl<'a> Runner<'a> {
     /// resumed run is unchanged (it continues from whichever step was saved).
     pub fn with_checkpoint_interval(mut self, interval: std::time::Duration) -> Self {
         self.checkpoint_interval = interval;
+        self
+    }
+    /// Whether this runner writes the checkpoint of [`with_checkpoint`](Self::with_checkpoint)
+    /// (default `true`). With `false` it still resumes from the file when it exists, but never
+    /// writes it: the runners of the ranks of an MPI job (diffinv-mpi) step the same solver with
+    /// the same seed and hold the same state, so one rank writes the checkpoint that every rank
+    /// resumes from.
+    pub fn with_checkpoint_writer(mut self, write: bool) -> Self {
+        self.checkpoint_writer = write;
         self
     }
     /// Stop after at most `n` steps in this invocation (what a kill does, made
@@ -403,7 +415,11 @@ impl<'a> Runner<'a> {
             Some(_) => solver.config_value()?,
             None => serde_json::Value::Null,
         };
+        let writer = self.checkpoint_writer;
         let save = |path: &Path, state: &DynState, log: &[StepInfo], cost: CostSummary| {
+            if !writer {
+                return Ok(());
+            }
             Checkpoint {
                 solver: name.clone(),
                 config: config.clone(),

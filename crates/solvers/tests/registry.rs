@@ -232,3 +232,56 @@ fn a_cancelled_run_stops_saves_and_resumes_to_the_same_samples() {
     assert_eq!(resumed.samples, straight.samples);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `with_checkpoint_writer(false)` (the ranks of an MPI job but one): the runner resumes from
+/// the checkpoint another runner wrote, and never writes it, neither after a step, nor when
+/// stopped or cancelled.
+#[test]
+fn a_runner_that_does_not_write_checkpoints_still_resumes_from_one() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let prior = gmm();
+    let op = MatrixOperator::new(matrix()).unwrap();
+    let lik = GaussianLikelihood::new(array![0.3f32, -0.2, 0.4], 0.1).unwrap();
+    let problem = Problem::new(&prior, &op, &lik).unwrap();
+    let dir = std::env::temp_dir().join(format!("diffinv-reader-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("enkg.ckpt");
+    let enkg = registry::build("EnKG", &json!({ "num_particles": 8, "num_steps": 6 })).unwrap();
+    // A reader alone writes nothing: not after its steps, not when stopped, not when cancelled.
+    let stopped = Runner::new(problem)
+        .with_checkpoint(&path)
+        .with_checkpoint_writer(false)
+        .stop_after(2)
+        .run_partial(enkg.as_ref(), 5)
+        .unwrap();
+    assert!(stopped.is_none());
+    let cancelled = Runner::new(problem)
+        .with_checkpoint(&path)
+        .with_checkpoint_writer(false)
+        .with_cancel(Arc::new(AtomicBool::new(true)))
+        .run(enkg.as_ref(), 5);
+    assert!(matches!(cancelled, Err(SolverError::Interrupted { step: 0 })));
+    assert!(!path.exists());
+    // The writer stops after 2 steps; a reader resumes from its file, leaves it as it was,
+    // and ends with the samples of an uninterrupted run.
+    let first = Runner::new(problem)
+        .with_checkpoint(&path)
+        .stop_after(2)
+        .run_partial(enkg.as_ref(), 5)
+        .unwrap();
+    assert!(first.is_none());
+    let saved = std::fs::read(&path).unwrap();
+    let resumed = Runner::new(problem)
+        .with_checkpoint(&path)
+        .with_checkpoint_writer(false)
+        .run(enkg.as_ref(), 5)
+        .unwrap();
+    assert_eq!(resumed.log.len(), 6);
+    assert_eq!(std::fs::read(&path).unwrap(), saved);
+    assert!(!dir.join("enkg.ckpt.tmp").exists());
+    let straight = Runner::new(problem).run(enkg.as_ref(), 5).unwrap();
+    assert_eq!(resumed.samples, straight.samples);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

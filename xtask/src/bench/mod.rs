@@ -3,6 +3,7 @@
 //! one run.
 
 mod ensemble;
+mod mpi;
 mod ns;
 mod process;
 mod python;
@@ -13,7 +14,7 @@ use clap::Args;
 /// Arguments of `cargo xtask bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: `ensemble`, `ns`, `process` or `python`.
+    /// Which benchmark: `ensemble`, `mpi`, `ns`, `process` or `python`.
     pub name: String,
     /// Run a shorter version (fewer repetitions), for smoke tests.
     #[arg(long)]
@@ -27,6 +28,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "ns" => ns::run(&args),
         "process" => process::run(&args),
         "python" => python::run(&args),
-        other => bail!("unknown benchmark {other:?}; known: ensemble, ns, process, python"),
+        "mpi" => mpi::run(&args),
+        other => bail!("unknown benchmark {other:?}; known: ensemble, mpi, ns, process, python"),
     }
 }
