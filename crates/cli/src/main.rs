@@ -155,9 +155,17 @@ fn main() -> ExitCode {
 }
 
 /// How long a rank that failed on its own waits for the others to stop before it aborts the
-/// whole MPI job (they may be inside a collective it will never join).
+/// whole MPI job (they may be inside a collective it will never join): 30 s, or
+/// `DIFFINV_MPI_PATIENCE_S`.
 #[cfg(feature = "mpi")]
-const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+fn patience() -> std::time::Duration {
+    let s = std::env::var("DIFFINV_MPI_PATIENCE_S")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(30.0);
+    std::time::Duration::from_secs_f64(s)
+}
 
 /// This process's part in an MPI job, or none.
 struct Job {
@@ -215,7 +223,7 @@ impl Job {
     }
 
     /// Report `result` and exit. Under MPI the ranks end together: each waits for the others
-    /// (a rank that failed on its own waits [`PATIENCE`], then aborts the job, since the others
+    /// (a rank that failed on its own waits [`patience`], then aborts the job, since the others
     /// may be waiting for it inside a collective), rank 0 reports its error (the others' only
     /// when rank 0 succeeded) and every rank exits with the job's status, the first non-zero
     /// one in rank order.
@@ -227,14 +235,14 @@ impl Job {
         #[cfg(feature = "mpi")]
         if let Some(world) = self.world {
             let rank = world.rank();
-            let patience = (code != 0).then_some(PATIENCE);
-            if !world.finish_together(patience) {
+            let wait = (code != 0).then(patience);
+            if !world.finish_together(wait) {
                 if let Err(e) = &result {
                     eprintln!("diffinv: rank {rank}: {e}");
                 }
                 eprintln!(
-                    "diffinv: rank {rank}: the other ranks did not stop within {} s: aborting the MPI job",
-                    PATIENCE.as_secs()
+                    "diffinv: rank {rank}: the other ranks did not stop within {:.0} s: aborting the MPI job",
+                    patience().as_secs_f64()
                 );
                 world.abort(code);
             }

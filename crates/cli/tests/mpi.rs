@@ -459,3 +459,49 @@ fn a_failure_on_one_rank_ends_every_rank_with_its_message() {
     assert!(!out2.join("steps.csv").exists());
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Rank 0 alone fails outside any collective (it cannot write its checkpoint) while rank 1 goes
+/// on into the next step's gather: rank 0 waits its patience, then aborts the whole job, which
+/// leaves no process behind; the last checkpoint resumes to the uninterrupted samples.
+#[test]
+fn a_failure_outside_any_collective_aborts_the_job() {
+    let exe = lv_worker("slow");
+    let d = temp("abort");
+    let cfg = lv_problem(&d, &exe, "");
+    let cfg = cfg.to_str().unwrap();
+    let out = d.join("out");
+    // As `mpirun`, with a patience of 2 s instead of 30.
+    let mut c = Command::new("mpirun");
+    c.args(["--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "-n", "2"])
+        .args(["-x", "RAYON_NUM_THREADS=1", "-x", "OMP_NUM_THREADS=1", "-x", "DIFFINV_MPI_PATIENCE_S=2", BIN])
+        .args(["run", cfg, "--out", out.to_str().unwrap()]);
+    let err_path = d.join("stderr");
+    let mut job = c
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(&out.join("checkpoint.bin"), Duration::from_secs(60));
+    // The next checkpoint's temporary file cannot be created: a folder is in its way.
+    let blocker = out.join("checkpoint.bin.tmp");
+    let t0 = Instant::now();
+    while std::fs::create_dir(&blocker).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let status = wait_exit(&mut job, Duration::from_secs(30));
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("writing checkpoint") && err.contains("aborting the MPI job"), "{err}");
+    let t0 = Instant::now();
+    while !processes_with(exe.to_str().unwrap()).is_empty() || rank_process(job.id(), 1).is_some() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "processes left behind");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_dir(&blocker).unwrap();
+    run_ok(plain(&["run", cfg, "--out", out.to_str().unwrap(), "--resume"]), "resume");
+    let straight = d.join("straight");
+    run_ok(plain(&["run", cfg, "--out", straight.to_str().unwrap()]), "straight");
+    assert!(sample_bytes(&out) == sample_bytes(&straight));
+    std::fs::remove_dir_all(&d).unwrap();
+}
