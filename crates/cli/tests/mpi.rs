@@ -372,8 +372,11 @@ extern "C" {
 /// with `signal` (to rank 1's process, or to mpirun itself): the job fails, no worker is left,
 /// and `diffinv run --resume` without MPI ends byte-identically to an uninterrupted run.
 fn interrupt_and_resume(tag: &str, signal: i32, at_rank_1: bool) {
-    let exe = lv_worker("slow");
     let d = temp(tag);
+    // A copy of the worker per test: the process-table checks below must not see the workers of
+    // the tests running at the same time.
+    let exe = d.join(format!("lv_slow_{tag}"));
+    std::fs::copy(lv_worker("slow"), &exe).unwrap();
     let cfg = lv_problem(&d, &exe, "");
     let cfg = cfg.to_str().unwrap();
     let out = d.join("out");
