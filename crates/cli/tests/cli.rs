@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use diffinv_operators::npy::{load_npy, save_npy};
 use diffinv_operators::{GaussianLikelihood, MatrixOperator};
@@ -12,16 +12,10 @@ use diffinv_priors::{Gaussian, GaussianMixture};
 use diffinv_solvers::{registry, Problem, Runner};
 use ndarray::{array, Array2};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_diffinv"))
-}
+mod common;
+use common::{bin, temp};
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("diffinv-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+
 
 fn a() -> Array2<f32> {
     array![[1.0, 0.5], [0.0, 1.0], [1.0, -1.0]]

@@ -18,33 +18,12 @@ use diffinv_priors::{Gaussian, GaussianPrior};
 use diffinv_solvers::{registry, Problem, Runner};
 use ndarray::{array, Array1};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_diffinv"))
-}
+mod common;
+use common::{bin, examples, processes_with, python, temp};
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("diffinv-examples-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
-fn python() -> Option<String> {
-    match std::env::var("DIFFINV_PYTHON") {
-        Ok(p) => Some(p),
-        Err(_) => {
-            if std::env::var("DIFFINV_REQUIRE_PYTHON").as_deref() == Ok("1") {
-                panic!("DIFFINV_REQUIRE_PYTHON=1 but DIFFINV_PYTHON is unset");
-            }
-            eprintln!("skipping: DIFFINV_PYTHON (a python3 with numpy) is unset");
-            None
-        }
-    }
-}
+
 
 /// The Lotka-Volterra worker, compiled once per test binary.
 fn lotka_volterra_worker() -> &'static Path {
@@ -182,19 +161,6 @@ fn the_python_example_recovers_its_initial_condition() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// Processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(marker) {
-                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
-}
 
 #[test]
 fn ctrl_c_stops_every_worker_and_resume_ends_bit_identically() {

@@ -16,18 +16,12 @@ use std::time::{Duration, Instant};
 use diffinv_operators::npy::save_npy;
 use diffinv_operators::{ForwardModel, NavierStokes2d, NavierStokesConfig};
 
+mod common;
+use common::{examples, processes_with, python, temp};
+
 const BIN: &str = env!("CARGO_BIN_EXE_diffinv");
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("diffinv-mpi-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// `diffinv ARGS` without MPI, one thread for rayon and one for libtorch.
 fn plain(args: &[&str]) -> Command {
@@ -160,18 +154,6 @@ fn navier_stokes_enkg_and_cps_are_byte_identical_on_1_2_3_ranks() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-fn python() -> Option<String> {
-    match std::env::var("DIFFINV_PYTHON") {
-        Ok(p) => Some(p),
-        Err(_) => {
-            if std::env::var("DIFFINV_REQUIRE_PYTHON").as_deref() == Ok("1") {
-                panic!("DIFFINV_REQUIRE_PYTHON=1 but DIFFINV_PYTHON is unset");
-            }
-            eprintln!("skipping: DIFFINV_PYTHON (a python3 with numpy) is unset");
-            None
-        }
-    }
-}
 
 /// The Burgers example with `python`, one worker per rank and a shorter solver section.
 fn burgers_problem(dir: &Path, py: &str, solver: &str, tag: &str) -> PathBuf {
@@ -311,19 +293,6 @@ fn lv_problem(dir: &Path, exe: &Path, extra: &str) -> PathBuf {
     p
 }
 
-/// Process ids whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(marker) && pid != std::process::id() {
-                found.push(pid);
-            }
-        }
-    }
-    found
-}
 
 /// The `diffinv` process of MPI rank `rank` among the children of `launcher`.
 fn rank_process(launcher: u32, rank: usize) -> Option<u32> {
