@@ -38,6 +38,7 @@ mod log;
 mod pool;
 mod proc;
 pub mod protocol;
+pub mod spin;
 
 pub use config::{
     PoolOptions, ProcessConfig, WorkerMode, DEFAULT_MAX_RESTARTS, DEFAULT_TIMEOUT_S,

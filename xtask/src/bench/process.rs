@@ -33,23 +33,11 @@ use crate::report::{print_bench, BenchCase, Better};
 
 const WORKERS: usize = 2;
 
-/// `y = A x + 1e-3 s`: the same function as `spin_row` in `crates/process/examples/spin_worker.rs`
-/// (the benchmark checks that both give bit-identical samples).
+/// `y = A x + 1e-3 s` ([`diffinv_process::spin::spin_row`], the worker's function).
 fn spin_row(x: &[f32], iters: u32) -> Vec<f32> {
-    const A: [[f32; 4]; 3] = [
-        [1.0, 0.5, 0.0, 0.0],
-        [0.0, 1.0, -0.5, 0.0],
-        [0.0, 0.0, 0.5, 1.0],
-    ];
-    // A fixed-size copy, so that the loop has no bounds checks whatever the caller's slice.
-    let x = [x[0], x[1], x[2], x[3]];
-    let mut s = 0.0f32;
-    for k in 0..iters {
-        s = s * 0.9999 + x[(k % 4) as usize] * 1e-4;
-    }
-    A.iter()
-        .map(|row| row[0] * x[0] + row[1] * x[1] + row[2] * x[2] + row[3] * x[3] + 1e-3 * s)
-        .collect()
+    let mut y = vec![0.0f32; 3];
+    diffinv_process::spin::spin_row(x, iters, &mut y);
+    y
 }
 
 /// Iterations of the busy loop that cost about `micros` per row.
