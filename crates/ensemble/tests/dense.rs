@@ -6,7 +6,7 @@
 //! in f64 from absolute values (with a tiny absolute floor for entries that are exactly zero).
 
 use diffinv_ensemble::{
-    anomalies, combine, combine_anomalies, cross_covariance, gram, kalman_direction, mean, reference, EnsembleError,
+    anomalies, combine, combine_anomalies, cross_covariance, gram, kalman_direction, kalman_step, kalman_step_in, mean, reference, EnsembleError, KalmanForm,
 };
 use ndarray::{s, Array2, ArrayView2, ShapeBuilder};
 use proptest::prelude::*;
@@ -118,6 +118,22 @@ proptest! {
         check(rf.dx.view(), &exact, &bound, m + n + 6, "reference dx")?;
         let cc = cross_covariance(r.view(), y.view()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(cc, kd.c);
+        // The factored form: dx = R (dY^T dXa / N); its entries are sums over m of sums over n.
+        let fs = kalman_step_in(KalmanForm::Factored, x.view(), y.view(), r.view()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let fbound = abs64(&r64).dot(&yabs.t().dot(&xabs)) / nf;
+        check(fs.dx.view(), &exact, &fbound, m + n + 6, "factored dx")?;
+        // ||C||_F^2 = tr((R^T R)(dY^T dY)) / N^2, within the same kind of bound on its terms.
+        let c2: f64 = c.iter().map(|v| v * v).sum();
+        let c2abs: f64 = (abs64(&r64).t().dot(&abs64(&r64)) * yabs.t().dot(&yabs)).sum() / (nf * nf);
+        let tol = TOL_FACTOR * 2.0 * (n as f64 + 4.0) * EPS * c2abs + 1e-30;
+        prop_assert!((fs.c_norm.powi(2) - c2).abs() <= tol, "factored ||C||^2 {} exact {} tol {}", fs.c_norm.powi(2), c2, tol);
+        let gs = kalman_step_in(KalmanForm::Gram, x.view(), y.view(), r.view()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&gs.dx, &kd.dx);
+        prop_assert!((gs.c_norm.powi(2) - c2).abs() <= tol, "Gram ||C||^2 {} exact {} tol {}", gs.c_norm.powi(2), c2, tol);
+        // kalman_step picks the form by shape only.
+        let auto = kalman_step(x.view(), y.view(), r.view()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(auto.form, KalmanForm::cheaper(n, m));
+        prop_assert_eq!(auto.dx, if auto.form == KalmanForm::Gram { gs.dx } else { fs.dx });
     }
 }
 

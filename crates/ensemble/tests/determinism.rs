@@ -1,7 +1,7 @@
 //! Results are bit-identical for any rayon thread count (1, 2 and 3 threads), for shapes that
 //! span several output tiles in both directions and edge tiles.
 
-use diffinv_ensemble::{combine, combine_anomalies, gram, kalman_direction, mean};
+use diffinv_ensemble::{combine, combine_anomalies, gram, kalman_direction, kalman_step_in, mean, KalmanForm};
 use ndarray::Array2;
 
 fn data(rows: usize, cols: usize, salt: usize) -> Array2<f32> {
@@ -37,11 +37,14 @@ fn bit_identical_across_thread_counts() {
         let cx = combine(c.view(), x.view()).expect("valid shapes");
         let ca = combine_anomalies(c.view(), x.view()).expect("valid shapes");
         let mu = mean(y.view()).expect("non-empty").insert_axis(ndarray::Axis(0));
-        [kd.dx, kd.c, g, cx, ca, mu]
+        // The factored form over the same shapes (P is m x d: several tiles both ways).
+        let fs = kalman_step_in(KalmanForm::Factored, x.view(), y.view(), r.view()).expect("valid shapes");
+        ([kd.dx, kd.c, g, cx, ca, mu, fs.dx], fs.c_norm.to_bits())
     };
-    let one = in_pool(1, run);
+    let (one, one_norm) = in_pool(1, run);
     for threads in [2, 3] {
-        let other = in_pool(threads, run);
+        let (other, other_norm) = in_pool(threads, run);
+        assert_eq!(one_norm, other_norm, "||C|| differs between 1 and {threads} threads");
         for (k, (a, b)) in one.iter().zip(other.iter()).enumerate() {
             assert_eq!(bits(a), bits(b), "output {k} differs between 1 and {threads} threads");
         }

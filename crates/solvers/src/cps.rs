@@ -20,11 +20,17 @@
 //! repeated `restarts` times; between repetitions the state is re-noised from `sigma_{i+1}`
 //! back to `sigma_i`, `x <- x_next + sqrt(f_i) z`, which makes the result robust to a poor
 //! initial noise. The last step returns `D(x; sigma_{K-1})`.
+//!
+//! Noise: chain `c`'s `M x d` candidate draws of repetition `rep` at step `i` come from one
+//! stream `(seed, CANDIDATE, i R + rep, c)` through the f32 ziggurat
+//! ([`fill_normal_f32`](diffinv_priors::rng::fill_normal_f32)), so a run is bit-identical for
+//! any thread count. Per guided repetition the solver's own work is `B M d` normal draws plus
+//! three passes over the `B M d` candidates (build, combine, norm) and `B M p` for the
+//! seeking weights; the candidate buffers are kept between steps.
 
-use diffinv_ensemble::{combine, gram};
-use diffinv_priors::rng::{fill_normal, stream, tags};
+use diffinv_priors::rng::{fill_normal_f32, stream, tags};
 use diffinv_priors::EdmSchedule;
-use ndarray::{s, Array2, Axis};
+use ndarray::{ArrayView2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +58,13 @@ pub struct CpsConfig {
     pub restart_window: (f64, f64),
     /// Fraction of the first steps that are unguided plain SDE steps.
     pub guidance_start: f64,
+    /// Replace the first guided step by the clean estimate, `x_{i+1} = D(x_i; sigma_i)`, as the
+    /// reference does: APS_R (deng-ai-lab/CPS `algo/aps_r.py`) guides only steps with
+    /// `i > int(K threshold)`, so step `i = int(K threshold)` (step 0 with its default
+    /// threshold 0) falls through to its final branch, which returns the denoised state.
+    /// Default `false`: that step is a guided step like the others, as the method is described
+    /// (docs/algorithms.md measures both).
+    pub reference_first_step: bool,
     /// Measurement space of the statistical linearisation (see [`Linearization`]; default the
     /// likelihood's whitened residual).
     pub linearization: Linearization,
@@ -68,6 +81,7 @@ impl Default for CpsConfig {
             restarts: 5,
             restart_window: (0.001, 0.2),
             guidance_start: 0.0,
+            reference_first_step: false,
             linearization: Linearization::Residual,
             schedule: EdmSchedule::default(),
         }
@@ -134,16 +148,19 @@ impl Cps {
     fn guided(&self, i: usize) -> bool {
         i as f64 >= self.cfg.guidance_start * self.cfg.num_steps as f64
     }
+    /// The step APS_R replaces by the clean estimate (`i = int(K threshold)`), when
+    /// [`CpsConfig::reference_first_step`] is set.
+    fn is_reference_first_step(&self, i: usize) -> bool {
+        self.cfg.reference_first_step
+            && i == (self.cfg.guidance_start * self.cfg.num_steps as f64).floor() as usize
+    }
 }
-
-
-/// One chain's seeking step: the step length and the direction.
-type SeekStep = (f32, Array2<f32>);
 
 impl Solver for Cps {
     type Config = CpsConfig;
     type State = State;
-    type Prepared = ();
+    /// The candidate buffers `eps` and `x_k` (`B M d` floats each), kept between steps.
+    type Prepared = std::sync::Mutex<(Vec<f32>, Vec<f32>)>;
 
     fn config(&self) -> &CpsConfig {
         &self.cfg
@@ -155,7 +172,7 @@ impl Solver for Cps {
         self.cfg.num_steps
     }
     fn prepare(&self, _eval: &Evaluator<'_>) -> Result<Self::Prepared> {
-        Ok(())
+        Ok(std::sync::Mutex::new((Vec::new(), Vec::new())))
     }
     fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
         Ok(State::initial_noise(
@@ -168,15 +185,15 @@ impl Solver for Cps {
     fn step(
         &self,
         eval: &Evaluator<'_>,
-        _prep: &Self::Prepared,
+        prep: &Self::Prepared,
         state: &mut State,
     ) -> Result<StepInfo> {
         let i = state.step;
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         let (b, m, d) = (state.x.nrows(), self.cfg.num_candidates, state.x.ncols());
         let mut misfit = None;
-        let guided = sigma_next > 0.0 && self.guided(i);
-        if sigma_next <= 0.0 {
+        let guided = sigma_next > 0.0 && self.guided(i) && !self.is_reference_first_step(i);
+        if sigma_next <= 0.0 || self.is_reference_first_step(i) {
             state.x = eval.denoise(state.x.view(), sigma, i)?;
         } else {
             let f = sigma * sigma - sigma_next * sigma_next;
@@ -197,69 +214,87 @@ impl Solver for Cps {
                     state.x = mu;
                     break;
                 }
-                // Candidates: row c * M + k is chain c, candidate k.
-                let mut eps = Array2::<f32>::zeros((b * m, d));
-                eps.axis_iter_mut(Axis(0))
-                    .into_par_iter()
+                // Candidates: row c * M + k is chain c, candidate k; eps and x_k = mu_c +
+                // sqrt(f) eps_k are written in one pass into buffers reused across steps.
+                let mut guard = prep.lock().map_err(|_| SolverError::Config("CPS scratch poisoned".into()))?;
+                let (eps, cand) = &mut *guard;
+                let len = b * m * d;
+                eps.resize(len, 0.0);
+                cand.resize(len, 0.0);
+                // One stream per chain and repetition draws that chain's M x d candidate noise.
+                eps[..len]
+                    .par_chunks_mut((m * d).max(1))
+                    .zip(cand[..len].par_chunks_mut((m * d).max(1)))
                     .enumerate()
-                    .for_each(|(r, mut row)| {
-                        let mut rng = stream(state.seed, tags::CANDIDATE, draw, r as u64);
-                        let mut z = vec![0.0f32; d];
-                        fill_normal(&mut rng, &mut z);
-                        row.assign(&ndarray::ArrayView1::from(&z[..]));
+                    .for_each(|(c, (e, x))| {
+                        let mut rng = stream(state.seed, tags::CANDIDATE, draw, c as u64);
+                        fill_normal_f32(&mut rng, e);
+                        let mu_c = mu.row(c);
+                        for (xr, er) in x.chunks_mut(d.max(1)).zip(e.chunks(d.max(1))) {
+                            for ((o, &ev), &u) in xr.iter_mut().zip(er).zip(mu_c.iter()) {
+                                *o = ev * sf + u;
+                            }
+                        }
                     });
-                // x_k = mu_c + sqrt(f) eps_k, one pass over the candidates.
-                let mut cand = Array2::<f32>::zeros((b * m, d));
-                cand.axis_iter_mut(Axis(0))
-                    .into_par_iter()
-                    .enumerate()
-                    .for_each(|(r, mut row)| {
-                        ndarray::Zip::from(&mut row)
-                            .and(eps.row(r))
-                            .and(mu.row(r / m))
-                            .for_each(|o, &e, &u| *o = e * sf + u);
-                    });
-                let x0 = eval.denoise(cand.view(), sigma_next, i)?;
+                let shape_err = |e: ndarray::ShapeError| SolverError::Config(format!("CPS buffers: {e}"));
+                let eps = ArrayView2::from_shape((b * m, d), &eps[..len]).map_err(shape_err)?;
+                let cand = ArrayView2::from_shape((b * m, d), &cand[..len]).map_err(shape_err)?;
+                let x0 = eval.denoise(cand, sigma_next, i)?;
                 // Failure policy: a failed candidate is left out of its chain's combination.
                 let fr = eval.forward_robust(x0.view(), i, m)?;
                 let nll = eval.nll(fr.y.view(), i)?;
                 let lin = eval.linearize(fr, m, self.cfg.linearization, i)?;
                 let (y, rgrad) = (lin.y, lin.r);
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
-                // Each chain's seeking direction from its own candidates (chains in parallel).
-                let steps: Vec<Result<Option<SeekStep>>> = (0..b)
-                    .into_par_iter()
-                    .map(|c| {
-                        let rows = s![c * m..(c + 1) * m, ..];
-                        let yc = y.slice(rows);
-                        let rbar = rgrad
-                            .slice(rows)
-                            .mean_axis(Axis(0))
-                            .ok_or(SolverError::Config("no candidates".into()))?;
-                        let ybar = yc
-                            .mean_axis(Axis(0))
-                            .ok_or(SolverError::Config("no candidates".into()))?;
-                        let dy = &yc - &ybar;
-                        let coef = gram(rbar.view().insert_axis(Axis(0)), dy.view())
-                            .map_err(|source| SolverError::Ensemble { step: i, source })?
-                            / m as f32;
-                        let gdir = combine(coef.view(), eps.slice(rows))
-                            .map_err(|source| SolverError::Ensemble { step: i, source })?;
-                        let norm = gdir
-                            .iter()
-                            .map(|v| (*v as f64) * (*v as f64))
-                            .sum::<f64>()
-                            .sqrt();
-                        Ok((norm > 0.0 && norm.is_finite())
-                            .then(|| ((f.sqrt() * (d as f64).sqrt() / norm) as f32, gdir)))
-                    })
-                    .collect();
+                // Each chain's seeking direction from its own candidates, applied to its row
+                // of mu (chains in parallel): rbar and ybar are the candidates' means (f64),
+                // c_k = <rbar, y_k - ybar> / M, g = sum_k c_k eps_k, x_next = mu - h g / ||g||.
+                let p = y.ncols();
+                let reach = f.sqrt() * (d as f64).sqrt();
                 let mut next = mu;
-                for (c, step) in steps.into_iter().enumerate() {
-                    if let Some((h, gdir)) = step? {
-                        next.row_mut(c).scaled_add(-h, &gdir.row(0));
-                    }
-                }
+                next.axis_iter_mut(Axis(0))
+                    .into_par_iter()
+                    .enumerate()
+                    .for_each_init(
+                        || (vec![0f64; p], vec![0f64; p], vec![0f32; d]),
+                        |(rbar, ybar, g), (c, mut row)| {
+                            rbar.fill(0.0);
+                            ybar.fill(0.0);
+                            for k in c * m..(c + 1) * m {
+                                for ((rb, yb), (&rv, &yv)) in rbar
+                                    .iter_mut()
+                                    .zip(ybar.iter_mut())
+                                    .zip(rgrad.row(k).iter().zip(y.row(k).iter()))
+                                {
+                                    *rb += rv as f64;
+                                    *yb += yv as f64;
+                                }
+                            }
+                            let inv_m = 1.0 / m as f64;
+                            rbar.iter_mut().chain(ybar.iter_mut()).for_each(|v| *v *= inv_m);
+                            g.fill(0.0);
+                            for k in c * m..(c + 1) * m {
+                                let ck: f64 = rbar
+                                    .iter()
+                                    .zip(ybar.iter())
+                                    .zip(y.row(k).iter())
+                                    .map(|((rb, yb), &yv)| rb * (yv as f64 - yb))
+                                    .sum::<f64>()
+                                    * inv_m;
+                                let ck = ck as f32;
+                                for (gv, &ev) in g.iter_mut().zip(eps.row(k).iter()) {
+                                    *gv += ck * ev;
+                                }
+                            }
+                            let norm = g.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt();
+                            if norm > 0.0 && norm.is_finite() {
+                                let h = (reach / norm) as f32;
+                                for (x, &gv) in row.iter_mut().zip(g.iter()) {
+                                    *x -= h * gv;
+                                }
+                            }
+                        },
+                    );
                 if rep + 1 < reps {
                     // Restart: re-noise from sigma_{i+1} back to sigma_i.
                     add_noise(&mut next, sf, state.seed, tags::RESTART, draw, 0);

@@ -13,14 +13,15 @@
 //!    the same step for a Gaussian likelihood, and continuous across the branch cut of closure
 //!    phases),
 //! 4. `C_jk = <r_j, y_k - ybar> / N`, `dx_j = sum_k C_jk (x_k - xbar)` (N x N Gram algebra only,
-//!    [`diffinv_ensemble::kalman_direction`]),
+//!    [`diffinv_ensemble::kalman_step`]; with fewer measurements than half the particles,
+//!    `2 m < N`, the product is re-associated as `R (dY^T dX) / N`, `4 N m (d + m)` flops),
 //! 5. `x_j <- x_j - (lr_i / ||C||_F) dx_j`, the adaptive step of Kovachki & Stuart (2019).
 //!
 //! `dx_j` approximates `Cov(x) J^T r_j`, i.e. a preconditioned gradient step on
 //! `L(G(Phi(x_j)))` without any derivative of `G`. The guidance scale schedule is
 //! `lr_i = g (1 - a)(K - i)/K + a` with `a = lr_min_ratio` when `a > 0`, else the constant `g`.
 
-use diffinv_ensemble::kalman_direction;
+use diffinv_ensemble::kalman_step;
 use diffinv_priors::sampler::{clean_estimate, euler_step};
 use diffinv_priors::EdmSchedule;
 use ndarray::Zip;
@@ -203,13 +204,9 @@ impl Solver for Enkg {
                 let nll = eval.nll(fr.y.view(), i)?;
                 misfit = Some(nll.iter().map(|v| *v as f64).sum::<f64>() / nll.len() as f64);
                 let lin = eval.linearize(fr, x0.nrows(), self.cfg.linearization, i)?;
-                let kd = kalman_direction(state.x.view(), lin.y.view(), lin.r.view())
+                let kd = kalman_step(state.x.view(), lin.y.view(), lin.r.view())
                     .map_err(|source| SolverError::Ensemble { step: i, source })?;
-                let norm =
-                    kd.c.iter()
-                        .map(|v| (*v as f64) * (*v as f64))
-                        .sum::<f64>()
-                        .sqrt();
+                let norm = kd.c_norm;
                 if norm > 0.0 && norm.is_finite() {
                     let h = (lr / norm) as f32;
                     Zip::from(&mut state.x)

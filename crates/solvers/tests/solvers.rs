@@ -3,7 +3,7 @@
 
 use diffinv_operators::{FnForward, ForwardModel, GaussianLikelihood, MatrixOperator};
 use diffinv_priors::rng::stream;
-use diffinv_priors::{Gaussian, GaussianPosterior, GaussianPrior};
+use diffinv_priors::{Denoiser, Gaussian, GaussianPosterior, GaussianPrior};
 use diffinv_solvers::*;
 use ndarray::{Array1, Array2, Axis};
 use rand_distr::{Distribution, StandardNormal};
@@ -112,6 +112,44 @@ fn cps_fits_the_data_and_moves_to_the_posterior() {
     // The ledger: 1 + 5 restarts in the window; M forward evaluations per chain and repetition.
     assert_eq!(out.cost.fwd_total % (128 * 16), 0);
     assert!(out.cost.fwd_seq >= 49);
+}
+
+/// `reference_first_step`: APS_R's step at the guidance threshold returns the clean estimate
+/// `D(x_T; sigma_max)` (no candidates, no forward call); later steps are guided as usual and
+/// the chains still fit the data.
+#[test]
+fn cps_reference_first_step_is_the_clean_estimate() {
+    let p = linear_gaussian();
+    let problem = Problem::new(&p.prior, &p.op, &p.lik).unwrap();
+    let cfg = CpsConfig {
+        num_samples: 64,
+        num_candidates: 16,
+        num_steps: 50,
+        reference_first_step: true,
+        ..Default::default()
+    };
+    let cps = Cps::new(cfg.clone()).unwrap();
+    struct First(Option<(Array2<f32>, bool)>);
+    impl Observer for First {
+        fn on_step(&mut self, info: &StepInfo, state: StateView<'_>, _: &CostSummary) {
+            if self.0.is_none() {
+                self.0 = Some((state.particles.to_owned(), info.guided));
+            }
+        }
+    }
+    let mut first = First(None);
+    let out = Runner::new(problem).observe(&mut first).run(&cps, 5).unwrap();
+    let (x1, guided) = first.0.unwrap();
+    let x_t = State::initial_noise(64, 16, cfg.schedule.sigma_max, 5).x;
+    let want = p.prior.denoise(x_t.view(), cfg.schedule.sigma_max as f32).unwrap();
+    assert_eq!(x1, want);
+    assert!(!guided);
+    let y = p.op.forward(out.samples.view()).unwrap();
+    let misfit = (&y - &p.lik.observation()).mapv(|v| v * v).mean().unwrap().sqrt();
+    assert!(misfit < 0.05, "RMS misfit {misfit}");
+    // and the default takes a guided step there: different samples
+    let default = Runner::new(problem).run(&Cps::new(CpsConfig { reference_first_step: false, ..cfg }).unwrap(), 5).unwrap();
+    assert_ne!(default.samples, out.samples);
 }
 
 #[test]
