@@ -56,9 +56,23 @@ pub fn fill_normal_f64(rng: &mut ChaCha8Rng, out: &mut [f64]) {
 /// (half the generator output per draw, no f64): CPS uses it for its `B M d` candidate draws
 /// per step. The draws differ from [`fill_normal`]'s for the same stream.
 pub fn fill_normal_f32(rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    use rand::Rng;
     let t = zig_tables();
-    for v in out.iter_mut() {
-        *v = zig_normal(rng, t);
+    // The words of the fast path are drawn in bulk, 256 at a time; a draw that misses it takes
+    // its further words from the stream right away (about 1% of draws).
+    let mut words = [0u32; 256];
+    for chunk in out.chunks_mut(words.len()) {
+        let words = &mut words[..chunk.len()];
+        rng.fill(&mut words[..]);
+        for (v, &w) in chunk.iter_mut().zip(words.iter()) {
+            let hz = w as i32;
+            let iz = (hz & (ZIG_LAYERS as i32 - 1)) as usize;
+            *v = if hz.unsigned_abs() < t.k[iz] {
+                hz as f32 * t.w[iz]
+            } else {
+                zig_miss(rng, t, hz, iz)
+            };
+        }
     }
 }
 
@@ -108,12 +122,12 @@ fn open_unit(u: u32) -> f64 {
     ((u >> 8) as f64 + 1.0) * (1.0 / 16_777_216.0)
 }
 
-#[inline]
-fn zig_normal(rng: &mut ChaCha8Rng, t: &ZigTables) -> f32 {
+/// The slow path of a draw whose word `hz` (layer `iz`) missed the fast test: the tail
+/// sampler in the base layer, else the wedge test, and fresh words until one is accepted.
+#[cold]
+fn zig_miss(rng: &mut ChaCha8Rng, t: &ZigTables, mut hz: i32, mut iz: usize) -> f32 {
     use rand::RngCore;
     loop {
-        let hz = rng.next_u32() as i32;
-        let iz = (hz & (ZIG_LAYERS as i32 - 1)) as usize;
         if hz.unsigned_abs() < t.k[iz] {
             return hz as f32 * t.w[iz];
         }
@@ -134,6 +148,8 @@ fn zig_normal(rng: &mut ChaCha8Rng, t: &ZigTables) -> f32 {
         if fi + u * (fo - fi) < (-0.5 * x * x).exp() {
             return x as f32;
         }
+        hz = rng.next_u32() as i32;
+        iz = (hz & (ZIG_LAYERS as i32 - 1)) as usize;
     }
 }
 
