@@ -121,7 +121,7 @@ impl GaussianRandomField {
             });
         }
         let wave = |i: usize, n: usize| fftfreq(i, n) as f64;
-        let is_nyquist = |i: usize, n: usize| n % 2 == 0 && i == n / 2;
+        let is_nyquist = |i: usize, n: usize| n.is_multiple_of(2) && i == n / 2;
         let mut amp = vec![0.0; h * w];
         for i in 0..h {
             for j in 0..w {
