@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs: [(&str, &str, &dyn Denoiser, serde_json::Value); 3] = [
         ("enkg_gmm", "EnKG", &gmm, json!({"num_particles": 64, "num_steps": 20})),
         ("cps_gmm", "CPS", &gmm, json!({"num_samples": 8, "num_candidates": 16, "num_steps": 20})),
-        ("eki_gaussian", "EKI", &gauss, json!({"num_particles": 32, "num_iterations": 10})),
+        ("eki_gaussian", "EKI-PO", &gauss, json!({"num_particles": 32, "num_iterations": 10})),
     ];
     let mut arrays = Vec::new();
     for (key, method, prior, config) in runs {

@@ -15,7 +15,7 @@ def test_callable_matches_the_rust_library_bit_for_bit(rust_reference, small_gmm
     runs = {
         "enkg_gmm": ("EnKG", small_gmm, dict(num_particles=64, num_steps=20)),
         "cps_gmm": ("CPS", small_gmm, dict(num_samples=8, num_candidates=16, num_steps=20)),
-        "eki_gaussian": ("EKI", gauss, dict(num_particles=32, num_iterations=10)),
+        "eki_gaussian": ("EKI-PO", gauss, dict(num_particles=32, num_iterations=10)),
     }
     for key, (method, prior, cfg) in runs.items():
         res = diffinv.solve(method, prior, cubic, y=Y, sigma=0.2, seed=7, progress=False, **cfg)

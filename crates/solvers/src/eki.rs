@@ -2,9 +2,25 @@
 //! variant TEKI (Chada, Stuart & Tong 2020): the classical derivative-free baseline of EnKG
 //! (arXiv 2409.20175, section 5, Navier-Stokes), with no diffusion guidance.
 //!
-//! 1. The initial ensemble `x_1..x_N` is drawn from the diffusion prior: `prior_steps` levels of
-//!    the unconditional PF-ODE with Heun's method (Karras et al. 2022, Algorithm 1), through
-//!    the evaluator's counted prior ([`Unconditional`]).
+//! The defaults are the EnKG reference's baseline (devzhk/enkg-pytorch `algo/eki.py` with
+//! `configs/algorithm/eki.yaml`): the initial ensemble is a Gaussian random field and the
+//! update is the adaptive step below, 500 times, for 512 particles.
+//!
+//! 1. The initial ensemble `x_1..x_N` is either
+//!    - `init = "grf"` (default): a Gaussian random field on the problem's `H x W` grid, the
+//!      reference's `GaussianRF2d(alpha = 4, tau = 3, L = 2 pi)`
+//!      ([`GaussianRandomField::eki`]: covariance `sum_k c_k^2 cos(k . (x - y))`,
+//!      `c_k = tau^(alpha-1) (|k|^2 + tau^2)^(-alpha/2) / (2 pi)`, no mean and no Nyquist
+//!      modes), drawn in the solver's space (the prior's normalised units, as the reference),
+//!      particle `j` from stream `(seed, INIT, 0, j)`; or
+//!    - `init = "prior"`: `prior_steps` levels of the diffusion prior's unconditional PF-ODE
+//!      with Heun's method (Karras et al. 2022, Algorithm 1), through the evaluator's counted
+//!      prior ([`Unconditional`]). This is what makes EKI a posterior sampler on a
+//!      linear-Gaussian problem (below), and the only choice for an unknown that is not a 2-D
+//!      field.
+//!
+//!    EKI never leaves the affine span of its initial ensemble (Iglesias et al. 2013), so the
+//!    initial ensemble is the method's prior.
 //! 2. `num_iterations` EKI updates follow. The likelihood must have a least-squares form
 //!    `L(y) = ||r(y)||^2 / 2` ([`Likelihood::residual`](diffinv_operators::Likelihood::residual)):
 //!    EKI then inverts `g(x) = r(G(x))` for the target `0` with identity noise, which is the
@@ -13,10 +29,18 @@
 //!    minimises `||r(G(x))||^2 / 2 + lambda ||x - x_c||^2 / 2` (Chada et al. 2020, eq. 3.2 with
 //!    `C_0 = I`).
 //!
-//! **Kalman update** (Iglesias et al. 2013, eq. 9, with step `h`, i.e. noise `Gamma / h`; `h = 1`
-//! is their algorithm): with anomalies `A = X - 1 xbar^T` `(N, d)`, `B = Gx - 1 gbar^T` `(N, p)`,
-//! `C_gg = B^T B / (N - 1)`, `C_xg = A^T B / (N - 1)` and perturbed innovations
-//! `delta_j = eta_j / sqrt(h) - g_j`, `eta_j ~ N(0, I_p)` (0 without perturbation),
+//! **Adaptive update** (`update = "adaptive"`, default; the reference, after Kovachki & Stuart
+//! 2019): `C_jk = <g_j, g_k - gbar> / N`, `x_j <- x_j - (s / ||C||_F) sum_k C_jk (x_k - xbar)`,
+//! a preconditioned gradient step on `||g||^2 / 2` normalised by the Frobenius norm of `C`
+//! ([`kalman_step`], factored when `2 p < N`; `s = guidance_scale`). The reference uses the unwhitened residual
+//! `y - y_obs`; the normalisation makes the two the same step. With a linear forward model the
+//! ensemble contracts and its mean converges to the least-squares solution in the span of the
+//! initial ensemble.
+//!
+//! **Kalman update** (`update = "kalman"`; Iglesias et al. 2013, eq. 9, with step `h`, i.e.
+//! noise `Gamma / h`; `h = 1` is their algorithm): with anomalies `A = X - 1 xbar^T` `(N, d)`,
+//! `B = Gx - 1 gbar^T` `(N, p)`, `C_gg = B^T B / (N - 1)`, `C_xg = A^T B / (N - 1)` and perturbed
+//! innovations `delta_j = eta_j / sqrt(h) - g_j`, `eta_j ~ N(0, I_p)` (0 without perturbation),
 //!
 //! ```text
 //! x_j <- x_j + C_xg (C_gg + I/h)^{-1} delta_j,  i.e.  X <- X + K A,
@@ -28,13 +52,11 @@
 //! Only `N x N`, `N x p` and, when `p <= N`, `p x p` matrices are formed; never `d x d` or `d x p`.
 //! With one step of `h = 1` from prior draws on a linear-Gaussian problem this is the
 //! (stochastic) ensemble Kalman filter analysis, whose ensemble has the exact posterior mean
-//! and covariance as `N -> infinity`.
-//!
-//! **Adaptive update** (the enkg-pytorch reference, `algo/eki.py`; Kovachki & Stuart 2019):
-//! `C_jk = <g_j, g_k - gbar> / N`, `x_j <- x_j - (s / ||C||_F) sum_k C_jk (x_k - xbar)`, a
-//! preconditioned gradient step on `||g||^2 / 2` ([`kalman_direction`]).
+//! and covariance as `N -> infinity`. The registry's `EKI-PO` is this variant from prior draws
+//! (`update = "kalman"`, `init = "prior"`).
 
-use diffinv_ensemble::{anomalies, combine_anomalies, gram, kalman_direction};
+use diffinv_ensemble::{anomalies, combine_anomalies, gram, kalman_step};
+use diffinv_operators::navier_stokes::GaussianRandomField;
 use diffinv_priors::linalg::{cholesky, cholesky_solve};
 use diffinv_priors::rng::{fill_normal, stream, tags};
 use diffinv_priors::EdmSchedule;
@@ -51,21 +73,33 @@ use crate::{Result, SolverError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum EkiUpdate {
-    /// The Kalman (Tikhonov-Levenberg-Marquardt) step of Iglesias et al. (2013), step `h`.
-    #[default]
-    Kalman,
     /// The adaptive gradient-flow step `s / ||C||_F` of the enkg-pytorch reference.
+    #[default]
     Adaptive,
+    /// The Kalman (Tikhonov-Levenberg-Marquardt) step of Iglesias et al. (2013), step `h`.
+    Kalman,
+}
+
+/// Where the initial ensemble comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EkiInit {
+    /// A Gaussian random field on the unknown's `H x W` grid (the enkg-pytorch reference).
+    #[default]
+    Grf,
+    /// The diffusion prior's samples (`prior_steps` Heun levels of the PF-ODE).
+    Prior,
 }
 
 /// Hyperparameters of [`Eki`].
 ///
-/// Defaults: ensemble size 512 and 500 iterations are the reference's Navier-Stokes setting
-/// (devzhk/enkg-pytorch `configs/algorithm/eki.yaml`: `num_samples: 512`, `num_updates: 500`,
-/// `guidance_scale: 2.0` for its adaptive step); the update is Iglesias et al.'s Kalman step with
-/// `h = 1` and perturbed observations. The reference draws its initial ensemble from a Gaussian
-/// random field; here it comes from the diffusion prior, 40 Heun levels (the EDM ImageNet
-/// setting of Karras et al. 2022). `tikhonov_lambda = 0` is plain EKI.
+/// Defaults are the reference's Navier-Stokes setting (devzhk/enkg-pytorch
+/// `configs/algorithm/eki.yaml`: `num_samples: 512`, `num_updates: 500`, `guidance_scale: 2.0`;
+/// `algo/eki.py`: the adaptive step from a `GaussianRF2d` with `alpha = 4.0`, `tau = 3.0`).
+/// `step_size` and `perturb_observations` belong to the Kalman update (`h = 1` with perturbed
+/// observations is Iglesias et al. 2013); `prior_steps` and `schedule` to `init = "prior"`
+/// (40 Heun levels, the EDM ImageNet setting of Karras et al. 2022). `tikhonov_lambda = 0` is
+/// plain EKI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EkiConfig {
@@ -75,20 +109,31 @@ pub struct EkiConfig {
     pub num_iterations: usize,
     /// Update rule.
     pub update: EkiUpdate,
+    /// Initial ensemble.
+    pub init: EkiInit,
     /// Step `h` of the Kalman update (noise `Gamma / h`); 1 is Iglesias et al. (2013).
     pub step_size: f64,
     /// Scale `s` of the adaptive update (2.0 in the reference).
     pub guidance_scale: f64,
     /// Perturb the observations (`eta_j / sqrt(h)`), as Iglesias et al. (2013); false gives the
-    /// deterministic (square-root-free) variant that converges to a point.
+    /// deterministic (square-root-free) variant that converges to a point. Kalman update only.
     pub perturb_observations: bool,
+    /// Smoothness `alpha` of the initial random field (`init = "grf"`; 4.0 in the reference).
+    pub grf_alpha: f64,
+    /// Inverse length scale `tau` of the initial random field (`init = "grf"`; 3.0 in the
+    /// reference).
+    pub grf_tau: f64,
+    /// Grid `[H, W]` of the unknown for `init = "grf"` (`H W = d`, row-major); `None` is the
+    /// square `sqrt(d) x sqrt(d)`.
+    pub grf_shape: Option<[usize; 2]>,
     /// TEKI weight `lambda >= 0` of `lambda ||x - x_c||^2 / 2`; 0 disables the regulariser.
     pub tikhonov_lambda: f64,
     /// TEKI centre `x_c` (length `d`); `None` is the origin, as in Chada et al. (2020).
     pub tikhonov_center: Option<Vec<f32>>,
-    /// Heun levels of the unconditional PF-ODE that draws the initial ensemble.
+    /// Heun levels of the unconditional PF-ODE that draws the initial ensemble
+    /// (`init = "prior"`).
     pub prior_steps: usize,
-    /// Noise schedule of the initial sampling.
+    /// Noise schedule of the initial sampling (`init = "prior"`).
     pub schedule: EdmSchedule,
 }
 
@@ -97,10 +142,14 @@ impl Default for EkiConfig {
         Self {
             num_particles: 512,
             num_iterations: 500,
-            update: EkiUpdate::Kalman,
+            update: EkiUpdate::Adaptive,
+            init: EkiInit::Grf,
             step_size: 1.0,
             guidance_scale: 2.0,
             perturb_observations: true,
+            grf_alpha: 4.0,
+            grf_tau: 3.0,
+            grf_shape: None,
             tikhonov_lambda: 0.0,
             tikhonov_center: None,
             prior_steps: 40,
@@ -109,11 +158,24 @@ impl Default for EkiConfig {
     }
 }
 
+impl EkiConfig {
+    /// Iglesias et al.'s EKI from diffusion-prior draws: the Kalman update with step 1 and
+    /// perturbed observations, `init = "prior"` (the registry's `EKI-PO`).
+    pub fn perturbed_observations() -> Self {
+        Self {
+            update: EkiUpdate::Kalman,
+            init: EkiInit::Prior,
+            ..Self::default()
+        }
+    }
+}
+
 /// The EKI / TEKI solver.
 #[derive(Debug, Clone)]
 pub struct Eki {
     cfg: EkiConfig,
-    prior: Unconditional,
+    /// The PF-ODE sampler of `init = "prior"`.
+    prior: Option<Unconditional>,
 }
 
 impl Eki {
@@ -151,16 +213,77 @@ impl Eki {
                 return Err(SolverError::Config("tikhonov_center must be finite".into()));
             }
         }
-        if cfg.prior_steps == 0 {
-            return Err(SolverError::Config("prior_steps must be at least 1".into()));
-        }
-        let prior = Unconditional::new(UnconditionalConfig {
-            num_samples: cfg.num_particles,
-            num_steps: cfg.prior_steps,
-            method: UnconditionalMethod::Heun,
-            schedule: cfg.schedule,
-        })?;
+        let prior = match cfg.init {
+            EkiInit::Prior => {
+                if cfg.prior_steps == 0 {
+                    return Err(SolverError::Config(
+                        "prior_steps must be at least 1 with init = \"prior\"".into(),
+                    ));
+                }
+                Some(Unconditional::new(UnconditionalConfig {
+                    num_samples: cfg.num_particles,
+                    num_steps: cfg.prior_steps,
+                    method: UnconditionalMethod::Heun,
+                    schedule: cfg.schedule,
+                })?)
+            }
+            EkiInit::Grf => {
+                for (name, v) in [("grf_alpha", cfg.grf_alpha), ("grf_tau", cfg.grf_tau)] {
+                    if !(v.is_finite() && v > 0.0) {
+                        return Err(SolverError::Config(format!(
+                            "{name} must be finite and > 0, got {v}"
+                        )));
+                    }
+                }
+                if let Some([h, w]) = cfg.grf_shape {
+                    if h < 2 || w < 2 {
+                        return Err(SolverError::Config(format!(
+                            "grf_shape must be at least [2, 2], got [{h}, {w}]"
+                        )));
+                    }
+                }
+                None
+            }
+        };
         Ok(Self { cfg, prior })
+    }
+
+    /// PF-ODE levels before the first EKI update (0 for a random-field start).
+    fn init_steps(&self) -> usize {
+        self.prior.as_ref().map_or(0, |_| self.cfg.prior_steps)
+    }
+
+    /// The initial random field of `init = "grf"` for an unknown of dimension `d`.
+    fn random_field(&self, d: usize) -> Result<GaussianRandomField> {
+        let [h, w] = match self.cfg.grf_shape {
+            Some(shape) => shape,
+            None => {
+                let s = (d as f64).sqrt().round() as usize;
+                if s * s != d {
+                    return Err(SolverError::Problem(format!(
+                        "EKI's random-field start (init = \"grf\") needs the unknown as an H x W \
+                         field: {d} values is not a square, so set grf_shape = [H, W], or \
+                         init = \"prior\" for an unknown that is not a field"
+                    )));
+                }
+                [s, s]
+            }
+        };
+        if h * w != d {
+            return Err(SolverError::Problem(format!(
+                "grf_shape [{h}, {w}] has {} values but the unknown has {d}",
+                h * w
+            )));
+        }
+        let g = GaussianRandomField::eki(h, w, self.cfg.grf_alpha, self.cfg.grf_tau)
+            .map_err(|e| SolverError::Config(format!("EKI's initial random field: {e}")))?;
+        if g.amplitudes().iter().all(|a| *a == 0.0) {
+            return Err(SolverError::Problem(format!(
+                "EKI's random field on a {h} x {w} grid has no mode besides the mean and the \
+                 Nyquist ones (every draw would be 0): use init = \"prior\""
+            )));
+        }
+        Ok(g)
     }
 
     /// The (possibly augmented) whitened residuals `g_j` of the ensemble `x` with predictions
@@ -290,7 +413,8 @@ fn no_residual() -> SolverError {
 impl Solver for Eki {
     type Config = EkiConfig;
     type State = State;
-    type Prepared = ();
+    /// The random field of `init = "grf"`.
+    type Prepared = Option<GaussianRandomField>;
 
     fn config(&self) -> &EkiConfig {
         &self.cfg
@@ -298,12 +422,14 @@ impl Solver for Eki {
     fn name(&self) -> String {
         if self.cfg.tikhonov_lambda > 0.0 {
             "TEKI".into()
+        } else if self.cfg.update == EkiUpdate::Kalman && self.cfg.init == EkiInit::Prior {
+            "EKI-PO".into()
         } else {
             "EKI".into()
         }
     }
     fn num_steps(&self) -> usize {
-        self.cfg.prior_steps + self.cfg.num_iterations
+        self.init_steps() + self.cfg.num_iterations
     }
     fn prepare(&self, eval: &Evaluator<'_>) -> Result<Self::Prepared> {
         let p = eval.problem();
@@ -326,10 +452,35 @@ impl Solver for Eki {
                 )));
             }
         }
-        Ok(())
+        match self.cfg.init {
+            EkiInit::Grf => Ok(Some(self.random_field(p.dim())?)),
+            EkiInit::Prior => Ok(None),
+        }
     }
-    fn init(&self, eval: &Evaluator<'_>, _prep: &Self::Prepared, seed: u64) -> Result<State> {
-        self.prior.init(eval, &(), seed)
+    fn init(&self, eval: &Evaluator<'_>, prep: &Self::Prepared, seed: u64) -> Result<State> {
+        if let Some(prior) = &self.prior {
+            return prior.init(eval, &(), seed);
+        }
+        let d = eval.problem().dim();
+        let owned;
+        let grf = match prep {
+            Some(g) => g,
+            None => {
+                owned = self.random_field(d)?;
+                &owned
+            }
+        };
+        let mut x = Array2::<f32>::zeros((self.cfg.num_particles, d));
+        x.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(j, mut row)| {
+                let mut rng = stream(seed, tags::INIT, 0, j as u64);
+                for (v, f) in row.iter_mut().zip(grf.sample(&mut rng)) {
+                    *v = f as f32;
+                }
+            });
+        Ok(State { x, step: 0, seed })
     }
     fn step(
         &self,
@@ -338,8 +489,10 @@ impl Solver for Eki {
         state: &mut State,
     ) -> Result<StepInfo> {
         let i = state.step;
-        if i < self.cfg.prior_steps {
-            return self.prior.step(eval, &(), state);
+        if let Some(prior) = &self.prior {
+            if i < self.cfg.prior_steps {
+                return prior.step(eval, &(), state);
+            }
         }
         // Failure policy: a failed particle gets the survivors' mean prediction (no anomaly).
         let y = eval.forward_robust(state.x.view(), i, state.x.nrows())?.y;
@@ -354,8 +507,8 @@ impl Solver for Eki {
                 state.x += &dx;
             }
             EkiUpdate::Adaptive => {
-                let kd = kalman_direction(state.x.view(), g.view(), g.view()).map_err(ens)?;
-                let norm = kd.c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+                let kd = kalman_step(state.x.view(), g.view(), g.view()).map_err(ens)?;
+                let norm = kd.c_norm;
                 if norm > 0.0 && norm.is_finite() {
                     let h = (self.cfg.guidance_scale / norm) as f32;
                     state.x.scaled_add(-h, &kd.dx);
@@ -497,7 +650,7 @@ mod tests {
             num_particles: 4000,
             num_iterations: 1,
             prior_steps: 30,
-            ..Default::default()
+            ..EkiConfig::perturbed_observations()
         })
         .unwrap();
         let out = crate::Runner::new(problem).run(&eki, 7).unwrap();
@@ -551,7 +704,7 @@ mod tests {
             tikhonov_lambda: lam,
             tikhonov_center: Some(xc.to_vec()),
             prior_steps: 10,
-            ..Default::default()
+            ..EkiConfig::perturbed_observations()
         })
         .unwrap();
         assert_eq!(eki.name(), "TEKI");
@@ -582,7 +735,7 @@ mod tests {
         approx::assert_abs_diff_eq!(last, at, epsilon = 1e-2);
     }
 
-    /// Plain deterministic EKI reduces the data misfit and the adaptive (reference) update does too.
+    /// The adaptive (reference) update from prior draws reduces the data misfit.
     #[test]
     fn adaptive_update_reduces_the_misfit() {
         let (prior, op, lik, _, _) = setup();
@@ -591,6 +744,7 @@ mod tests {
             num_particles: 32,
             num_iterations: 50,
             update: EkiUpdate::Adaptive,
+            init: EkiInit::Prior,
             guidance_scale: 0.5,
             prior_steps: 10,
             ..Default::default()
@@ -614,7 +768,7 @@ mod tests {
             num_iterations: 10,
             step_size: 0.1,
             prior_steps: 30,
-            ..Default::default()
+            ..EkiConfig::perturbed_observations()
         })
         .unwrap();
         let out = crate::Runner::new(problem).run(&eki, 3).unwrap();
@@ -664,50 +818,326 @@ mod tests {
         .unwrap();
         let err = crate::Runner::new(problem).run(&eki, 0).unwrap_err();
         assert!(matches!(err, SolverError::Problem(_)), "{err:?}");
-        for bad in [
-            EkiConfig {
-                num_particles: 1,
-                ..Default::default()
-            },
-            EkiConfig {
-                step_size: 0.0,
-                ..Default::default()
-            },
-            EkiConfig {
-                tikhonov_lambda: -1.0,
-                ..Default::default()
-            },
-            EkiConfig {
-                num_iterations: 0,
-                ..Default::default()
-            },
-            EkiConfig {
-                prior_steps: 0,
-                ..Default::default()
-            },
+        for (bad, says) in [
+            (
+                EkiConfig {
+                    num_particles: 1,
+                    ..Default::default()
+                },
+                "at least 2 particles",
+            ),
+            (
+                EkiConfig {
+                    step_size: 0.0,
+                    ..Default::default()
+                },
+                "step_size",
+            ),
+            (
+                EkiConfig {
+                    tikhonov_lambda: -1.0,
+                    ..Default::default()
+                },
+                "tikhonov_lambda",
+            ),
+            (
+                EkiConfig {
+                    num_iterations: 0,
+                    ..Default::default()
+                },
+                "at least 1 iteration",
+            ),
+            (
+                EkiConfig {
+                    prior_steps: 0,
+                    ..EkiConfig::perturbed_observations()
+                },
+                "prior_steps",
+            ),
+            (
+                EkiConfig {
+                    grf_tau: f64::NAN,
+                    ..Default::default()
+                },
+                "grf_tau must be finite and > 0",
+            ),
+            (
+                EkiConfig {
+                    grf_shape: Some([1, 64]),
+                    ..Default::default()
+                },
+                "grf_shape must be at least [2, 2]",
+            ),
         ] {
-            assert!(matches!(Eki::new(bad), Err(SolverError::Config(_))));
+            match Eki::new(bad) {
+                Err(SolverError::Config(m)) => assert!(m.contains(says), "{m}"),
+                other => panic!("expected a configuration error saying {says:?}, got {other:?}"),
+            }
         }
-        let cfg: EkiConfig = toml::from_str("num_particles = 8\nupdate = \"adaptive\"").unwrap();
-        assert_eq!(cfg.update, EkiUpdate::Adaptive);
+        // prior_steps is not used by a random-field start.
+        assert!(Eki::new(EkiConfig {
+            prior_steps: 0,
+            ..Default::default()
+        })
+        .is_ok());
+        let cfg: EkiConfig = toml::from_str("num_particles = 8\nupdate = \"kalman\"").unwrap();
+        assert_eq!(cfg.update, EkiUpdate::Kalman);
         assert!(toml::from_str::<EkiConfig>("particles = 8").is_err());
+        let e = toml::from_str::<EkiConfig>("init = \"gaussian\"").unwrap_err();
+        assert!(
+            e.to_string().contains("grf") && e.to_string().contains("prior"),
+            "{e}"
+        );
+        // Through the registry: the key path and the accepted values.
+        let e = crate::registry::build("EKI", &serde_json::json!({"init": "field"})).unwrap_err();
+        assert!(
+            e.to_string().contains("init") && e.to_string().contains("grf"),
+            "{e}"
+        );
+    }
+
+    /// A random-field start needs the unknown as a field: a non-square dimension without
+    /// `grf_shape`, a `grf_shape` of another size and a grid with no mode besides the mean and
+    /// Nyquist ones (2 x 2) are clear errors before any evaluation; `grf_shape` fixes the first.
+    #[test]
+    fn random_field_start_needs_a_field() {
+        let (prior, op, lik, _, _) = setup();
+        let problem = crate::Problem::new(&prior, &op, &lik).unwrap();
+        let run = |cfg: EkiConfig| {
+            let eki = Eki::new(EkiConfig {
+                num_particles: 8,
+                num_iterations: 2,
+                ..cfg
+            })
+            .unwrap();
+            crate::Runner::new(problem).run(&eki, 0)
+        };
+        let e = run(EkiConfig::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("3 values is not a square")
+                && e.to_string().contains("grf_shape"),
+            "{e}"
+        );
+        let e = run(EkiConfig {
+            grf_shape: Some([2, 2]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("has 4 values but the unknown has 3"),
+            "{e}"
+        );
+        let l = LinearField::new(2, 2, 3, 0.1);
+        let problem = l.problem();
+        let eki = Eki::new(EkiConfig {
+            num_particles: 8,
+            num_iterations: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let e = crate::Runner::new(problem).run(&eki, 0).unwrap_err();
+        assert!(e.to_string().contains("no mode besides the mean"), "{e}");
+        let l = LinearField::new(3, 5, 20, 0.1);
+        let eki = Eki::new(EkiConfig {
+            num_particles: 8,
+            num_iterations: 2,
+            grf_shape: Some([3, 5]),
+            ..Default::default()
+        })
+        .unwrap();
+        crate::Runner::new(l.problem()).run(&eki, 0).unwrap();
+    }
+
+    /// A linear problem on an `H x W` field: `y = A x_true` with `x_true` a draw of the
+    /// reference's random field (so in the span of EKI's initial ensemble) and `A` a Gaussian
+    /// `p x HW` matrix; the prior is a standard normal (used by nothing here).
+    struct LinearField {
+        prior: GaussianPrior,
+        op: MatrixOperator,
+        lik: GaussianLikelihood,
+        truth: Array1<f64>,
+        grf: GaussianRandomField,
+    }
+
+    impl LinearField {
+        fn new(h: usize, w: usize, p: usize, sigma: f32) -> Self {
+            let d = h * w;
+            let grf = GaussianRandomField::enkg_eki(h, w).unwrap();
+            let truth = if d > 4 {
+                Array1::from(grf.sample(&mut stream(1, 77, 0, 0)))
+            } else {
+                Array1::zeros(d)
+            };
+            let mut z = vec![0.0f32; p * d];
+            fill_normal(&mut stream(2, 77, 0, 0), &mut z);
+            let a = Array2::from_shape_vec((p, d), z).unwrap() / (d as f32).sqrt();
+            let y = a.mapv(|v| v as f64).dot(&truth).mapv(|v| v as f32);
+            Self {
+                prior: GaussianPrior::new(Gaussian::isotropic(Array1::zeros(d), 1.0).unwrap()),
+                op: MatrixOperator::new(a).unwrap(),
+                lik: GaussianLikelihood::new(y, sigma).unwrap(),
+                truth,
+                grf: GaussianRandomField::enkg_eki(h, w).unwrap(),
+            }
+        }
+        fn problem(&self) -> crate::Problem<'_> {
+            crate::Problem::new(&self.prior, &self.op, &self.lik).unwrap()
+        }
+    }
+
+    /// The initial ensemble of the default (reference) EKI is the random field's draws: with a
+    /// zero step the run returns them, and particle `j` is the field drawn from stream
+    /// `(seed, INIT, 0, j)`, bit for bit; no denoiser is evaluated.
+    #[test]
+    fn the_initial_ensemble_is_the_reference_random_field() {
+        let l = LinearField::new(8, 8, 10, 0.1);
+        let eki = Eki::new(EkiConfig {
+            num_particles: 6,
+            num_iterations: 1,
+            guidance_scale: 0.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(eki.name(), "EKI");
+        let out = crate::Runner::new(l.problem()).run(&eki, 9).unwrap();
+        assert_eq!(out.cost.den_total, 0);
+        assert_eq!(out.cost.fwd_total, 6);
+        for j in 0..6 {
+            let want = l.grf.sample(&mut stream(9, tags::INIT, 0, j as u64));
+            for (a, b) in out.samples.row(j).iter().zip(want) {
+                assert_eq!(a.to_bits(), (b as f32).to_bits());
+            }
+        }
+    }
+
+    /// Adaptive EKI at the reference's scale `s = 2` on a linear problem whose least-squares
+    /// solution lies in the span of the initial random field (noise-free data of a field draw,
+    /// `A` injective: `p = d`): the misfit falls by orders of magnitude, the ensemble mean
+    /// converges to the least-squares solution (the truth) and the ensemble contracts; the
+    /// particles stay in the span (zero mean, no Nyquist component).
+    #[test]
+    fn adaptive_eki_converges_to_the_least_squares_solution() {
+        let (h, w) = (8, 8);
+        let l = LinearField::new(h, w, 64, 0.1);
+        let eki = Eki::new(EkiConfig {
+            num_particles: 64,
+            num_iterations: 500,
+            ..Default::default()
+        })
+        .unwrap();
+        let out = crate::Runner::new(l.problem()).run(&eki, 4).unwrap();
+        let first = out.log[0].misfit.unwrap();
+        let last = out.log.last().and_then(|s| s.misfit).unwrap();
+        let s = out.samples.mapv(|v| v as f64);
+        let mean = s.mean_axis(Axis(0)).unwrap();
+        let err =
+            (&mean - &l.truth).mapv(|v| v * v).sum().sqrt() / l.truth.mapv(|v| v * v).sum().sqrt();
+        let spread = (&s - &mean).mapv(|v| v * v).mean().unwrap().sqrt();
+        let sd = l.grf.covariance(0, 0).sqrt();
+        eprintln!("adaptive EKI: misfit {first:.3e} -> {last:.3e}, rel err {err:.2e}, spread {spread:.2e} (field sd {sd:.3})");
+        assert!(last < 1e-4 * first, "misfit {first} -> {last}");
+        assert!(err < 1e-4, "relative error of the mean {err}");
+        assert!(spread < 1e-4 * sd, "spread {spread}");
+        for row in s.rows() {
+            assert!(row.sum().abs() < 1e-3, "mean of a particle {}", row.sum());
+            let nyq: f64 = row
+                .iter()
+                .enumerate()
+                .map(|(p, v)| if (p / w) % 2 == 0 { *v } else { -v })
+                .sum();
+            assert!(nyq.abs() < 1e-3, "Nyquist component {nyq}");
+        }
+    }
+
+    /// Adaptive EKI from prior draws on an overdetermined linear problem (`p = 5 > d = 3`, the
+    /// ensemble spans the whole space) converges to the least-squares solution
+    /// `(A^T A)^{-1} A^T y`.
+    #[test]
+    fn adaptive_eki_from_prior_draws_finds_the_least_squares_solution() {
+        let (prior, _, _, _, _) = setup();
+        let a = array![
+            [1.0, -0.5, 0.3],
+            [0.2, 0.8, -1.0],
+            [0.5, 0.5, 0.5],
+            [-1.0, 0.0, 0.4],
+            [0.3, -0.7, 0.1]
+        ];
+        let y = array![1.2, -0.4, 0.3, 0.9, -0.2];
+        let op = MatrixOperator::new(a.mapv(|v: f64| v as f32)).unwrap();
+        let lik = GaussianLikelihood::new(y.mapv(|v: f64| v as f32), 0.5).unwrap();
+        let problem = crate::Problem::new(&prior, &op, &lik).unwrap();
+        let eki = Eki::new(EkiConfig {
+            num_particles: 16,
+            num_iterations: 300,
+            init: EkiInit::Prior,
+            prior_steps: 10,
+            ..Default::default()
+        })
+        .unwrap();
+        let out = crate::Runner::new(problem).run(&eki, 2).unwrap();
+        let l = cholesky(a.t().dot(&a).view(), "test").unwrap();
+        let want = cholesky_solve(l.view(), a.t().dot(&y).view());
+        let mean = out.samples.mapv(|v| v as f64).mean_axis(Axis(0)).unwrap();
+        for i in 0..3 {
+            approx::assert_abs_diff_eq!(mean[i], want[i], epsilon = 2e-3);
+        }
+    }
+
+    /// The default (reference) EKI is bit-identical for any thread count.
+    #[test]
+    fn bit_identical_across_thread_counts() {
+        let l = LinearField::new(8, 8, 20, 0.1);
+        let eki = Eki::new(EkiConfig {
+            num_particles: 24,
+            num_iterations: 20,
+            ..Default::default()
+        })
+        .unwrap();
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    crate::Runner::new(l.problem())
+                        .run(&eki, 5)
+                        .unwrap()
+                        .samples
+                })
+        };
+        let a = run(1);
+        for t in [2, 3] {
+            let b = run(t);
+            assert!(
+                a.iter()
+                    .zip(b.iter())
+                    .all(|(u, v)| u.to_bits() == v.to_bits()),
+                "1 vs {t} threads"
+            );
+        }
     }
 
     #[test]
     fn deterministic_per_seed() {
         let (prior, op, lik, _, _) = setup();
         let problem = crate::Problem::new(&prior, &op, &lik).unwrap();
-        let eki = Eki::new(EkiConfig {
-            num_particles: 16,
-            num_iterations: 3,
-            prior_steps: 5,
-            ..Default::default()
-        })
-        .unwrap();
-        let a = crate::Runner::new(problem).run(&eki, 5).unwrap().samples;
-        let b = crate::Runner::new(problem).run(&eki, 5).unwrap().samples;
-        let c = crate::Runner::new(problem).run(&eki, 6).unwrap().samples;
-        assert_eq!(a, b);
-        assert_ne!(a, c);
+        let l = LinearField::new(4, 4, 6, 0.1);
+        for (cfg, problem) in [
+            (EkiConfig::perturbed_observations(), problem),
+            (EkiConfig::default(), l.problem()),
+        ] {
+            let eki = Eki::new(EkiConfig {
+                num_particles: 16,
+                num_iterations: 3,
+                prior_steps: 5,
+                ..cfg
+            })
+            .unwrap();
+            let a = crate::Runner::new(problem).run(&eki, 5).unwrap().samples;
+            let b = crate::Runner::new(problem).run(&eki, 5).unwrap().samples;
+            let c = crate::Runner::new(problem).run(&eki, 6).unwrap().samples;
+            assert_eq!(a, b);
+            assert_ne!(a, c);
+        }
     }
 }

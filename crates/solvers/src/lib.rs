@@ -9,7 +9,8 @@
 //!
 //! and the black-box baselines EnKG compares against (its section 5 and appendix A):
 //!
-//! - [`Eki`]: Ensemble Kalman Inversion (Iglesias et al. 2013) and Tikhonov EKI (Chada et al. 2020)
+//! - [`Eki`]: Ensemble Kalman Inversion (the EnKG reference's adaptive EKI from a random field;
+//!   Iglesias et al. 2013 with perturbed observations) and Tikhonov EKI (Chada et al. 2020)
 //!   from diffusion-prior draws,
 //! - [`Gsg`]: DPS with forward or central Gaussian-smoothed gradient estimates,
 //! - [`Dpg`]: diffusion policy gradient (Tang et al. 2024),
@@ -85,7 +86,7 @@ pub use daps::{Daps, DapsConfig};
 pub use dds::{Dds, DdsConfig};
 pub use diffpir::{DiffPir, DiffPirConfig};
 pub use dpg::{Dpg, DpgConfig};
-pub use eki::{Eki, EkiConfig, EkiUpdate};
+pub use eki::{Eki, EkiConfig, EkiInit, EkiUpdate};
 pub use enkg::{Enkg, EnkgConfig};
 pub use error::{Result, SolverError};
 pub use gsg::{smoothed_gradient, Gsg, GsgConfig, GsgScheme};

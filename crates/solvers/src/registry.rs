@@ -204,8 +204,9 @@ pub fn registry() -> &'static [Method] {
         vec![
             entry("EnKG", "Ensemble Kalman Diffusion Guidance (Zheng et al., arXiv 2409.20175)", DerivativeFree, EnkgConfig::default(), Enkg::new),
             entry("CPS", "Constrained Particle Seeking with restarts (arXiv 2603.01837)", DerivativeFree, CpsConfig::default(), Cps::new),
-            entry("EKI", "Ensemble Kalman Inversion from prior draws (Iglesias et al. 2013)", DerivativeFree, EkiConfig::default(), Eki::new),
-            entry("TEKI", "Tikhonov-regularised EKI (Chada et al. 2020)", DerivativeFree, EkiConfig { tikhonov_lambda: 1.0, ..Default::default() }, Eki::new),
+            entry("EKI", "Ensemble Kalman Inversion, the EnKG reference's: adaptive step from a Gaussian random field (devzhk/enkg-pytorch algo/eki.py)", DerivativeFree, EkiConfig::default(), Eki::new),
+            entry("EKI-PO", "Ensemble Kalman Inversion with perturbed observations from prior draws (Iglesias et al. 2013)", DerivativeFree, EkiConfig::perturbed_observations(), Eki::new),
+            entry("TEKI", "Tikhonov-regularised EKI from prior draws (Chada et al. 2020)", DerivativeFree, EkiConfig { tikhonov_lambda: 1.0, ..EkiConfig::perturbed_observations() }, Eki::new),
             entry("Forward-GSG", "DPS with forward-difference Gaussian-smoothed gradients (EnKG baseline)", DerivativeFree, GsgConfig { scheme: GsgScheme::Forward, ..Default::default() }, Gsg::new),
             entry("Central-GSG", "DPS with central-difference Gaussian-smoothed gradients (EnKG baseline)", DerivativeFree, GsgConfig { scheme: GsgScheme::Central, ..Default::default() }, Gsg::new),
             entry("DPG", "Diffusion policy gradient (Tang et al. 2024)", DerivativeFree, DpgConfig::default(), Dpg::new),

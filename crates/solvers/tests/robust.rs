@@ -125,7 +125,7 @@ fn failing_particles_never_abort_a_run_and_are_counted() {
         Box::new(
             Eki::new(EkiConfig {
                 num_particles: 32,
-                ..Default::default()
+                ..EkiConfig::perturbed_observations()
             })
             .unwrap(),
         ),
@@ -219,6 +219,15 @@ fn a_killed_run_resumes_bit_identically() {
         Box::new(
             Eki::new(EkiConfig {
                 num_particles: 16,
+                ..EkiConfig::perturbed_observations()
+            })
+            .unwrap(),
+        ),
+        // The adaptive update (the 4 unknowns are no random field: from prior draws).
+        Box::new(
+            Eki::new(EkiConfig {
+                num_particles: 16,
+                init: diffinv_solvers::EkiInit::Prior,
                 ..Default::default()
             })
             .unwrap(),

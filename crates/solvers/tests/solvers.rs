@@ -195,7 +195,14 @@ fn runs_are_bit_identical_across_thread_counts() {
         ..Default::default()
     })
     .unwrap();
-    let solvers: [&dyn DynSolver; 2] = [&enkg, &cps];
+    // The reference's EKI: a random-field start on the 4 x 4 unknown, the adaptive update.
+    let eki = Eki::new(EkiConfig {
+        num_particles: 24,
+        num_iterations: 12,
+        ..Default::default()
+    })
+    .unwrap();
+    let solvers: [&dyn DynSolver; 3] = [&enkg, &cps, &eki];
     for s in solvers {
         let a = run_in_pool(1, || Runner::new(problem).run(s, 42).unwrap().samples);
         let b = run_in_pool(2, || Runner::new(problem).run(s, 42).unwrap().samples);
