@@ -197,8 +197,8 @@ impl Solver for RedDiff {
             self.cfg.adam_eps,
         );
         if let (Some(mo), Some(data)) = (&self.cfg.mo, prep) {
-            let level = self.sigmas[i + 1].max(self.cfg.schedule.sigma_min);
-            state.x = refine(eval, data, state.x.view(), level, mo, state.seed, i)?;
+            let level = mo.level(sigma, self.sigmas[i + 1], self.cfg.schedule.sigma_min);
+            state.x = refine(eval, data, state.x.view(), level, mo, state.seed, i)?.0;
         }
         check_finite(state.x.view(), i)?;
         state.step += 1;
