@@ -28,11 +28,13 @@
 //!
 //! ## DPS-MO
 //!
-//! With `mo: Some(_)` each step refines `x0` by [`crate::mo::refine`] (SGLD on the residual,
-//! re-noising to `sigma_{i+1}`, denoising) and, as in the MO paper, takes an Euler step of the
-//! probability-flow ODE with the refined estimate instead of the stochastic step:
-//! `x_{i+1} = x0' + (sigma_{i+1} / sigma_i) (x_i - x0') - zeta w_i grad`. Defaults of
-//! [`DpsConfig::mo_default`]: 50 steps, 2 denoiser evaluations each (100 NFE).
+//! With `mo: Some(_)` each step takes `x0 = D(x_i; sigma_i)`, refines it by
+//! [`crate::mo::refine`] (SGLD on the residual, re-noising to the projection level, denoising)
+//! and, as in the MO paper, takes an Euler step of the probability-flow ODE with the refined
+//! estimate instead of the stochastic step: `x_{i+1} = x0' + (sigma_{i+1} / sigma_i) (x_i - x0')`.
+//! DPS's own gradient step `- zeta w_i grad` is added only with `mo_dps_step = true` (the MO
+//! paper's sampler has none; see docs/algorithms.md for the ablation). Defaults of
+//! [`DpsConfig::mo_default`]: 50 steps, 2 denoiser evaluations each (100 NFE, no denoiser vjp).
 
 use diffinv_priors::EdmSchedule;
 use serde::{Deserialize, Serialize};

@@ -1,20 +1,30 @@
-//! Measurements Optimization (MO; Chen, Wang & Zhou, arXiv 2412.03941, Algorithm 1),
+//! Measurements Optimization (MO; Chen, Wang & Zhou, "Enhancing and Accelerating
+//! Diffusion-Based Inverse Problem Solving through Measurements Optimization", arXiv 2412.03941),
 //! a plug-in for DPS ([`crate::Dps`], "DPS-MO") and RED-diff ([`crate::RedDiff`], "RED-diff-MO").
 //!
 //! At every diffusion step the clean estimate `x_init` of the host solver is refined by `N`
 //! steps of stochastic gradient Langevin dynamics on the squared residual,
 //!
-//! `z_{k+1} = z_k - eta grad_z ||y - G(z_k)||^2 + s sqrt(2 eta tau) xi_k`,  `z_0 = x_init`,
+//! `z_{k+1} = z_k - eta grad_z ||y - G(z_k)||^2 + c sqrt(2 eta tau) xi_k`,  `z_0 = x_init`,
 //!
-//! with `s = min(1, sigma_next)` (the paper's chain while the next noise level is at least 1,
-//! damped below it; see [`refine`] for why),
-//! then re-noised to the next noise level and denoised, which projects the SGLD result back
-//! onto the prior's data manifold (the paper's "diffusion prior as projection"):
+//! then re-noised to a level `s` and denoised, which projects the SGLD result back onto the
+//! prior's data manifold (the paper's "diffusion prior as projection"):
 //!
-//! `x0' = D(z_N + sigma_next eps; sigma_next)`.
+//! `x0' = D(z_N + s eps; s)`.
 //!
 //! The host then continues with `x0'` in place of its clean estimate (DPS-MO: an Euler step of
 //! the probability-flow ODE, the paper's sampler; RED-diff-MO: `mu <- x0'` after the Adam step).
+//!
+//! Four choices are keys of [`MoConfig`] (and [`crate::DpsConfig::mo_dps_step`]); each default's
+//! source, and the imaging-table ablation of all four, are in docs/algorithms.md
+//! ("Measurements Optimization"):
+//!
+//! - `renoise`: `s = sigma_i`, the host's current level (default; the paper calls MO with the
+//!   current step's `sigma(t)` before the Euler step), or `sigma_{i+1}`;
+//! - `sgld_noise`: `c = 1`, SGLD as defined (default), or `c = min(1, s)` (damped);
+//! - `sigma_floor`: the lowest `s` (default: the host schedule's `sigma_min`);
+//! - DPS-MO's `mo_dps_step`: whether DPS's own gradient step is kept besides the MO step
+//!   (default false: the paper's sampler is MO followed by the Euler step).
 //!
 //! With `tau = 1` the SGLD chain targets `exp(-||y - G(z)||^2)`, the paper's loss read as a
 //! Gibbs density (for a linear `G = I`: `N(y, I/2)`; the discrete chain's exact stationary
@@ -26,7 +36,8 @@
 //! Defaults: the paper reports 50-100 NFEs for most tasks. DPS-MO and RED-diff-MO here default
 //! to 50 diffusion steps with 2 denoiser evaluations each (100 NFE); the SGLD step count
 //! `N = 20` and step `eta = 0.05` are this implementation's choice for data scaled to O(1) and
-//! `||A|| <= 1` (stability needs `eta < 1 / ||A||^2`), not values read from the paper's code.
+//! `||A|| <= 1` (stability needs `eta < 1 / ||A||^2`): neither the paper's full algorithm nor
+//! its code could be found, so they are not the paper's values.
 
 use ndarray::{Array2, ArrayView2, Zip};
 use serde::{Deserialize, Serialize};

@@ -23,8 +23,9 @@
 //! than the posterior (see the test's documented bias).
 //!
 //! RED-diff-MO ([`RedDiffConfig::mo_default`]): after each Adam step, `mu` is replaced by the
-//! MO refinement [`crate::mo::refine`] at the next noise level (2 denoiser evaluations per
-//! iteration, 50 iterations: 100 NFE).
+//! MO refinement [`crate::mo::refine`] at the projection level of [`crate::MoConfig::level`]
+//! (by default the iteration's own `sigma_i`; 2 denoiser evaluations per iteration, 50
+//! iterations: 100 NFE).
 
 use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
