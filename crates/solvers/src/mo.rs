@@ -21,7 +21,8 @@
 //!
 //! - `renoise`: `s = sigma_i`, the host's current level (default; the paper calls MO with the
 //!   current step's `sigma(t)` before the Euler step), or `sigma_{i+1}`;
-//! - `sgld_noise`: `c = 1`, SGLD as defined (default), or `c = min(1, s)` (damped);
+//! - `sgld_noise`: `c = min(1, s)` (damped, default: chosen by the ablation), or `c = 1`, SGLD
+//!   as defined;
 //! - `sigma_floor`: the lowest `s` (default: the host schedule's `sigma_min`);
 //! - DPS-MO's `mo_dps_step`: whether DPS's own gradient step is kept besides the MO step
 //!   (default false: the paper's sampler is MO followed by the Euler step).
@@ -85,7 +86,7 @@ pub enum SgldNoise {
     /// paper names).
     Langevin,
     /// `min(1, s) sqrt(2 eta tau) xi` with `s` the projection level: the chain damped below
-    /// level 1 (this implementation's earlier choice; see [`refine`]).
+    /// level 1, a temperature of `min(1, s)^2` (the default; see [`refine`]).
     Damped,
 }
 
@@ -103,8 +104,9 @@ pub struct MoConfig {
     /// Level of the re-noise-and-denoise projection: `"current"` (`sigma_i`, default: the
     /// paper's description) or `"next"` (`sigma_{i+1}`).
     pub renoise: RenoiseLevel,
-    /// Scale of the SGLD noise: `"langevin"` (unscaled, default: SGLD as the paper names it)
-    /// or `"damped"` (times `min(1, level)`).
+    /// Scale of the SGLD noise: `"damped"` (times `min(1, level)`, default: the paper does not
+    /// state its SGLD step or temperature, and at this step the undamped chain collapses the
+    /// imaging table, docs/algorithms.md) or `"langevin"` (unscaled, SGLD as defined).
     pub sgld_noise: SgldNoise,
     /// Lowest projection level (default `None`: the host schedule's `sigma_min`; the paper
     /// names a `sigma_min` but not its value). With `0`, a step whose level is 0 (the last
@@ -119,7 +121,7 @@ impl Default for MoConfig {
             lr: 0.05,
             temperature: 1.0,
             renoise: RenoiseLevel::Current,
-            sgld_noise: SgldNoise::Langevin,
+            sgld_noise: SgldNoise::Damped,
             sigma_floor: None,
         }
     }
@@ -349,9 +351,12 @@ mod tests {
     /// The projection level and the SGLD noise factor of each variant.
     #[test]
     fn level_and_noise_scale_follow_the_keys() {
-        let cur = MoConfig::default();
-        assert_eq!(cur.renoise, RenoiseLevel::Current);
-        assert_eq!(cur.sgld_noise, SgldNoise::Langevin);
+        let cur = MoConfig {
+            sgld_noise: SgldNoise::Langevin,
+            ..MoConfig::default()
+        };
+        assert_eq!(MoConfig::default().renoise, RenoiseLevel::Current);
+        assert_eq!(MoConfig::default().sgld_noise, SgldNoise::Damped);
         // Current: sigma_i; next: sigma_{i+1}; both floored at the schedule's sigma_min.
         assert_eq!(cur.level(0.5, 0.3, 0.002), 0.5);
         let next = MoConfig {
@@ -395,11 +400,11 @@ mod tests {
         let eval = Evaluator::new(problem);
         let data = GaussianData::probe(&eval, "MO").unwrap();
         let x = Array2::<f32>::from_elem((16, 3), 0.2);
-        let lang = MoConfig::default();
-        let damped = MoConfig {
-            sgld_noise: SgldNoise::Damped,
+        let lang = MoConfig {
+            sgld_noise: SgldNoise::Langevin,
             ..MoConfig::default()
         };
+        let damped = MoConfig::default();
         let (a, _) = refine(&eval, &data, x.view(), 2.0, &lang, 5, 3).unwrap();
         let (b, _) = refine(&eval, &data, x.view(), 2.0, &damped, 5, 3).unwrap();
         assert_eq!(a, b, "no damping at level >= 1");
