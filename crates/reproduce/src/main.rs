@@ -77,6 +77,11 @@ struct Cli {
     /// (default: the preset's).
     #[arg(long)]
     particles: Option<usize>,
+    /// Read the table's rows from this preset file instead of the embedded
+    /// configs/tables/TABLE-PRESET.toml (one table per run; for ablations: copy the preset,
+    /// change a row's `config`, pass it here with --methods and its own --out).
+    #[arg(long)]
+    preset_file: Option<PathBuf>,
 }
 
 fn root() -> PathBuf {
@@ -110,6 +115,12 @@ fn run() -> Result<()> {
     }
     if cli.particles == Some(0) {
         bail!("--particles must be at least 1");
+    }
+    if let Some(path) = &cli.preset_file {
+        if cli.tables.len() != 1 {
+            bail!("--preset-file replaces one table's preset: name exactly one table");
+        }
+        diffinv_reproduce::presets::TablePreset::use_file(&cli.tables[0], preset, path)?;
     }
     let gmm = cli.tables.iter().any(|t| t == "gmm");
     if gmm {

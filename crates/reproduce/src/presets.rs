@@ -70,6 +70,13 @@ const FILES: &[(&str, &str, &str)] = &[
     ("imaging", "full", include_str!("../../../configs/tables/imaging-full.toml")),
 ];
 
+/// The parsed presets of this process, by `(table, preset)`.
+fn cache() -> &'static Mutex<BTreeMap<(String, &'static str), TablePreset>> {
+    static PARSED: OnceLock<Mutex<BTreeMap<(String, &'static str), TablePreset>>> =
+        OnceLock::new();
+    PARSED.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
 /// Overlay `patch` onto `base`, table by table.
 fn overlay(base: &mut Value, patch: &Value) {
     match (base, patch) {
@@ -130,15 +137,12 @@ impl TablePreset {
         }
         Ok(p)
     }
-    /// The embedded preset of `table` at `preset`, parsed and validated once per process (the
-    /// tables ask for a row's solver at every case).
+    /// The embedded preset of `table` at `preset` (or the file given to [`Self::use_file`]),
+    /// parsed and validated once per process (the tables ask for a row's solver at every case).
     pub fn get(table: &str, preset: Preset) -> Result<Self> {
-        static PARSED: OnceLock<Mutex<BTreeMap<(String, &'static str), TablePreset>>> =
-            OnceLock::new();
         let name = preset.name();
-        let cache = PARSED.get_or_init(|| Mutex::new(BTreeMap::new()));
         let key = (table.to_string(), name);
-        if let Some(p) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        if let Some(p) = cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(p);
         }
         let (_, _, text) = FILES
@@ -146,10 +150,23 @@ impl TablePreset {
             .find(|(t, p, _)| *t == table && *p == name)
             .with_context(|| format!("table {table} has no {name} preset"))?;
         let parsed = Self::parse(&format!("configs/tables/{table}-{name}.toml"), text)?;
-        if let Ok(mut c) = cache.lock() {
+        if let Ok(mut c) = cache().lock() {
             c.insert(key, parsed.clone());
         }
         Ok(parsed)
+    }
+    /// Use the preset file `path` for `table` at `preset` in this process instead of the
+    /// embedded one (`diffinv-reproduce --preset-file`: ablations without a rebuild). It is
+    /// parsed and every row built now, so a bad key fails before any compute.
+    pub fn use_file(table: &str, preset: Preset, path: &std::path::Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading preset file {}", path.display()))?;
+        let parsed = Self::parse(&path.display().to_string(), &text)?;
+        cache()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("preset cache poisoned"))?
+            .insert((table.to_string(), preset.name()), parsed);
+        Ok(())
     }
     /// The row labelled `label`.
     pub fn row(&self, label: &str) -> Result<&RowSpec> {

@@ -28,16 +28,18 @@
 //!
 //! ## DPS-MO
 //!
-//! With `mo: Some(_)` each step refines `x0` by [`crate::mo::refine`] (SGLD on the residual,
-//! re-noising to `sigma_{i+1}`, denoising) and, as in the MO paper, takes an Euler step of the
-//! probability-flow ODE with the refined estimate instead of the stochastic step:
-//! `x_{i+1} = x0' + (sigma_{i+1} / sigma_i) (x_i - x0') - zeta w_i grad`. Defaults of
-//! [`DpsConfig::mo_default`]: 50 steps, 2 denoiser evaluations each (100 NFE).
+//! With `mo: Some(_)` each step takes `x0 = D(x_i; sigma_i)`, refines it by
+//! [`crate::mo::refine`] (SGLD on the residual, re-noising to the projection level, denoising)
+//! and, as in the MO paper, takes an Euler step of the probability-flow ODE with the refined
+//! estimate instead of the stochastic step: `x_{i+1} = x0' + (sigma_{i+1} / sigma_i) (x_i - x0')`.
+//! DPS's own gradient step `- zeta w_i grad` is added only with `mo_dps_step = true` (the MO
+//! paper's sampler has none; see docs/algorithms.md for the ablation). Defaults of
+//! [`DpsConfig::mo_default`]: 50 steps, 2 denoiser evaluations each (100 NFE, no denoiser vjp).
 
 use diffinv_priors::EdmSchedule;
 use serde::{Deserialize, Serialize};
 
-use crate::guidance::dps_update;
+use crate::guidance::{dps_update, MoStep};
 use crate::kernels::check_common;
 use crate::problem::Capability;
 use crate::guidance::GaussianData;
@@ -63,6 +65,10 @@ pub struct DpsConfig {
     pub schedule: EdmSchedule,
     /// The Measurements Optimization plug-in (DPS-MO), off by default.
     pub mo: Option<MoConfig>,
+    /// DPS-MO only: also take DPS's gradient step `- zeta w_i grad` after the MO-refined Euler
+    /// step (default false: the MO paper's sampler is the Euler step with the MO estimate and
+    /// nothing else; `true` costs one denoiser vjp per step more). An error without `mo`.
+    pub mo_dps_step: bool,
 }
 
 impl Default for DpsConfig {
@@ -74,6 +80,7 @@ impl Default for DpsConfig {
             ddpm_scaling: true,
             schedule: EdmSchedule::default(),
             mo: None,
+            mo_dps_step: false,
         }
     }
 }
@@ -108,6 +115,11 @@ impl Dps {
         }
         if let Some(mo) = &cfg.mo {
             mo.validate()?;
+        } else if cfg.mo_dps_step {
+            return Err(SolverError::Config(
+                "mo_dps_step = true needs the MO plug-in (mo); plain DPS always takes its step"
+                    .into(),
+            ));
         }
         Ok(Self { cfg, sigmas })
     }
@@ -165,7 +177,12 @@ impl Solver for Dps {
                 .mo
                 .as_ref()
                 .zip(prep.as_ref())
-                .map(|(m, data)| (m, data, self.cfg.schedule.sigma_min)),
+                .map(|(cfg, data)| MoStep {
+                    cfg,
+                    data,
+                    sigma_min: self.cfg.schedule.sigma_min,
+                    dps_step: self.cfg.mo_dps_step,
+                }),
             state.seed,
             i,
         )?;
@@ -287,9 +304,26 @@ mod tests {
             ..DpsConfig::mo_default()
         };
         let out = Runner::new(problem)
-            .run(&Dps::new(cfg).unwrap(), 1)
+            .run(&Dps::new(cfg.clone()).unwrap(), 1)
             .unwrap();
+        // The MO paper's sampler: one denoiser evaluation and one projection per step, no
+        // denoiser vjp (DPS's own step is off by default).
         assert_eq!(out.cost.den_total, 256 * 50 * 2);
+        assert_eq!(out.cost.den_grad_total, 0);
+        // With `mo_dps_step` DPS's gradient step is kept: one vjp per step, other samples.
+        let with_step = Runner::new(problem)
+            .run(
+                &Dps::new(DpsConfig {
+                    mo_dps_step: true,
+                    ..cfg.clone()
+                })
+                .unwrap(),
+                1,
+            )
+            .unwrap();
+        assert_eq!(with_step.cost.den_total, 256 * 50 * 2);
+        assert_eq!(with_step.cost.den_grad_total, 256 * 50);
+        assert_ne!(with_step.samples, out.samples);
         let (mean, _) = moments(&out.samples);
         // DPS-MO is biased too (the SGLD chain targets exp(-||y - Ax||^2)): documented bound,
         // measured 0.11.

@@ -158,8 +158,22 @@ pub(crate) fn ddpm_factor(enabled: bool, sigma: f64, sigma_next: f64) -> f64 {
     }
 }
 
+/// DPS-MO's MO plug-in for one [`dps_update`]: its configuration, the Gaussian data, the host
+/// schedule's `sigma_min` (the default floor of the projection level) and whether DPS's own
+/// gradient step is kept besides the MO step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MoStep<'a> {
+    pub cfg: &'a MoConfig,
+    pub data: &'a GaussianData,
+    pub sigma_min: f64,
+    pub dps_step: bool,
+}
+
 /// One DPS step from `x` at `sigma` to `sigma_next` (see the module docs); returns the next
 /// state and the mean misfit of the clean estimates. Shared with MCG.
+///
+/// With MO: `x0 = D(x; sigma)`, `x0' = refine(x0)`, the Euler step of the PF-ODE with `x0'`,
+/// and, only with `dps_step`, DPS's gradient step (which needs the denoiser's vjp).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dps_update(
     eval: &Evaluator<'_>,
@@ -168,22 +182,23 @@ pub(crate) fn dps_update(
     sigma_next: f64,
     zeta: f64,
     ddpm_scaling: bool,
-    mo: Option<(&MoConfig, &GaussianData, f64)>,
+    mo: Option<MoStep<'_>>,
     seed: u64,
     step: usize,
 ) -> Result<(Array2<f32>, f64)> {
+    if let Some(m) = mo.filter(|m| !m.dps_step) {
+        let x0 = eval.denoise(x.view(), sigma, step)?;
+        let level = m.cfg.level(sigma, sigma_next, m.sigma_min);
+        let (x0, misfit) = refine(eval, m.data, x0.view(), level, m.cfg, seed, step)?;
+        let next = euler_step(x.view(), x0.view(), sigma, sigma_next);
+        check_finite(next.view(), step)?;
+        return Ok((next, misfit));
+    }
     let dg = data_gradient(eval, x.view(), sigma, true, step)?;
     let mut next = match mo {
-        Some((cfg, data, sigma_floor)) => {
-            let x0 = refine(
-                eval,
-                data,
-                dg.x0.view(),
-                sigma_next.max(sigma_floor),
-                cfg,
-                seed,
-                step,
-            )?;
+        Some(m) => {
+            let level = m.cfg.level(sigma, sigma_next, m.sigma_min);
+            let (x0, _) = refine(eval, m.data, dg.x0.view(), level, m.cfg, seed, step)?;
             euler_step(x.view(), x0.view(), sigma, sigma_next)
         }
         None => {

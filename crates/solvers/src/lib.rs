@@ -93,7 +93,7 @@ pub use gsg::{smoothed_gradient, Gsg, GsgConfig, GsgScheme};
 pub use dps::{Dps, DpsConfig};
 pub use latent::{LatentConfig, LatentOptimization};
 pub use mcg::{Mcg, McgConfig};
-pub use mo::MoConfig;
+pub use mo::{MoConfig, RenoiseLevel, SgldNoise};
 pub use pigdm::{Pigdm, PigdmConfig};
 pub use problem::{
     Capability, CostSummary, Evaluator, Linearization, Linearized, Problem, RobustForward,

@@ -23,8 +23,9 @@
 //! than the posterior (see the test's documented bias).
 //!
 //! RED-diff-MO ([`RedDiffConfig::mo_default`]): after each Adam step, `mu` is replaced by the
-//! MO refinement [`crate::mo::refine`] at the next noise level (2 denoiser evaluations per
-//! iteration, 50 iterations: 100 NFE).
+//! MO refinement [`crate::mo::refine`] at the projection level of [`crate::MoConfig::level`]
+//! (by default the iteration's own `sigma_i`; 2 denoiser evaluations per iteration, 50
+//! iterations: 100 NFE).
 
 use diffinv_priors::sampler::initial_noise;
 use diffinv_priors::EdmSchedule;
@@ -197,8 +198,8 @@ impl Solver for RedDiff {
             self.cfg.adam_eps,
         );
         if let (Some(mo), Some(data)) = (&self.cfg.mo, prep) {
-            let level = self.sigmas[i + 1].max(self.cfg.schedule.sigma_min);
-            state.x = refine(eval, data, state.x.view(), level, mo, state.seed, i)?;
+            let level = mo.level(sigma, self.sigmas[i + 1], self.cfg.schedule.sigma_min);
+            state.x = refine(eval, data, state.x.view(), level, mo, state.seed, i)?.0;
         }
         check_finite(state.x.view(), i)?;
         state.step += 1;

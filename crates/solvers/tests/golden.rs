@@ -5,6 +5,16 @@
 //! (the update of the EnKG reference's EKI) was added when that became the registry's EKI.
 #![allow(clippy::unwrap_used)]
 
+/// The MO configuration before the MO ablation.
+fn mo_legacy() -> diffinv_solvers::MoConfig {
+    use diffinv_solvers::mo::{RenoiseLevel, SgldNoise};
+    diffinv_solvers::MoConfig {
+        renoise: RenoiseLevel::Next,
+        sgld_noise: SgldNoise::Damped,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn every_method_reproduces_its_golden_mean() {
     use diffinv_operators::{GaussianLikelihood, MatrixOperator};
@@ -30,11 +40,16 @@ fn every_method_reproduces_its_golden_mean() {
         // have zero mean, and EKI stays in their span, so the mean would check nothing).
         ("EKI-adaptive", Box::new(Eki::new(EkiConfig { num_particles: 16, num_iterations: 5, init: EkiInit::Prior, prior_steps: 10, ..Default::default() }).unwrap())),
         ("DPS", Box::new(Dps::new(DpsConfig { num_samples: 8, num_steps: 20, ..Default::default() }).unwrap())),
-        ("DPS-MO", Box::new(Dps::new(DpsConfig { num_samples: 8, num_steps: 10, mo: Some(MoConfig::default()), ..Default::default() }).unwrap())),
+        // The MO variants as recorded at e65c6ee (re-noise to sigma_{i+1}, SGLD noise damped by
+        // min(1, sigma), DPS's step kept): the new keys reproduce the old behaviour bit for bit.
+        ("DPS-MO", Box::new(Dps::new(DpsConfig { num_samples: 8, num_steps: 10, mo: Some(mo_legacy()), mo_dps_step: true, ..Default::default() }).unwrap())),
+        // The MO defaults since the MO ablation (docs/algorithms.md, "Measurements Optimization").
+        ("DPS-MO (defaults)", Box::new(Dps::new(DpsConfig { num_samples: 8, num_steps: 10, mo: Some(MoConfig::default()), ..Default::default() }).unwrap())),
         ("MCG", Box::new(Mcg::new(McgConfig { num_samples: 8, num_steps: 20, ..Default::default() }).unwrap())),
         ("PiGDM", Box::new(Pigdm::new(PigdmConfig { num_samples: 8, num_steps: 20, ..Default::default() }).unwrap())),
         ("RED-diff", Box::new(RedDiff::new(RedDiffConfig { num_samples: 8, num_steps: 20, ..Default::default() }).unwrap())),
-        ("RED-diff-MO", Box::new(RedDiff::new(RedDiffConfig { num_samples: 8, num_steps: 10, mo: Some(MoConfig::default()), ..Default::default() }).unwrap())),
+        ("RED-diff-MO", Box::new(RedDiff::new(RedDiffConfig { num_samples: 8, num_steps: 10, mo: Some(mo_legacy()), ..Default::default() }).unwrap())),
+        ("RED-diff-MO (defaults)", Box::new(RedDiff::new(RedDiffConfig { num_samples: 8, num_steps: 10, mo: Some(MoConfig::default()), ..Default::default() }).unwrap())),
         ("DDS", Box::new(Dds::new(DdsConfig { num_samples: 8, num_steps: 10, ..Default::default() }).unwrap())),
         ("DAPS", Box::new(Daps::new(DapsConfig { num_samples: 8, annealing_steps: 5, langevin_steps: 5, ..Default::default() }).unwrap())),
         ("DiffPIR", Box::new(DiffPir::new(DiffPirConfig { num_samples: 8, num_steps: 10, ..Default::default() }).unwrap())),
@@ -55,10 +70,12 @@ fn every_method_reproduces_its_golden_mean() {
         ("EKI-adaptive", -0.814909),
         ("DPS", 0.411409),
         ("DPS-MO", -0.020843),
+        ("DPS-MO (defaults)", -0.000413),
         ("MCG", 0.000000),
         ("PiGDM", 0.346739),
         ("RED-diff", 1.043504),
         ("RED-diff-MO", -0.000413),
+        ("RED-diff-MO (defaults)", -0.000413),
         ("DDS", 0.000000),
         ("DAPS", 2.085306),
         ("DiffPIR", -0.025995),
