@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 
@@ -54,7 +55,7 @@ class ExportError(Exception):
     pass
 
 
-def load_network_class(repo):
+def check_repo(repo):
     if not os.path.isdir(repo):
         raise ExportError(f"--reference-repo {repo}: no such folder")
     if not os.path.isfile(os.path.join(repo, "models", "precond.py")):
@@ -62,6 +63,9 @@ def load_network_class(repo):
             f"--reference-repo {repo} has no models/precond.py: pass a checkout of "
             "devzhk/enkg-pytorch or devzhk/InverseBench"
         )
+
+
+def load_network_class(repo):
     sys.path.insert(0, os.path.abspath(repo))
     try:
         from models.precond import EDMPrecond  # noqa: E402  (the reference's module)
@@ -74,8 +78,6 @@ def load_network_class(repo):
 
 
 def read_state_dict(torch, path, allow_pickle):
-    if not os.path.isfile(path):
-        raise ExportError(f"--checkpoint {path}: no such file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -134,20 +136,22 @@ def export(args):
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise ExportError(f"--out {args.out}: the folder {out_dir} does not exist")
+    dev = args.device.strip().lower()
+    if not re.fullmatch(r"auto|cpu|cuda|cuda:[0-9]+", dev):
+        raise ExportError(f"--device {args.device!r} is not auto, cpu, cuda or cuda:N")
+    check_repo(args.reference_repo)
+    if not os.path.isfile(args.checkpoint):
+        raise ExportError(f"--checkpoint {args.checkpoint}: no such file")
     import torch
 
-    dev = args.device.strip().lower()
     if dev == "auto":
         dev = "cuda" if torch.cuda.is_available() else "cpu"
     if dev.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ExportError(f"--device {args.device}: this torch sees no CUDA device")
-    elif dev != "cpu":
-        raise ExportError(f"--device {args.device!r} is not auto, cpu, cuda or cuda:N")
-    try:
-        device = torch.device(dev)
-    except RuntimeError:
-        raise ExportError(f"--device {args.device!r} is not auto, cpu, cuda or cuda:N")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(dev.split(":")[1]) if ":" in dev else 0
+        if index >= count:
+            raise ExportError(f"--device {args.device}: this torch sees {count} CUDA device(s)")
+    device = torch.device(dev)
 
     EDMPrecond = load_network_class(args.reference_repo)
     kwargs = dict(REFERENCE_NS_MODEL)

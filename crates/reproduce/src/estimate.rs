@@ -33,74 +33,95 @@ pub fn evaluation_counts(
     Ok(out.cost)
 }
 
-/// Seconds per row of each kind of evaluation, measured on the real prior and forward model.
+/// Measured costs of the real prior and forward model.
 #[derive(Debug, Clone, Copy)]
 pub struct UnitCosts {
-    /// One denoiser evaluation (one image), in a batch of the prior's chunk size.
-    pub prior: f64,
-    /// One vector-Jacobian product of the denoiser (only measured when a method needs it).
+    /// Fixed cost of one call of the prior (seconds), whatever its batch.
+    pub prior_call: f64,
+    /// Cost of one more image in a call of the prior (seconds).
+    pub prior_image: f64,
+    /// Images per call of the prior (its chunk size: bigger batches are split).
+    pub prior_chunk: usize,
+    /// One vector-Jacobian product of the denoiser, per image (only measured when needed).
     pub prior_vjp: Option<f64>,
-    /// One forward-model evaluation, in a batch that fills every core.
-    pub forward: f64,
-    /// Rows of the timed prior batch.
-    pub prior_batch: usize,
-    /// Rows of the timed forward batch.
+    /// One call of the forward model on `forward_batch` rows, which fills every core.
+    pub forward_wave: f64,
+    /// Rows of the timed forward call (the worker threads).
     pub forward_batch: usize,
 }
 
-/// Time the prior (after one warm-up call, which also compiles CUDA kernels) on `prior_batch`
-/// copies of `z` at noise level 1, its vjp if `vjp`, and the forward model on `forward_batch`
-/// copies of `z` (in the space the solvers move in).
+fn timed<T>(reps: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
+    let t = Instant::now();
+    for _ in 0..reps {
+        f()?;
+    }
+    Ok(t.elapsed().as_secs_f64() / reps as f64)
+}
+
+/// Time the prior on one image and on `prior_chunk` images at noise level 1 (after a warm-up
+/// call, which also compiles CUDA kernels), its vjp if `vjp`, and the forward model on
+/// `forward_batch` rows; every row is `z` (a test field in the space the solvers move in).
 pub fn unit_costs(
     prior: &dyn Denoiser,
     fwd: &dyn ForwardModel,
     z: ArrayView1<'_, f32>,
-    prior_batch: usize,
+    prior_chunk: usize,
     forward_batch: usize,
     vjp: bool,
 ) -> Result<UnitCosts> {
-    let rows = |n: usize| -> Result<Array2<f32>> {
-        let mut a = Array2::zeros((n, z.len()));
+    let rows = |n: usize| -> Array2<f32> {
+        let mut a = Array2::zeros((n.max(1), z.len()));
         for mut r in a.rows_mut() {
             r.assign(&z);
         }
-        Ok(a)
+        a
     };
-    let xb = rows(prior_batch.max(1))?;
+    let chunk = prior_chunk.max(2);
+    let (x1, xb) = (rows(1), rows(chunk));
     prior.denoise(xb.view(), 1.0).context("timing the prior")?;
-    let t = Instant::now();
-    let reps = 2;
-    for _ in 0..reps {
-        prior.denoise(xb.view(), 1.0).context("timing the prior")?;
-    }
-    let per_prior = t.elapsed().as_secs_f64() / (reps * xb.nrows()) as f64;
+    let t1 = timed(3, || prior.denoise(x1.view(), 1.0).context("timing the prior"))?;
+    let tb = timed(2, || prior.denoise(xb.view(), 1.0).context("timing the prior"))?;
+    let image = ((tb - t1) / (chunk - 1) as f64).max(tb / (10 * chunk) as f64);
+    let call = (t1 - image).max(0.0);
     let prior_vjp = if vjp {
-        let t = Instant::now();
-        prior
-            .vjp(xb.view(), 1.0, xb.view())
-            .context("timing the prior's vector-Jacobian product")?;
-        Some(t.elapsed().as_secs_f64() / xb.nrows() as f64)
+        let t = timed(1, || {
+            prior
+                .vjp(xb.view(), 1.0, xb.view())
+                .context("timing the prior's vector-Jacobian product")
+        })?;
+        Some(t / chunk as f64)
     } else {
         None
     };
-    let xf = rows(forward_batch.max(1))?;
-    let t = Instant::now();
-    let _ = fwd.forward_partial(xf.view());
-    let per_fwd = t.elapsed().as_secs_f64() / xf.nrows() as f64;
+    let xf = rows(forward_batch);
+    let forward_wave = timed(1, || Ok(fwd.forward_partial(xf.view())))?;
     Ok(UnitCosts {
-        prior: per_prior,
+        prior_call: call,
+        prior_image: image,
+        prior_chunk: chunk,
         prior_vjp,
-        forward: per_fwd,
-        prior_batch: xb.nrows(),
+        forward_wave,
         forward_batch: xf.nrows(),
     })
 }
 
-/// Estimated seconds of one run with evaluation counts `c` at unit costs `u`.
+/// Estimated seconds of one run with evaluation counts `c` at unit costs `u`: every sequential
+/// prior invocation of `den_total / den_seq` images is split into calls of `prior_chunk`; every
+/// sequential forward invocation of `fwd_total / fwd_seq` rows runs in waves of
+/// `forward_batch` rows on the cores.
 pub fn seconds(c: &CostSummary, u: &UnitCosts) -> f64 {
-    c.fwd_total as f64 * u.forward
-        + c.den_total as f64 * u.prior
-        + c.den_grad_total as f64 * u.prior_vjp.unwrap_or(3.0 * u.prior)
+    let waves = |total: u64, seq: u64, width: usize| -> f64 {
+        if seq == 0 || total == 0 {
+            return 0.0;
+        }
+        let per = (total as f64 / seq as f64).ceil();
+        seq as f64 * (per / width.max(1) as f64).ceil()
+    };
+    let prior = waves(c.den_total, c.den_seq, u.prior_chunk) * u.prior_call
+        + c.den_total as f64 * u.prior_image;
+    let vjp = c.den_grad_total as f64 * u.prior_vjp.unwrap_or(3.0 * (u.prior_call + u.prior_image));
+    let forward = waves(c.fwd_total, c.fwd_seq, u.forward_batch) * u.forward_wave;
+    prior + vjp + forward
 }
 
 /// `3 h 05 min`, `12 min`, `40 s`, `2.1 days`.
@@ -154,25 +175,27 @@ pub fn navier_stokes(
         .iter()
         .map(|w| ((f64::from(*w) - prior.shift) / prior.scale) as f32)
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The forward model runs its rows in parallel on rayon's global pool.
+    let threads = rayon::current_num_threads();
     let vjp = counts.iter().any(|c| c.den_grad_total > 0);
     let u = unit_costs(
         prior.prior.as_ref(),
         &fwd,
         z.view(),
         crate::tables::SCRIPTED_BATCH,
-        threads.max(2),
+        threads,
         vjp,
     )?;
     let mut lines = vec![format!(
-        "timed batch: prior {:.2} ms per image on {} ({} images){}, forward model {:.0} ms per field on {} CPU threads ({} fields of {res} x {res})",
-        u.prior * 1e3,
+        "timed batch: prior {:.2} ms per call + {:.2} ms per image on {} (calls of up to {} images){}, forward model {:.0} ms per call of {} fields of {res} x {res} on {} CPU threads",
+        u.prior_call * 1e3,
+        u.prior_image * 1e3,
         prior.device,
-        u.prior_batch,
-        u.prior_vjp.map_or(String::new(), |v| format!(", its vjp {:.2} ms", v * 1e3)),
-        u.forward * 1e3,
-        threads,
+        u.prior_chunk,
+        u.prior_vjp.map_or(String::new(), |v| format!(", its vjp {:.2} ms per image", v * 1e3)),
+        u.forward_wave * 1e3,
         u.forward_batch,
+        threads,
     )];
     let mut total = 0.0;
     for (m, c) in methods.iter().zip(&counts) {
