@@ -79,8 +79,12 @@ pub fn unit_costs(
     let chunk = prior_chunk.max(2);
     let (x1, xb) = (rows(1), rows(chunk));
     prior.denoise(xb.view(), 1.0).context("timing the prior")?;
-    let t1 = timed(3, || prior.denoise(x1.view(), 1.0).context("timing the prior"))?;
-    let tb = timed(2, || prior.denoise(xb.view(), 1.0).context("timing the prior"))?;
+    let t1 = timed(3, || {
+        prior.denoise(x1.view(), 1.0).context("timing the prior")
+    })?;
+    let tb = timed(2, || {
+        prior.denoise(xb.view(), 1.0).context("timing the prior")
+    })?;
     let image = ((tb - t1) / (chunk - 1) as f64).max(tb / (10 * chunk) as f64);
     let call = (t1 - image).max(0.0);
     let prior_vjp = if vjp {

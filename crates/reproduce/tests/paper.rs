@@ -35,7 +35,10 @@ fn temp(name: &str) -> PathBuf {
 fn python() -> Option<String> {
     let required = std::env::var("DIFFINV_REQUIRE_PYTHON").as_deref() == Ok("1");
     let Ok(p) = std::env::var("DIFFINV_PYTHON") else {
-        assert!(!required, "DIFFINV_REQUIRE_PYTHON=1 but DIFFINV_PYTHON is unset");
+        assert!(
+            !required,
+            "DIFFINV_REQUIRE_PYTHON=1 but DIFFINV_PYTHON is unset"
+        );
         eprintln!("skipping: DIFFINV_PYTHON (a python3 with torch, numpy and lmdb) is unset");
         return None;
     };
@@ -44,7 +47,10 @@ fn python() -> Option<String> {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        assert!(!required, "{p} cannot import torch, numpy and lmdb (cargo xtask test installs them)");
+        assert!(
+            !required,
+            "{p} cannot import torch, numpy and lmdb (cargo xtask test installs them)"
+        );
         eprintln!("skipping: {p} cannot import torch, numpy and lmdb");
         return None;
     }
@@ -113,7 +119,12 @@ np.save('expected.npy', fields)
 "#;
 
 fn run_py(py: &str, dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(py).current_dir(dir).env("OMP_NUM_THREADS", "1").args(args).output().unwrap()
+    Command::new(py)
+        .current_dir(dir)
+        .env("OMP_NUM_THREADS", "1")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn tool(name: &str) -> String {
@@ -126,7 +137,10 @@ fn assert_fails(o: &std::process::Output, out: &Path, want: &str, what: &str) {
     assert_eq!(o.status.code(), Some(1), "{what}: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{what}: one line expected:\n{stderr}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(want), "{what}: {want:?} not in {stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(want),
+        "{what}: {want:?} not in {stderr}"
+    );
     assert!(!out.exists(), "{what}: wrote {}", out.display());
 }
 
@@ -143,17 +157,51 @@ fn a_reference_checkout_exports_converts_and_runs_the_paper_preset() {
     // Export through the real tool (the checkout is the architecture source).
     let kwargs = r#"{"img_resolution": 16, "model_channels": 4}"#;
     let export = tool("export_ns_checkpoint.py");
-    let o = run_py(&py, &dir, &[&export, "--reference-repo", "ref", "--checkpoint", "ns-5m.pt", "--out", "prior.pt", "--device", "cpu", "--model-kwargs", kwargs]);
+    let o = run_py(
+        &py,
+        &dir,
+        &[
+            &export,
+            "--reference-repo",
+            "ref",
+            "--checkpoint",
+            "ns-5m.pt",
+            "--out",
+            "prior.pt",
+            "--device",
+            "cpu",
+            "--model-kwargs",
+            kwargs,
+        ],
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains("exported EDMPrecond (1 x 16 x 16"), "{stdout}");
+    assert!(
+        stdout.contains("exported EDMPrecond (1 x 16 x 16"),
+        "{stdout}"
+    );
 
     // Convert the LMDB test set; the first two fields, unnormalised.
     let convert = tool("convert_ns_testdata.py");
-    let o = run_py(&py, &dir, &[&convert, "--lmdb", "Re200.0-t5.0", "--out", "fields.npy", "--resolution", "16", "--ids", "0-1"]);
+    let o = run_py(
+        &py,
+        &dir,
+        &[
+            &convert,
+            "--lmdb",
+            "Re200.0-t5.0",
+            "--out",
+            "fields.npy",
+            "--resolution",
+            "16",
+            "--ids",
+            "0-1",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = diffinv_operators::navier_stokes::dataset::read_npy(&dir.join("fields.npy")).unwrap();
-    let want = diffinv_operators::navier_stokes::dataset::read_npy(&dir.join("expected.npy")).unwrap();
+    let want =
+        diffinv_operators::navier_stokes::dataset::read_npy(&dir.join("expected.npy")).unwrap();
     assert_eq!(got.shape, vec![2, 16, 16]);
     assert_eq!(got.to_f32(), want.to_f32()[..2 * 256].to_vec());
 
@@ -161,13 +209,64 @@ fn a_reference_checkout_exports_converts_and_runs_the_paper_preset() {
     let bad = dir.join("bad.pt");
     let bad_s = bad.to_str().unwrap();
     let export_cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--reference-repo", "nowhere", "--checkpoint", "ns-5m.pt"], "no such folder"),
-        (vec!["--reference-repo", ".", "--checkpoint", "ns-5m.pt"], "no models/precond.py"),
-        (vec!["--reference-repo", "ref", "--checkpoint", "missing.pt", "--model-kwargs", kwargs], "missing.pt: no such file"),
-        (vec!["--reference-repo", "ref", "--checkpoint", "expected.npy", "--model-kwargs", kwargs], "not a tensors-only checkpoint"),
-        (vec!["--reference-repo", "ref", "--checkpoint", "ns-5m.pt"], "does not fit EDMPrecond"),
-        (vec!["--reference-repo", "ref", "--checkpoint", "ns-5m.pt", "--model-kwargs", "{img"], "--model-kwargs is not JSON"),
-        (vec!["--reference-repo", "ref", "--checkpoint", "ns-5m.pt", "--model-kwargs", kwargs, "--device", "tpu"], "is not auto, cpu, cuda or cuda:N"),
+        (
+            vec!["--reference-repo", "nowhere", "--checkpoint", "ns-5m.pt"],
+            "no such folder",
+        ),
+        (
+            vec!["--reference-repo", ".", "--checkpoint", "ns-5m.pt"],
+            "no models/precond.py",
+        ),
+        (
+            vec![
+                "--reference-repo",
+                "ref",
+                "--checkpoint",
+                "missing.pt",
+                "--model-kwargs",
+                kwargs,
+            ],
+            "missing.pt: no such file",
+        ),
+        (
+            vec![
+                "--reference-repo",
+                "ref",
+                "--checkpoint",
+                "expected.npy",
+                "--model-kwargs",
+                kwargs,
+            ],
+            "not a tensors-only checkpoint",
+        ),
+        (
+            vec!["--reference-repo", "ref", "--checkpoint", "ns-5m.pt"],
+            "does not fit EDMPrecond",
+        ),
+        (
+            vec![
+                "--reference-repo",
+                "ref",
+                "--checkpoint",
+                "ns-5m.pt",
+                "--model-kwargs",
+                "{img",
+            ],
+            "--model-kwargs is not JSON",
+        ),
+        (
+            vec![
+                "--reference-repo",
+                "ref",
+                "--checkpoint",
+                "ns-5m.pt",
+                "--model-kwargs",
+                kwargs,
+                "--device",
+                "tpu",
+            ],
+            "is not auto, cpu, cuda or cuda:N",
+        ),
     ];
     for (args, want) in export_cases {
         let mut a = vec![export.as_str(), "--out", bad_s];
@@ -180,9 +279,32 @@ fn a_reference_checkout_exports_converts_and_runs_the_paper_preset() {
     let convert_cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--lmdb", "nowhere"], "no such folder"),
         (vec!["--lmdb", "ref"], "no data.mdb"),
-        (vec!["--lmdb", "Re200.0-t5.0"], "not 65536 (1 x 128 x 128 float32)"),
-        (vec!["--lmdb", "Re200.0-t5.0", "--resolution", "16", "--ids", "0-9"], "has no entry 3 (it holds 3 entries)"),
-        (vec!["--lmdb", "Re200.0-t5.0", "--resolution", "16", "--ids", "two"], "expected indices like 0-9"),
+        (
+            vec!["--lmdb", "Re200.0-t5.0"],
+            "not 65536 (1 x 128 x 128 float32)",
+        ),
+        (
+            vec![
+                "--lmdb",
+                "Re200.0-t5.0",
+                "--resolution",
+                "16",
+                "--ids",
+                "0-9",
+            ],
+            "has no entry 3 (it holds 3 entries)",
+        ),
+        (
+            vec![
+                "--lmdb",
+                "Re200.0-t5.0",
+                "--resolution",
+                "16",
+                "--ids",
+                "two",
+            ],
+            "expected indices like 0-9",
+        ),
     ];
     for (args, want) in convert_cases {
         let mut a = vec![convert.as_str(), "--out", bad_s];
@@ -197,7 +319,18 @@ fn a_reference_checkout_exports_converts_and_runs_the_paper_preset() {
     // One OpenMP thread for libtorch: its spinning threads stall on a shared 2-core machine.
     let o = Command::new(env!("CARGO_BIN_EXE_diffinv-reproduce"))
         .env("OMP_NUM_THREADS", "1")
-        .args(["ns", "--paper", "--device", "cpu", "--methods", "EnKG", "--particles", "4", "--cases", "1"])
+        .args([
+            "ns",
+            "--paper",
+            "--device",
+            "cpu",
+            "--methods",
+            "EnKG",
+            "--particles",
+            "4",
+            "--cases",
+            "1",
+        ])
         .arg("--prior")
         .arg(dir.join("prior.pt"))
         .arg("--test-data")
@@ -210,11 +343,21 @@ fn a_reference_checkout_exports_converts_and_runs_the_paper_preset() {
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("warning: --paper on the CPU"), "{stderr}");
     assert!(stderr.contains("timed batch: prior"), "{stderr}");
-    assert!(stderr.contains("expected wall time on this machine: about"), "{stderr}");
+    assert!(
+        stderr.contains("expected wall time on this machine: about"),
+        "{stderr}"
+    );
     assert!(stderr.contains("ns (paper preset"), "{stderr}");
-    let est = stderr.lines().find(|l| l.trim_start().starts_with("EnKG: ")).unwrap();
+    let est = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("EnKG: "))
+        .unwrap();
     let csv = std::fs::read_to_string(out.join("ns.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     assert_eq!(rows.len(), 3, "{csv}");
     for (r, noise) in rows.iter().zip(["0", "1", "2"]) {
         assert_eq!((r[0], r[1]), ("EnKG", noise), "{csv}");
@@ -226,7 +369,10 @@ fn a_reference_checkout_exports_converts_and_runs_the_paper_preset() {
         assert!((140..=146).contains(&seq), "{csv}");
         assert_eq!(total, 4 * seq, "{csv}");
         // The dry run of the estimate counted the same evaluations.
-        assert!(est.contains(&format!("EnKG: {total} forward and ")), "{est}\n{csv}");
+        assert!(
+            est.contains(&format!("EnKG: {total} forward and ")),
+            "{est}\n{csv}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -240,7 +386,16 @@ fn a_torchscript_prior_runs_the_ns_table() {
     let fixtures = root().join("fixtures");
     let o = Command::new(env!("CARGO_BIN_EXE_diffinv-reproduce"))
         .env("OMP_NUM_THREADS", "1")
-        .args(["ns", "--tiny", "--device", "cpu", "--methods", "EnKG", "--cases", "1"])
+        .args([
+            "ns",
+            "--tiny",
+            "--device",
+            "cpu",
+            "--methods",
+            "EnKG",
+            "--cases",
+            "1",
+        ])
         .arg("--prior")
         .arg(fixtures.join("torchscript/gaussian_edm.pt"))
         .arg("--test-data")
@@ -252,7 +407,10 @@ fn a_torchscript_prior_runs_the_ns_table() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     let csv = std::fs::read_to_string(dir.join("ns.csv")).unwrap();
-    let row = csv.lines().find(|l| l.starts_with("EnKG,1,")).unwrap_or_else(|| panic!("{csv}"));
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("EnKG,1,"))
+        .unwrap_or_else(|| panic!("{csv}"));
     let rel: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
     assert!(rel.is_finite() && rel > 0.0, "{row}");
     let _ = std::fs::remove_dir_all(&dir);
