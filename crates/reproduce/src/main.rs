@@ -277,7 +277,7 @@ fn imaging_setup(cli: &Cli, preset: Preset, device: DeviceChoice) -> Result<Imag
         let shape = [s[0], s[1], s[2]];
         let test = spec.dir.join("test32.npy");
         (
-            Box::new(spec.load(64)?),
+            Box::new(spec.load_on(64, device.resolve()?)?),
             shape,
             spec.shift,
             spec.scale,

@@ -102,8 +102,12 @@ impl PriorSpec {
     }
     /// Load the EMA weights on the CPU as a batched denoiser (`batch` images per call).
     pub fn load(&self, batch: usize) -> Result<NeuralDenoiser, SetupError> {
+        self.load_on(batch, Device::Cpu)
+    }
+    /// Load the EMA weights on `device` as a batched denoiser (`batch` images per call).
+    pub fn load_on(&self, batch: usize, device: Device) -> Result<NeuralDenoiser, SetupError> {
         self.0
-            .load(batch, Device::Cpu)
+            .load(batch, device)
             .map_err(|e| SetupError::InvalidPrior {
                 path: self.dir.join("ema.safetensors"),
                 reason: e.to_string(),

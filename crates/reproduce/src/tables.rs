@@ -162,10 +162,7 @@ pub fn load_ns_prior(req: &Request, res: usize) -> Result<NsPrior> {
     }
     let spec = PriorSpec::read(&req.prior)?;
     spec.check_operator("ns", &[1, res, res])?;
-    let prior = spec.0.load(64, device).map_err(|e| crate::SetupError::InvalidPrior {
-        path: spec.dir.join("ema.safetensors"),
-        reason: e.to_string(),
-    })?;
+    let prior = spec.load_on(64, device)?;
     Ok(NsPrior { prior: Box::new(prior), shift: spec.shift, scale: spec.scale, device: name })
 }
 
@@ -482,7 +479,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
     let fov = eht.grid.fov_uas;
     let fwd = Affine::new(&op, spec.scale as f32, spec.shift as f32)?;
     let n_cases = req.cases.unwrap_or(default_cases(req.preset));
-    let prior = spec.load(64)?;
+    let prior = spec.load_on(64, req.device.resolve()?)?;
     let methods = methods_of(req);
     let cache = RowCache::open(
         &req.out.join(".cache").join(format!(
