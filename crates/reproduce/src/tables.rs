@@ -438,11 +438,13 @@ pub fn navier_stokes_with(req: &Request, ns_prior: &NsPrior, res: usize, data: &
     let title = format!("Navier-Stokes: data misfit (noise {noise0}, field 0)");
     misfit_figure(&req.out.join("ns_misfit.png"), &title, &curves)?;
     let notes = format!(
-        "Preset `{}`, seed {}, {} test field(s) of the held-out split, noise levels {:?} (EnKG Table 2: 0, 1, 2). \
+        "Preset `{}`, seed {}, {} test field(s) of `{}`, noise levels {:?} (EnKG Table 2: 0, 1, 2). \
          Reconstruction = mean of the final samples; costs are per field (averages), `failed` counts failed forward solves (all fields).\n\n\
          Figures: `ns.png` (top: truth, observation at T, then {}; bottom: |error| maps, same order), \
          `ns_misfit.png` (data misfit against step, log scale: red EnKG, blue CPS).\n",
-        req.preset.name(), req.seed, n_fields, noises, methods.join(", ")
+        req.preset.name(), req.seed, n_fields,
+        req.test_data.file_name().map_or_else(|| req.test_data.display().to_string(), |f| f.to_string_lossy().into_owned()),
+        noises, methods.join(", ")
     );
     table.write(
         &req.out,
