@@ -24,6 +24,12 @@ import sys
 import tempfile
 
 
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class ConvertError(Exception):
     pass
 
@@ -99,6 +105,7 @@ def convert(args):
     os.close(fd)
     try:
         np.save(tmp, fields)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, args.out)
     finally:
         if os.path.exists(tmp):

@@ -36,6 +36,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 # The reference's Navier-Stokes network (configs/pretrain/navier-stokes.yaml, `model:`).
 REFERENCE_NS_MODEL = {
@@ -49,6 +50,12 @@ REFERENCE_NS_MODEL = {
     "num_blocks": 1,
     "dropout": 0.0,
 }
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class ExportError(Exception):
@@ -186,6 +193,9 @@ def export(args):
             return self.net(x, sigma).to(torch.float32)
 
     wrapper = Denoiser(net).eval()
+    # The reference's U-Net compares shapes in Python while it runs; the tracer warns that those
+    # comparisons become constants, which is what we want (the trace is checked below).
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, c, r, r, generator=g).to(device)
     sigma = torch.tensor([0.5, 2.0]).to(device)
@@ -210,6 +220,7 @@ def export(args):
     os.close(fd)
     try:
         traced.save(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, args.out)
     finally:
         if os.path.exists(tmp):
