@@ -58,14 +58,16 @@ fn timed<T>(reps: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64() / reps as f64)
 }
 
-/// Time the prior on one image and on `prior_chunk` images at noise level 1 (after a warm-up
+/// Time the prior on one image and on `timed_images` images at noise level 1 (after a warm-up
 /// call, which also compiles CUDA kernels), its vjp if `vjp`, and the forward model on
 /// `forward_batch` rows; every row is `z` (a test field in the space the solvers move in).
+/// `prior_chunk` is the prior's images per call in the run (the cost model's call count).
 pub fn unit_costs(
     prior: &dyn Denoiser,
     fwd: &dyn ForwardModel,
     z: ArrayView1<'_, f32>,
     prior_chunk: usize,
+    timed_images: usize,
     forward_batch: usize,
     vjp: bool,
 ) -> Result<UnitCosts> {
@@ -77,7 +79,8 @@ pub fn unit_costs(
         a
     };
     let chunk = prior_chunk.max(2);
-    let (x1, xb) = (rows(1), rows(chunk));
+    let k = timed_images.clamp(2, chunk);
+    let (x1, xb) = (rows(1), rows(k));
     prior.denoise(xb.view(), 1.0).context("timing the prior")?;
     let t1 = timed(3, || {
         prior.denoise(x1.view(), 1.0).context("timing the prior")
@@ -85,7 +88,7 @@ pub fn unit_costs(
     let tb = timed(2, || {
         prior.denoise(xb.view(), 1.0).context("timing the prior")
     })?;
-    let image = ((tb - t1) / (chunk - 1) as f64).max(tb / (10 * chunk) as f64);
+    let image = ((tb - t1) / (k - 1) as f64).max(tb / (10 * k) as f64);
     let call = (t1 - image).max(0.0);
     let prior_vjp = if vjp {
         let t = timed(1, || {
@@ -93,7 +96,7 @@ pub fn unit_costs(
                 .vjp(xb.view(), 1.0, xb.view())
                 .context("timing the prior's vector-Jacobian product")
         })?;
-        Some(t / chunk as f64)
+        Some(t / k as f64)
     } else {
         None
     };
@@ -180,6 +183,13 @@ pub fn navier_stokes(
         .map(|w| ((f64::from(*w) - prior.shift) / prior.scale) as f32)
         .collect();
     // The forward model runs its rows in parallel on rayon's global pool.
+    // A full call on a GPU (small batches there are latency-bound, no guide to the slope);
+    // 8 images on the CPU, where one call of 64 paper-size images takes minutes.
+    let timed = if prior.device == "cpu" {
+        8
+    } else {
+        crate::tables::SCRIPTED_BATCH
+    };
     let threads = rayon::current_num_threads();
     let vjp = counts.iter().any(|c| c.den_grad_total > 0);
     let u = unit_costs(
@@ -187,11 +197,12 @@ pub fn navier_stokes(
         &fwd,
         z.view(),
         crate::tables::SCRIPTED_BATCH,
+        timed,
         threads,
         vjp,
     )?;
     let mut lines = vec![format!(
-        "timed batch: prior {:.2} ms per call + {:.2} ms per image on {} (calls of up to {} images){}, forward model {:.0} ms per call of {} fields of {res} x {res} on {} CPU threads",
+        "timed batch: prior {:.2} ms per call + {:.2} ms per image on {} (timed on 1 and {timed} images; the run calls it with up to {}){}, forward model {:.0} ms per call of {} fields of {res} x {res} on {} CPU threads",
         u.prior_call * 1e3,
         u.prior_image * 1e3,
         prior.device,
