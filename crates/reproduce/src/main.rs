@@ -11,6 +11,7 @@ use diffinv_priors::neural::{
 };
 use diffinv_reproduce::imaging::{ImagingRequest, Task, TASKS};
 use diffinv_reproduce::tables::{black_hole, expected_wall_time, Request};
+use diffinv_reproduce::setup::resolve_device;
 use diffinv_reproduce::Preset;
 
 #[derive(Parser, Debug)]
@@ -103,6 +104,7 @@ fn check_paper(cli: &Cli, device: DeviceChoice) -> Result<()> {
     }
     match device {
         DeviceChoice::Auto => {
+            diffinv_reproduce::setup::load_cuda_backend();
             if !tch::Cuda::is_available() {
                 bail!("--paper runs the paper's protocol (N = 2048, 80 levels, 10 fields x 3 noise levels) and needs a CUDA device, but libtorch sees none (a CPU-only libtorch, no GPU or no driver); run it where `nvidia-smi` lists a GPU with a CUDA build of libtorch (docs/reproduction.md), or pass --device cpu to run it on the CPU anyway");
             }
@@ -111,7 +113,7 @@ fn check_paper(cli: &Cli, device: DeviceChoice) -> Result<()> {
             "warning: --paper on the CPU (--device cpu): the paper's protocol is sized for a GPU; see the estimate below before letting it run"
         ),
         DeviceChoice::Cuda(_) => {
-            device.resolve()?;
+            resolve_device(device)?;
         }
     }
     Ok(())
@@ -260,8 +262,8 @@ fn imaging_setup(cli: &Cli, preset: Preset, device: DeviceChoice) -> Result<Imag
         };
         let s3 = [shape[0] as i64, shape[1] as i64, shape[2] as i64];
         let net: Box<dyn TorchDenoise> = match cli.prior_kind.as_str() {
-            "edm" => Box::new(ScriptedEdm::load(&prior_path, s3, device.resolve()?)?),
-            "vp-eps" => Box::new(ScriptedVpEpsilon::load_ddpm(&prior_path, s3, device.resolve()?)?),
+            "edm" => Box::new(ScriptedEdm::load(&prior_path, s3, resolve_device(device)?)?),
+            "vp-eps" => Box::new(ScriptedVpEpsilon::load_ddpm(&prior_path, s3, resolve_device(device)?)?),
             other => bail!("unknown --prior-kind {other:?}; known: edm, vp-eps"),
         };
         (
@@ -277,7 +279,7 @@ fn imaging_setup(cli: &Cli, preset: Preset, device: DeviceChoice) -> Result<Imag
         let shape = [s[0], s[1], s[2]];
         let test = spec.dir.join("test32.npy");
         (
-            Box::new(spec.load_on(64, device.resolve()?)?),
+            Box::new(spec.load_on(64, resolve_device(device)?)?),
             shape,
             spec.shift,
             spec.scale,

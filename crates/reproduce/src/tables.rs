@@ -141,7 +141,7 @@ pub struct NsPrior {
 /// (its shape must be `[1, res, res]`), or a TorchScript file, which is called once on a zero
 /// field so that a module made for another shape fails here, in one line, before any compute.
 pub fn load_ns_prior(req: &Request, res: usize) -> Result<NsPrior> {
-    let device = req.device.resolve()?;
+    let device = crate::setup::resolve_device(req.device)?;
     let name = match device {
         tch::Device::Cuda(n) => format!("cuda:{n}"),
         _ => "cpu".to_string(),
@@ -481,7 +481,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
     let fov = eht.grid.fov_uas;
     let fwd = Affine::new(&op, spec.scale as f32, spec.shift as f32)?;
     let n_cases = req.cases.unwrap_or(default_cases(req.preset));
-    let prior = spec.load_on(64, req.device.resolve()?)?;
+    let prior = spec.load_on(64, crate::setup::resolve_device(req.device)?)?;
     let methods = methods_of(req);
     let cache = RowCache::open(
         &req.out.join(".cache").join(format!(
