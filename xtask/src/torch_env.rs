@@ -146,8 +146,9 @@ pub fn ensure() -> Result<TorchEnv> {
 
 /// The Python packages the tests use besides torch, pinned: numpy (the simulator workers'
 /// helper `diffinv_worker` and the Python package's arrays), pytest (the Python package's test
-/// suite) and maturin (builds the Python package).
-pub const TEST_PACKAGES: &[&str] = &["numpy==2.3.5", "pytest==8.4.2", "maturin==1.9.6"];
+/// suite), maturin (builds the Python package) and lmdb (the EnKG reference's Navier-Stokes test
+/// set is an LMDB folder: tools/convert_ns_testdata.py reads it, its test writes a small one).
+pub const TEST_PACKAGES: &[&str] = &["numpy==2.3.5", "pytest==8.4.2", "maturin==1.9.6", "lmdb==2.3.0"];
 
 /// Install [`TEST_PACKAGES`] into the cached virtual environment of `env` when they are missing
 /// (once; a stamp records it). Where the user brought their own torch (`LIBTORCH`,

@@ -241,6 +241,7 @@ pub fn expected_wall_time(p: Preset) -> &'static str {
         Preset::Tiny => "seconds",
         Preset::Quick => "about 15 minutes",
         Preset::Full => "about 3 hours",
+        Preset::Paper => "unknown (no paper preset)",
     }
 }
 

@@ -11,12 +11,14 @@
 //!   prior loader with the training normalisation `x_train = (x - shift) / scale`,
 //! - [`methods`]: the seven solvers at each preset's size,
 //! - [`tables`]: the Navier-Stokes and black-hole experiments, the row cache and resume,
+//! - [`estimate`]: the wall-time estimate printed before a paper-scale run,
 //! - [`gmm`]: the Gaussian-mixture table,
 //! - [`presets`]: the preset files (rows of registry methods and their configurations),
 //! - [`imaging`]: the imaging table (every gradient-based, classical and
 //!   derivative-free method on seven imaging tasks),
 //! - [`report`] and [`plot`]: CSV/Markdown tables and PNG figures.
 
+pub mod estimate;
 pub mod gmm;
 pub mod imaging;
 pub mod methods;

@@ -1,4 +1,4 @@
-//! `diffinv-reproduce gmm|ns|blackhole|imaging [--quick|--full] [--resume] [--out DIR] [--seed S]`:
+//! `diffinv-reproduce gmm|ns|blackhole|imaging [--quick|--full|--paper] [--resume] [--out DIR] [--seed S] [--device D]`:
 //! the one table runner: the Gaussian-mixture table, EnKG's Navier-Stokes and black-hole tables
 //! and the imaging table (run it through `cargo xtask reproduce`, which sets up libtorch).
 
@@ -6,9 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use diffinv_priors::neural::{NeuralDenoiser, ScriptedEdm, ScriptedVpEpsilon, TorchDenoise};
+use diffinv_priors::neural::{
+    DeviceChoice, NeuralDenoiser, ScriptedEdm, ScriptedVpEpsilon, TorchDenoise,
+};
 use diffinv_reproduce::imaging::{ImagingRequest, Task, TASKS};
-use diffinv_reproduce::tables::{black_hole, expected_wall_time, navier_stokes, Request};
+use diffinv_reproduce::tables::{black_hole, expected_wall_time, Request};
+use diffinv_reproduce::setup::resolve_device;
 use diffinv_reproduce::Preset;
 
 #[derive(Parser, Debug)]
@@ -29,6 +32,15 @@ struct Cli {
     /// Tiny preset (seconds; the smoke tests).
     #[arg(long, hide = true, conflicts_with_all = ["full", "quick"])]
     tiny: bool,
+    /// The paper's Navier-Stokes protocol at its own scale (ns only; N = 2048, 80 levels, 2
+    /// updates, clean estimates of up to 20 steps, 10 fields, noise 0, 1, 2): needs --prior
+    /// FILE.pt and --test-data FILE.npy, and a CUDA device.
+    #[arg(long, conflicts_with_all = ["full", "quick", "tiny"])]
+    paper: bool,
+    /// Where the neural prior runs: auto (the first CUDA device if libtorch sees one, else the
+    /// CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
     /// Reuse finished rows and continue interrupted runs from their checkpoints.
     #[arg(long)]
     resume: bool,
@@ -43,9 +55,10 @@ struct Cli {
     /// RED-diff-MO, Tikhonov, TV, PnP-ADMM, RED, EnKG, CPS).
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
-    /// Prior folder (default fixtures/priors/ns64, blackhole64 or natural64), or, for imaging, a
-    /// TorchScript file (`.pt`) exported with tools/export_torchscript.py (see --prior-kind,
-    /// --image-shape, --test-images).
+    /// Prior folder (default fixtures/priors/ns64, blackhole64 or natural64), or a TorchScript
+    /// file (`.pt`): for imaging exported with tools/export_torchscript.py (see --prior-kind,
+    /// --image-shape, --test-images), for ns with tools/export_ns_checkpoint.py (the reference's
+    /// EDM network `D(x, sigma)` on vorticity / 10).
     #[arg(long)]
     prior: Option<PathBuf>,
     /// Imaging with a TorchScript prior: `edm` (forward(x, sigma) -> D) or `vp-eps` (DDPM
@@ -66,8 +79,9 @@ struct Cli {
     /// an `lpips` column to the imaging table.
     #[arg(long)]
     lpips: Option<PathBuf>,
-    /// Navier-Stokes test fields (default data/ns-64-re200-t5/test.npy, else the 32 held-out fields
-    /// shipped in fixtures/priors/ns64/test32.npy).
+    /// Navier-Stokes test fields, `.npy` `(N, H, H)` or `(N, 1, H, H)` vorticity (default
+    /// data/ns-64-re200-t5/test.npy, else the 32 held-out fields shipped in
+    /// fixtures/priors/ns64/test32.npy; tools/convert_ns_testdata.py converts the reference's).
     #[arg(long)]
     test_data: Option<PathBuf>,
     /// Number of test cases (default: the preset's).
@@ -84,6 +98,32 @@ struct Cli {
     preset_file: Option<PathBuf>,
 }
 
+/// `--paper`: the Navier-Stokes table alone, with the user's prior and test fields, on a CUDA
+/// device (or the CPU when asked for explicitly, with a warning).
+fn check_paper(cli: &Cli, device: DeviceChoice) -> Result<()> {
+    if cli.tables.iter().any(|t| t != "ns") {
+        bail!("--paper is the Navier-Stokes table's preset: run `ns --paper` on its own");
+    }
+    if cli.prior.is_none() || cli.test_data.is_none() {
+        bail!("--paper needs --prior FILE.pt (tools/export_ns_checkpoint.py) and --test-data FILE.npy (tools/convert_ns_testdata.py)");
+    }
+    match device {
+        DeviceChoice::Auto => {
+            diffinv_reproduce::setup::load_cuda_backend();
+            if !tch::Cuda::is_available() {
+                bail!("--paper runs the paper's protocol (N = 2048, 80 levels, 10 fields x 3 noise levels) and needs a CUDA device, but libtorch sees none (a CPU-only libtorch, no GPU or no driver); run it where `nvidia-smi` lists a GPU with a CUDA build of libtorch (docs/reproduction.md), or pass --device cpu to run it on the CPU anyway");
+            }
+        }
+        DeviceChoice::Cpu => eprintln!(
+            "warning: --paper on the CPU (--device cpu): the paper's protocol is sized for a GPU; see the estimate below before letting it run"
+        ),
+        DeviceChoice::Cuda(_) => {
+            resolve_device(device)?;
+        }
+    }
+    Ok(())
+}
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -98,7 +138,9 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let preset = if cli.full {
+    let preset = if cli.paper {
+        Preset::Paper
+    } else if cli.full {
         Preset::Full
     } else if cli.tiny {
         Preset::Tiny
@@ -122,6 +164,13 @@ fn run() -> Result<()> {
         }
         diffinv_reproduce::presets::TablePreset::use_file(&cli.tables[0], preset, path)?;
     }
+    let device: DeviceChoice = cli
+        .device
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--device {:?} is not auto, cpu, cuda or cuda:N", cli.device))?;
+    if cli.paper {
+        check_paper(&cli, device)?;
+    }
     let gmm = cli.tables.iter().any(|t| t == "gmm");
     if gmm {
         // Validate the preset before any table computes.
@@ -129,7 +178,7 @@ fn run() -> Result<()> {
     }
     let rest: Vec<String> = cli.tables.iter().filter(|t| *t != "gmm").cloned().collect();
     if !rest.is_empty() {
-        run_neural(&cli, preset, &rest)?;
+        run_neural(&cli, preset, device, &rest)?;
     }
     if gmm {
         eprintln!(
@@ -153,14 +202,14 @@ fn run() -> Result<()> {
 }
 
 /// The tables on neural priors (libtorch): ns, blackhole, imaging.
-fn run_neural(cli: &Cli, preset: Preset, tables: &[String]) -> Result<()> {
+fn run_neural(cli: &Cli, preset: Preset, device: DeviceChoice, tables: &[String]) -> Result<()> {
     if tables.iter().any(|t| t == "imaging") {
         if tables.len() > 1 && !cli.methods.is_empty() {
             bail!(
                 "--methods names differ between imaging and ns/blackhole: run imaging on its own"
             );
         }
-        let imaging = imaging_setup(cli, preset)?;
+        let imaging = imaging_setup(cli, preset, device)?;
         if tables.len() == 1 {
             return run_imaging(cli, preset, imaging);
         }
@@ -169,10 +218,10 @@ fn run_neural(cli: &Cli, preset: Preset, tables: &[String]) -> Result<()> {
             .filter(|t| *t != "imaging")
             .cloned()
             .collect();
-        run_tables(cli, preset, &rest)?;
+        run_tables(cli, preset, device, &rest)?;
         return run_imaging(cli, preset, imaging);
     }
-    run_tables(cli, preset, tables)
+    run_tables(cli, preset, device, tables)
 }
 
 /// The imaging table's inputs, validated before any compute.
@@ -184,7 +233,7 @@ struct ImagingSetup {
     scale: f64,
 }
 
-fn imaging_setup(cli: &Cli, preset: Preset) -> Result<ImagingSetup> {
+fn imaging_setup(cli: &Cli, preset: Preset, device: DeviceChoice) -> Result<ImagingSetup> {
     diffinv_reproduce::imaging::validate_methods(&cli.methods)?;
     let mut tasks = Vec::new();
     for t in &cli.tasks {
@@ -224,16 +273,8 @@ fn imaging_setup(cli: &Cli, preset: Preset) -> Result<ImagingSetup> {
         };
         let s3 = [shape[0] as i64, shape[1] as i64, shape[2] as i64];
         let net: Box<dyn TorchDenoise> = match cli.prior_kind.as_str() {
-            "edm" => Box::new(ScriptedEdm::load(
-                &prior_path,
-                s3,
-                tch::Device::cuda_if_available(),
-            )?),
-            "vp-eps" => Box::new(ScriptedVpEpsilon::load_ddpm(
-                &prior_path,
-                s3,
-                tch::Device::cuda_if_available(),
-            )?),
+            "edm" => Box::new(ScriptedEdm::load(&prior_path, s3, resolve_device(device)?)?),
+            "vp-eps" => Box::new(ScriptedVpEpsilon::load_ddpm(&prior_path, s3, resolve_device(device)?)?),
             other => bail!("unknown --prior-kind {other:?}; known: edm, vp-eps"),
         };
         (
@@ -249,7 +290,7 @@ fn imaging_setup(cli: &Cli, preset: Preset) -> Result<ImagingSetup> {
         let shape = [s[0], s[1], s[2]];
         let test = spec.dir.join("test32.npy");
         (
-            Box::new(spec.load(64)?),
+            Box::new(spec.load_on(64, resolve_device(device)?)?),
             shape,
             spec.shift,
             spec.scale,
@@ -315,9 +356,11 @@ fn run_imaging(_cli: &Cli, preset: Preset, s: ImagingSetup) -> Result<()> {
     Ok(())
 }
 
-fn run_tables(cli: &Cli, preset: Preset, tables: &[String]) -> Result<()> {
+fn run_tables(cli: &Cli, preset: Preset, device: DeviceChoice, tables: &[String]) -> Result<()> {
+    use diffinv_reproduce::tables::{load_ns_prior, navier_stokes_with, read_ns_fields};
     diffinv_reproduce::setup::validate_methods(&cli.methods)?;
-    // Validate every table's inputs before running any of them.
+    // Validate every table's inputs (and load the Navier-Stokes prior and fields) before running
+    // any of them.
     let mut reqs = Vec::new();
     for t in tables {
         let prior = cli.prior.clone().unwrap_or_else(|| {
@@ -343,29 +386,50 @@ fn run_tables(cli: &Cli, preset: Preset, tables: &[String]) -> Result<()> {
             methods: cli.methods.clone(),
             prior,
             test_data,
+            device,
             cases: cli.cases,
             particles: cli.particles,
         };
-        diffinv_reproduce::setup::PriorSpec::read(&req.prior)?;
-        if t == "ns" && !req.test_data.is_file() {
-            bail!("missing test data {} (generate it with `cargo xtask data ns`, or pass --test-data)", req.test_data.display());
-        }
-        reqs.push((t.clone(), req));
+        let ns = if t == "ns" {
+            if !req.test_data.is_file() {
+                bail!("missing test data {} (generate it with `cargo xtask data ns`, or pass --test-data)", req.test_data.display());
+            }
+            if !req.prior.exists() {
+                return Err(diffinv_reproduce::SetupError::MissingPrior(req.prior.clone()).into());
+            }
+            let (res, data) = read_ns_fields(&req.test_data)?;
+            let prior = load_ns_prior(&req, res)?;
+            Some((res, data, prior))
+        } else {
+            diffinv_reproduce::setup::PriorSpec::read(&req.prior)?;
+            None
+        };
+        reqs.push((t.clone(), req, ns));
     }
-    for (t, req) in &reqs {
+    for (t, req, ns) in &reqs {
+        let expected = match ns {
+            Some((res, data, prior)) if preset == Preset::Paper => {
+                eprintln!("diffinv-reproduce: estimating the wall time (a dry run of each method's schedule, a timed batch of the prior and the forward model)");
+                let (total, lines) =
+                    diffinv_reproduce::estimate::navier_stokes(req, prior, *res, data)?;
+                for l in lines {
+                    eprintln!("  {l}");
+                }
+                format!("expected wall time on this machine: about {}", diffinv_reproduce::estimate::human(total))
+            }
+            _ => format!("expected wall time on 2 cores: {}", expected_wall_time(t, preset)),
+        };
         eprintln!(
-            "diffinv-reproduce: {t} ({} preset, seed {}) into {}; expected wall time on 2 cores: {}{}",
+            "diffinv-reproduce: {t} ({} preset, seed {}) into {}; {expected}{}",
             preset.name(),
             req.seed,
             req.out.display(),
-            expected_wall_time(t, preset),
             if req.resume { " (resuming: finished rows are reused)" } else { "" }
         );
         let t0 = std::time::Instant::now();
-        let table = if t == "ns" {
-            navier_stokes(req)?
-        } else {
-            black_hole(req)?
+        let table = match ns {
+            Some((res, data, prior)) => navier_stokes_with(req, prior, *res, data)?,
+            None => black_hole(req)?,
         };
         println!(
             "\n## {t} ({}, {:.0} s)\n\n{}",

@@ -34,6 +34,8 @@ pub enum Preset {
     Quick,
     /// The paper's protocol scaled to a few hours on 2 cores.
     Full,
+    /// The paper's own scale (Navier-Stokes only: N = 2048, 80 levels; for a GPU).
+    Paper,
 }
 
 impl Preset {
@@ -43,6 +45,7 @@ impl Preset {
             Preset::Tiny => "tiny",
             Preset::Quick => "quick",
             Preset::Full => "full",
+            Preset::Paper => "paper",
         }
     }
 }
@@ -79,5 +82,8 @@ mod tests {
                 assert_eq!(p.labels(), METHODS.map(String::from).to_vec());
             }
         }
+        let p = crate::presets::TablePreset::get("ns", Preset::Paper).unwrap();
+        assert_eq!(p.labels(), METHODS.map(String::from).to_vec());
+        assert!(crate::presets::TablePreset::get("blackhole", Preset::Paper).is_err());
     }
 }

@@ -62,6 +62,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("ns", "tiny", include_str!("../../../configs/tables/ns-tiny.toml")),
     ("ns", "quick", include_str!("../../../configs/tables/ns-quick.toml")),
     ("ns", "full", include_str!("../../../configs/tables/ns-full.toml")),
+    ("ns", "paper", include_str!("../../../configs/tables/ns-paper.toml")),
     ("blackhole", "tiny", include_str!("../../../configs/tables/blackhole-tiny.toml")),
     ("blackhole", "quick", include_str!("../../../configs/tables/blackhole-quick.toml")),
     ("blackhole", "full", include_str!("../../../configs/tables/blackhole-full.toml")),

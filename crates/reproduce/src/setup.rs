@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 
-use diffinv_priors::neural::{NeuralDenoiser, PriorFolder};
+use diffinv_priors::neural::{DeviceChoice, NeuralDenoiser, PriorFolder};
 use tch::Device;
 
 use crate::methods::METHODS;
@@ -45,6 +45,32 @@ pub enum SetupError {
         /// Why.
         reason: String,
     },
+}
+
+/// Load libtorch's CUDA backend when the libtorch is a CUDA build. The linker drops
+/// `libtorch_cuda.so` from the binary (nothing references its symbols; it registers itself when
+/// loaded), and without it libtorch reports no CUDA device even on a GPU machine. Opening it by
+/// name finds it through the same library path as `libtorch_cpu.so`; on a CPU-only libtorch the
+/// file does not exist and nothing changes. Returns whether the backend is there.
+pub fn load_cuda_backend() -> bool {
+    static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LOADED.get_or_init(|| {
+        if !tch::utils::has_cuda() {
+            // SAFETY: dlopen with a constant NUL-terminated name; the handle is kept for the
+            // life of the process (never closed), as libtorch's own libraries are.
+            let _ = unsafe { libc::dlopen(c"libtorch_cuda.so".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        }
+        tch::utils::has_cuda()
+    })
+}
+
+/// Resolve the user's device choice, with libtorch's CUDA backend loaded first unless the choice
+/// is the CPU ([`load_cuda_backend`]).
+pub fn resolve_device(choice: DeviceChoice) -> Result<Device, diffinv_priors::PriorError> {
+    if choice != DeviceChoice::Cpu {
+        load_cuda_backend();
+    }
+    choice.resolve()
 }
 
 /// Check every method name against [`METHODS`].
@@ -102,8 +128,12 @@ impl PriorSpec {
     }
     /// Load the EMA weights on the CPU as a batched denoiser (`batch` images per call).
     pub fn load(&self, batch: usize) -> Result<NeuralDenoiser, SetupError> {
+        self.load_on(batch, Device::Cpu)
+    }
+    /// Load the EMA weights on `device` as a batched denoiser (`batch` images per call).
+    pub fn load_on(&self, batch: usize, device: Device) -> Result<NeuralDenoiser, SetupError> {
         self.0
-            .load(batch, Device::Cpu)
+            .load(batch, device)
             .map_err(|e| SetupError::InvalidPrior {
                 path: self.dir.join("ema.safetensors"),
                 reason: e.to_string(),
@@ -111,3 +141,20 @@ impl PriorSpec {
     }
 }
 
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Loading the CUDA backend is harmless where there is no GPU (or no CUDA libtorch): `auto`
+    /// still resolves, to the CPU when libtorch sees no device, and `cpu` never loads it.
+    #[test]
+    fn the_cuda_backend_loads_harmlessly() {
+        assert_eq!(resolve_device(DeviceChoice::Cpu).unwrap(), Device::Cpu);
+        let cuda = load_cuda_backend();
+        assert_eq!(cuda, tch::Cuda::is_available());
+        let auto = resolve_device(DeviceChoice::Auto).unwrap();
+        assert_eq!(auto == Device::Cpu, !cuda);
+    }
+}

@@ -22,6 +22,7 @@ use diffinv_operators::eht::{
 use diffinv_operators::navier_stokes::dataset::read_npy;
 use diffinv_operators::navier_stokes::{NavierStokes2d, NavierStokesConfig};
 use diffinv_operators::{ForwardModel, GaussianLikelihood};
+use diffinv_priors::neural::{DeviceChoice, NeuralDenoiser, ScriptedEdm};
 use diffinv_priors::Denoiser;
 use diffinv_solvers::{CostSummary, Problem as SolverProblem};
 use ndarray::{Array1, Array2, Axis};
@@ -46,11 +47,15 @@ pub struct Request {
     pub resume: bool,
     /// Methods (default: all of [`METHODS`]).
     pub methods: Vec<String>,
-    /// Prior folder.
+    /// Prior folder, or (Navier-Stokes) a TorchScript EDM module `D(x, sigma)` exported from
+    /// the reference's checkpoint with tools/export_ns_checkpoint.py (input normalised as the
+    /// reference does: [`REFERENCE_NS_SCALE`]).
     pub prior: PathBuf,
-    /// Navier-Stokes test fields (`.npy`, `(N, H, W)`, physical vorticity); ignored for the
-    /// black hole.
+    /// Navier-Stokes test fields (`.npy`, `(N, H, W)` or `(N, 1, H, W)` with `H = W`, physical
+    /// vorticity); ignored for the black hole.
     pub test_data: PathBuf,
+    /// Where the prior runs.
+    pub device: DeviceChoice,
     /// Override the preset's number of test cases.
     pub cases: Option<usize>,
     /// Override the preset's ensemble size / candidate count (see [`build`]).
@@ -77,16 +82,88 @@ pub struct CaseResult {
 /// The Navier-Stokes noise levels of EnKG Table 2 per preset (`quick`: sigma = 1 only).
 pub fn ns_noise_levels(p: Preset) -> Vec<f64> {
     match p {
-        Preset::Full => vec![0.0, 1.0, 2.0],
+        Preset::Full | Preset::Paper => vec![0.0, 1.0, 2.0],
         _ => vec![1.0],
     }
 }
 
-fn default_cases(p: Preset) -> usize {
+/// Test fields per preset (`paper`: the reference's ten, `id_list: 0-9`).
+pub fn default_cases(p: Preset) -> usize {
     match p {
+        Preset::Paper => 10,
         Preset::Full => 2,
         _ => 1,
     }
+}
+
+/// The reference's normalisation of Navier-Stokes vorticity (enkg-pytorch and InverseBench:
+/// `LMDBData(std=5.0)` gives the network `w / (2 * 5)`, and `ForwardNavierStokes2d`'s
+/// `unnorm_scale: 10.0` maps it back): a TorchScript prior sees `w / 10`.
+pub const REFERENCE_NS_SCALE: f64 = 10.0;
+
+/// Images per call of a TorchScript prior (the reference's EnKG `batch_size: 64`).
+pub const SCRIPTED_BATCH: usize = 64;
+
+/// Read Navier-Stokes test fields: `(N, H, W)` or `(N, 1, H, W)` with `H = W`; returns the
+/// grid size and the fields, row-major.
+pub fn read_ns_fields(path: &Path) -> Result<(usize, Vec<f32>)> {
+    let npy = read_npy(path).with_context(|| format!("reading test fields {}", path.display()))?;
+    let shape = npy.shape.clone();
+    let res = match shape.as_slice() {
+        [n, h, w] | [n, 1, h, w] if h == w && *h >= 4 && *n >= 1 => *h,
+        _ => anyhow::bail!(
+            "shape mismatch: {} holds {:?}, not (N, H, H) or (N, 1, H, H) vorticity fields",
+            path.display(),
+            shape
+        ),
+    };
+    let data = npy.to_f32();
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        anyhow::bail!("{} has a non-finite value at flat index {i}", path.display());
+    }
+    Ok((res, data))
+}
+
+/// A Navier-Stokes prior ready to run: the denoiser and the normalisation
+/// `z = (w - shift) / scale` it was trained in.
+pub struct NsPrior {
+    /// The denoiser.
+    pub prior: Box<dyn Denoiser>,
+    /// Normalisation shift.
+    pub shift: f64,
+    /// Normalisation scale.
+    pub scale: f64,
+    /// Where it runs, for messages (`cpu`, `cuda:0`).
+    pub device: String,
+}
+
+/// Load the request's Navier-Stokes prior for `res x res` fields on `req.device`: a prior folder
+/// (its shape must be `[1, res, res]`), or a TorchScript file, which is called once on a zero
+/// field so that a module made for another shape fails here, in one line, before any compute.
+pub fn load_ns_prior(req: &Request, res: usize) -> Result<NsPrior> {
+    let device = crate::setup::resolve_device(req.device)?;
+    let name = match device {
+        tch::Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".to_string(),
+    };
+    if req.prior.is_file() {
+        let s = res as i64;
+        let net = ScriptedEdm::load(&req.prior, [1, s, s], device)?;
+        let prior = NeuralDenoiser::new(Box::new(net), SCRIPTED_BATCH)?;
+        prior
+            .denoise(Array2::zeros((1, res * res)).view(), 1.0)
+            .with_context(|| {
+                format!(
+                    "the TorchScript prior {} on one 1 x {res} x {res} field",
+                    req.prior.display()
+                )
+            })?;
+        return Ok(NsPrior { prior: Box::new(prior), shift: 0.0, scale: REFERENCE_NS_SCALE, device: name });
+    }
+    let spec = PriorSpec::read(&req.prior)?;
+    spec.check_operator("ns", &[1, res, res])?;
+    let prior = spec.load_on(64, device)?;
+    Ok(NsPrior { prior: Box::new(prior), shift: spec.shift, scale: spec.scale, device: name })
 }
 
 /// Expected wall time on 2 cores, printed before a run starts (measured for both presets;
@@ -219,26 +296,21 @@ fn misfit_figure(path: &Path, title: &str, curves: &[(String, Vec<(usize, f64)>)
 /// The Navier-Stokes table (EnKG Table 2): relative L2 error of the recovered initial
 /// vorticity, mean and standard deviation over the test fields, per noise level, then costs.
 pub fn navier_stokes(req: &Request) -> Result<Table> {
-    let res = 64;
+    validate_methods(&req.methods)?;
+    let (res, data) = read_ns_fields(&req.test_data)?;
+    let ns_prior = load_ns_prior(req, res)?;
+    navier_stokes_with(req, &ns_prior, res, &data)
+}
+
+/// The Navier-Stokes table on an already loaded prior and test fields (`res x res`, row-major).
+pub fn navier_stokes_with(req: &Request, ns_prior: &NsPrior, res: usize, data: &[f32]) -> Result<Table> {
     let noises = ns_noise_levels(req.preset);
-    let op0 = NavierStokes2d::new(NavierStokesConfig::enkg(res, 0.0))?;
-    let spec = validate("ns", req, &op0.input_shape())?;
-    let npy = read_npy(&req.test_data)
-        .with_context(|| format!("reading test fields {}", req.test_data.display()))?;
     let d = res * res;
-    let data = npy.to_f32();
-    if data.len() % d != 0 || data.is_empty() {
-        anyhow::bail!(
-            "shape mismatch: {} holds {:?}, not 64 x 64 fields",
-            req.test_data.display(),
-            npy.shape
-        );
-    }
     let n_fields = req
         .cases
         .unwrap_or(default_cases(req.preset))
         .min(data.len() / d);
-    let prior = spec.load(64)?;
+    let prior = ns_prior.prior.as_ref();
     anyhow::ensure!(
         prior.dim() == d,
         "shape mismatch: prior dimension {} vs operator {d}",
@@ -267,7 +339,7 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
     let mut obs0 = Vec::new();
     for (ni, &noise) in noises.iter().enumerate() {
         let op = NavierStokes2d::new(NavierStokesConfig::enkg(res, noise))?;
-        let fwd = Affine::new(&op, spec.scale as f32, spec.shift as f32)?;
+        let fwd = Affine::new(&op, ns_prior.scale as f32, ns_prior.shift as f32)?;
         // Observations of every field: noise drawn from (seed, field).
         let mut cases = Vec::new();
         for f in 0..n_fields {
@@ -289,7 +361,7 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
             for (f, (truth, lik)) in cases.iter().enumerate() {
                 let key = format!("{method}-noise{noise}-field{f}");
                 let r = cache.get_or_compute(&key, req.resume, || {
-                    let sp = SolverProblem::new(&prior, &fwd, lik)?;
+                    let sp = SolverProblem::new(prior, &fwd, lik)?;
                     let seed = req.seed.wrapping_add(17 * f as u64);
                     let (samples, cost, misfit) =
                         run_case(&cache, &key, req, method, Problem::NavierStokes, sp, seed)?;
@@ -366,11 +438,13 @@ pub fn navier_stokes(req: &Request) -> Result<Table> {
     let title = format!("Navier-Stokes: data misfit (noise {noise0}, field 0)");
     misfit_figure(&req.out.join("ns_misfit.png"), &title, &curves)?;
     let notes = format!(
-        "Preset `{}`, seed {}, {} test field(s) of the held-out split, noise levels {:?} (EnKG Table 2: 0, 1, 2). \
+        "Preset `{}`, seed {}, {} test field(s) of `{}`, noise levels {:?} (EnKG Table 2: 0, 1, 2). \
          Reconstruction = mean of the final samples; costs are per field (averages), `failed` counts failed forward solves (all fields).\n\n\
          Figures: `ns.png` (top: truth, observation at T, then {}; bottom: |error| maps, same order), \
          `ns_misfit.png` (data misfit against step, log scale: red EnKG, blue CPS).\n",
-        req.preset.name(), req.seed, n_fields, noises, methods.join(", ")
+        req.preset.name(), req.seed, n_fields,
+        req.test_data.file_name().map_or_else(|| req.test_data.display().to_string(), |f| f.to_string_lossy().into_owned()),
+        noises, methods.join(", ")
     );
     table.write(
         &req.out,
@@ -407,7 +481,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
     let fov = eht.grid.fov_uas;
     let fwd = Affine::new(&op, spec.scale as f32, spec.shift as f32)?;
     let n_cases = req.cases.unwrap_or(default_cases(req.preset));
-    let prior = spec.load(64)?;
+    let prior = spec.load_on(64, crate::setup::resolve_device(req.device)?)?;
     let methods = methods_of(req);
     let cache = RowCache::open(
         &req.out.join(".cache").join(format!(

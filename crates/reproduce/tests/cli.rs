@@ -64,10 +64,21 @@ fn every_option_rejects_bad_values_with_one_line_and_no_output() {
     std::fs::write(&truncated, b"\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_or").unwrap();
     let empty_prior = dir.join("empty-prior");
     std::fs::create_dir_all(&empty_prior).unwrap();
-    let (junk, truncated, empty_prior) = (
+    let oblong = dir.join("oblong.npy");
+    diffinv_operators::navier_stokes::dataset::write_npy_f32(&oblong, &[2, 8, 6], &[0.5; 96]).unwrap();
+    let square32 = dir.join("square32.npy");
+    diffinv_operators::navier_stokes::dataset::write_npy_f32(&square32, &[1, 32, 32], &[0.5; 1024]).unwrap();
+    let square32 = square32.to_str().unwrap().to_string();
+    let square32 = square32.as_str();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let (edm, fields) = (root.join("torchscript/gaussian_edm.pt"), root.join("priors/ns64/test32.npy"));
+    let (junk, truncated, empty_prior, oblong, edm, fields) = (
         junk.to_str().unwrap(),
         truncated.to_str().unwrap(),
         empty_prior.to_str().unwrap(),
+        oblong.to_str().unwrap(),
+        edm.to_str().unwrap(),
+        fields.to_str().unwrap(),
     );
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         ("no-table", vec![], "required"),
@@ -94,7 +105,23 @@ fn every_option_rejects_bad_values_with_one_line_and_no_output() {
         ("truncated-test-data", vec!["ns", "--test-data", truncated], "truncated.npy"),
         ("gmm-has-no-tiny", vec!["gmm", "--tiny"], "no tiny preset"),
         ("unknown-option", vec!["ns", "--particle", "3"], "unexpected argument '--particle'"),
+        ("device-unknown", vec!["ns", "--device", "gpu"], "--device \"gpu\" is not auto, cpu, cuda or cuda:N"),
+        ("device-cuda-index", vec!["ns", "--device", "cuda:x"], "is not auto, cpu, cuda or cuda:N"),
+        ("device-absent-cuda", vec!["ns", "--tiny", "--device", "cuda:64"], "cuda:64 requested"),
+        ("paper-and-full", vec!["ns", "--paper", "--full"], "cannot be used with"),
+        ("paper-other-table", vec!["blackhole", "--paper"], "run `ns --paper` on its own"),
+        ("paper-without-prior", vec!["ns", "--paper", "--test-data", fields], "--paper needs --prior FILE.pt"),
+        ("paper-without-test-data", vec!["ns", "--paper", "--prior", edm], "--paper needs --prior FILE.pt"),
+        ("paper-absent-cuda", vec!["ns", "--paper", "--device", "cuda:64", "--prior", edm, "--test-data", fields], "cuda:64 requested"),
+        ("ns-prior-not-torchscript", vec!["ns", "--tiny", "--prior", junk], "junk.pt"),
+        ("ns-test-data-oblong", vec!["ns", "--tiny", "--prior", edm, "--test-data", oblong], "not (N, H, H) or (N, 1, H, H)"),
+        ("ns-prior-folder-other-shape", vec!["ns", "--tiny", "--test-data", square32], "makes [1, 64, 64] images but the ns operator takes [1, 32, 32]"),
     ];
+    let mut cases = cases;
+    if !tch::Cuda::is_available() {
+        // The machine has no CUDA device: `--paper` without `--device cpu` says so in one line.
+        cases.push(("paper-no-cuda", vec!["ns", "--paper", "--prior", edm, "--test-data", fields], "needs a CUDA device, but libtorch sees none"));
+    }
     for (name, args, want) in cases {
         fails(name, &args, want);
     }

@@ -46,6 +46,7 @@ fn request(out: PathBuf, prior: PathBuf, methods: &[&str]) -> Request {
         methods: methods.iter().map(|s| s.to_string()).collect(),
         prior,
         test_data: PathBuf::new(),
+        device: diffinv_priors::neural::DeviceChoice::Cpu,
         cases: Some(1),
         particles: None,
     }

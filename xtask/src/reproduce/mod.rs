@@ -1,4 +1,5 @@
-//! `cargo xtask reproduce [TABLE ...] [--quick | --full] [--resume] [--out DIR] [--seed S]`.
+//! `cargo xtask reproduce [TABLE ...] [--quick | --full] [--resume] [--out DIR] [--seed S]`,
+//! and `cargo xtask reproduce ns --paper --prior PRIOR.pt --test-data FIELDS.npy [--device D]`.
 //!
 //! Every table runs in the `diffinv-reproduce` binary (crates/reproduce, the one table runner),
 //! spawned with the bootstrapped libtorch environment as `cargo xtask train` spawns
@@ -20,6 +21,19 @@ pub struct ReproduceArgs {
     /// Full preset (hours on a 2-core machine; see docs/reproduction.md).
     #[arg(long)]
     pub full: bool,
+    /// The paper's Navier-Stokes protocol at its own scale, for a GPU (ns only; needs --prior
+    /// and --test-data; docs/reproduction.md, "The paper's Navier-Stokes table on your GPU").
+    #[arg(long, conflicts_with_all = ["quick", "full"])]
+    pub paper: bool,
+    /// Prior: a prior folder, or a TorchScript file (ns: tools/export_ns_checkpoint.py).
+    #[arg(long)]
+    pub prior: Option<PathBuf>,
+    /// Navier-Stokes test fields, .npy (N, H, H) (tools/convert_ns_testdata.py).
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Where the neural prior runs: auto, cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
     /// Output folder.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -55,7 +69,16 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             bail!("unknown table {t:?}; known: {}", TABLES.join(", "));
         }
     }
-    let preset = if args.full { "full" } else { "quick" };
+    if args.paper && tables.iter().any(|t| t != "ns") {
+        bail!("--paper is the Navier-Stokes table's preset: run `cargo xtask reproduce ns --paper` on its own");
+    }
+    let preset = if args.paper {
+        "paper"
+    } else if args.full {
+        "full"
+    } else {
+        "quick"
+    };
     if args.full {
         for t in &tables {
             // Measured on a 2-core machine (ns, blackhole: both presets; imaging, gmm full: extrapolated); see docs/reproduction.md.
@@ -96,7 +119,25 @@ fn spawn(table: &str, args: &ReproduceArgs) -> Result<()> {
         c.arg("--release");
     }
     c.args(["-p", "diffinv-reproduce", "--", table]);
-    c.arg(if args.full { "--full" } else { "--quick" });
+    c.arg(if args.paper {
+        "--paper"
+    } else if args.full {
+        "--full"
+    } else {
+        "--quick"
+    });
+    let abs = |p: &PathBuf| -> Result<PathBuf> {
+        Ok(if p.is_absolute() { p.clone() } else { std::env::current_dir()?.join(p) })
+    };
+    if let Some(p) = &args.prior {
+        c.arg("--prior").arg(abs(p)?);
+    }
+    if let Some(p) = &args.test_data {
+        c.arg("--test-data").arg(abs(p)?);
+    }
+    if let Some(d) = &args.device {
+        c.args(["--device", d]);
+    }
     if args.resume {
         c.arg("--resume");
     }
