@@ -1,7 +1,9 @@
 //! `cargo xtask train CONFIG [--max-steps N]`: train an EDM prior with the `diffinv-train`
 //! binary (crates/train) in the bootstrapped libtorch environment, then draw the loss curve
 //! (`loss.png`, log scale, raw loss in grey and a 50-step moving average in blue) from the run
-//! folder's `loss.csv`. Running the same command again resumes from the last checkpoint.
+//! folder's `loss.csv`, and the quality curve (`quality_curve.png`) from `quality_curve.csv` when
+//! the config asks for one (`[eval] curve_every`). Running the same command again resumes from
+//! the last checkpoint.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,9 @@ pub struct TrainArgs {
     /// Do not train: measure the finished prior on held-out data (quality.json, samples.png).
     #[arg(long)]
     pub evaluate: bool,
+    /// Do not train: time training steps over threads x batch size x layout (`profile.csv`).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Run the trainer and plot its loss.
@@ -61,15 +66,63 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.evaluate {
         c.arg("--evaluate");
     }
+    if args.profile {
+        c.arg("--profile");
+    }
     env.apply(&mut c);
     let st = c.status().context("running diffinv-train")?;
     if !st.success() {
         bail!("training failed");
     }
-    if args.evaluate {
+    if args.evaluate || args.profile {
         return Ok(());
     }
-    plot_loss(&out.join("loss.csv"), &out.join("loss.png"))
+    plot_loss(&out.join("loss.csv"), &out.join("loss.png"))?;
+    let curve = out.join("quality_curve.csv");
+    if curve.is_file() {
+        plot_quality_curve(&curve, &out.join("quality_curve.png"))?;
+    }
+    Ok(())
+}
+
+/// Draw `quality_curve.png` from `quality_curve.csv`
+/// (`step,images_seen,sigma,network_mse,wiener_mse,ratio`): the ratio of the network's
+/// denoising MSE to the Wiener filter's against training images seen, one line per noise
+/// level, with the priors' targets (0.7 at sigma 1, 0.85 at sigma 2) as flat grey lines.
+pub fn plot_quality_curve(csv: &Path, png: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(csv).with_context(|| format!("reading {}", csv.display()))?;
+    let mut by_sigma: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    let mut x_max = 0.0f64;
+    for l in text.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        if let (Some(seen), Some(sigma), Some(ratio)) = (
+            f.get(1).and_then(|v| v.parse::<f64>().ok()),
+            f.get(2),
+            f.get(5).and_then(|v| v.parse::<f64>().ok()),
+        ) {
+            by_sigma.entry(sigma.to_string()).or_default().push((seen, ratio));
+            x_max = x_max.max(seen);
+        }
+    }
+    let plot = LinePlot {
+        title: "Denoising MSE of the EMA network / the Wiener filter's (held-out data)".into(),
+        x_label: "training images seen".into(),
+        y_label: "MSE ratio".into(),
+        log_y: false,
+        width: 720,
+        height: 420,
+    };
+    let mut series: Vec<Series> = by_sigma
+        .into_iter()
+        .map(|(s, pts)| Series::new(format!("sigma {s}"), pts))
+        .collect();
+    for (name, level, grey) in [("target at sigma 1 (0.70)", 0.7, 150u8), ("target at sigma 2 (0.85)", 0.85, 200)] {
+        series.push(Series::new(name, vec![(0.0, level), (x_max, level)]).with_color([grey, grey, grey]));
+    }
+    line_plot(png, &plot, &series)?;
+    eprintln!("xtask: quality curve in {}", png.display());
+    Ok(())
 }
 
 /// Draw `loss.png` from `loss.csv` (`step,loss,...`).

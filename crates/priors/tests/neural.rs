@@ -137,6 +137,48 @@ fn save_load_is_bit_identical_and_resume_continues_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The channels-last batch layout trains the same network up to the kernels' rounding.
+#[test]
+fn channels_last_layout_gives_the_same_training_up_to_rounding() {
+    tch::set_num_threads(1);
+    let data = tiny_data();
+    let mut a = Trainer::new(tiny_train(6)).expect("trainer");
+    let mut b = Trainer::new(TrainConfig { channels_last: true, ..tiny_train(6) }).expect("trainer");
+    for k in 0..6 {
+        let (la, lb) = (a.train_step(&data).expect("step"), b.train_step(&data).expect("step"));
+        assert!((la - lb).abs() <= 1e-4 * la.abs(), "step {k}: loss {la} vs {lb}");
+    }
+    let vb = b.net.vs.variables();
+    for (name, ta) in a.net.vs.variables() {
+        let diff = (&ta - &vb[&name]).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "{name} differs by {diff:e}");
+    }
+}
+
+/// `random_roll` shifts each image circularly: on images that every allowed shift leaves
+/// unchanged the run is bit-identical to one without augmentation (the shifts come after the
+/// step's other draws), on the tiny bar/cross patterns it is not; bad settings are refused.
+#[test]
+fn random_roll_is_a_pure_circular_shift() {
+    tch::set_num_threads(1);
+    // Stripes constant along the rows axis, period 2 along the columns: invariant under any
+    // shift along the rows and under even shifts along the columns.
+    let stripes: Vec<f32> = (0..16 * 64).map(|k| if (k % 8) % 2 == 0 { 0.7 } else { -0.7 } * if (k / 64) % 2 == 0 { 1.0 } else { 0.5 }).collect();
+    let stripes = Tensor::from_slice(&stripes).reshape([16, 1, 8, 8]);
+    let run = |roll: [i64; 2], data: &Tensor| {
+        let mut t = Trainer::new(TrainConfig { random_roll: roll, ..tiny_train(4) }).expect("trainer");
+        (0..4).map(|_| t.train_step(data).expect("step")).collect::<Vec<f64>>()
+    };
+    assert_eq!(run([0, 0], &stripes), run([1, 2], &stripes), "invariant images: rolling changes nothing");
+    assert_ne!(run([0, 0], &stripes), run([1, 1], &stripes), "odd column shifts move the stripes");
+    let data = tiny_data();
+    assert_ne!(run([0, 0], &data), run([1, 1], &data), "the patterns are not shift-invariant");
+    for bad in [[-1, 0], [3, 0], [0, 16]] {
+        let err = Trainer::new(TrainConfig { random_roll: bad, ..tiny_train(4) }).expect_err("refused");
+        assert!(err.to_string().contains("random_roll"), "{bad:?}: {err}");
+    }
+}
+
 #[test]
 fn vjp_matches_finite_differences() {
     let mut t = Trainer::new(tiny_train(20)).expect("trainer");

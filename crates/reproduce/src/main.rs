@@ -80,7 +80,7 @@ struct Cli {
     #[arg(long)]
     lpips: Option<PathBuf>,
     /// Navier-Stokes test fields, `.npy` `(N, H, H)` or `(N, 1, H, H)` vorticity (default
-    /// data/ns-64-re200-t5/test.npy, else the 32 held-out fields shipped in
+    /// data/ns-64from128-re200-t5/test.npy, else the 32 held-out fields shipped in
     /// fixtures/priors/ns64/test32.npy; tools/convert_ns_testdata.py converts the reference's).
     #[arg(long)]
     test_data: Option<PathBuf>,
@@ -368,10 +368,11 @@ fn run_tables(cli: &Cli, preset: Preset, device: DeviceChoice, tables: &[String]
                 .join("fixtures/priors")
                 .join(if t == "ns" { "ns64" } else { "blackhole64" })
         });
-        // Default: the generated test split if `cargo xtask data ns` has run, else the 32 held-out
-        // fields shipped with the ns64 prior (test-split fields 0..32 of the same generator).
+        // Default: the generated test split if `cargo xtask data ns --res 128 --downsample 64`
+        // has run, else the 32 held-out fields shipped with the ns64 prior (test-split fields
+        // 0..32 of the same generator).
         let test_data = cli.test_data.clone().unwrap_or_else(|| {
-            let generated = root().join("data/ns-64-re200-t5/test.npy");
+            let generated = root().join("data/ns-64from128-re200-t5/test.npy");
             if generated.is_file() {
                 generated
             } else {

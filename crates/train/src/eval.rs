@@ -163,12 +163,21 @@ pub fn denoising_table(net: &EdmNetwork, train: &Tensor, test: &Tensor, seed: u6
 
 /// [`denoising_table`] against an already fitted baseline.
 pub fn denoising_table_with(net: &EdmNetwork, wiener: &WienerBaseline, test: &Tensor, seed: u64) -> Result<Vec<DenoiseRow>> {
+    denoising_rows(net, wiener, test, seed, &SIGMAS)
+}
+
+/// The denoising rows at the given noise levels. The noise of level `SIGMAS[k]` is drawn from
+/// stream `k` of `seed` whatever list is asked for, so a level's row is the same number in the
+/// table and in the training curve (`[eval] curve_sigmas`); levels not in [`SIGMAS`] use
+/// streams from 1000 on.
+pub fn denoising_rows(net: &EdmNetwork, wiener: &WienerBaseline, test: &Tensor, seed: u64, sigmas: &[f64]) -> Result<Vec<DenoiseRow>> {
     let size = test.size();
     let n = size[0];
     let d: i64 = size[1..].iter().product();
     let x = test.to_kind(Kind::Float);
     let mut rows = Vec::new();
-    for (k, &sigma) in SIGMAS.iter().enumerate() {
+    for (j, &sigma) in sigmas.iter().enumerate() {
+        let k = SIGMAS.iter().position(|&s| s == sigma).unwrap_or(1000 + j);
         let mut rng = stream(seed, 0x6576_616c, k as u64, 0);
         let mut noise = vec![0f32; (n * d) as usize];
         fill_normal(&mut rng, &mut noise);

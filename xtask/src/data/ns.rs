@@ -1,4 +1,4 @@
-//! `cargo xtask data ns [--res 64|128] [--train N] [--test M] [--seed S] [--out DIR] [--full]`
+//! `cargo xtask data ns [--res 64|128] [--train N] [--test M] [--seed S] [--out DIR] [--full] [--downsample M]`
 //!
 //! The Navier-Stokes data of EnKG/InverseBench ("Re200.0-t5.0"): initial vorticity drawn from
 //! the FNO Gaussian random field (alpha 2.5, tau 7), evolved for 5 time units at Re 200 with
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use diffinv_operators::navier_stokes::dataset::{
-    read_npy, sample_rng, sample_stream, write_npy_f32, Split,
+    read_npy, sample_rng, sample_stream, spectral_downsample, write_npy_f32, Split,
 };
 use diffinv_operators::navier_stokes::{GaussianRandomField, NsConfig, NsSolver};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -63,6 +63,11 @@ struct NsDataArgs {
     /// The paper-size data set: 128x128, 20480 train, 100 test (hours on 2 cores).
     #[arg(long)]
     full: bool,
+    /// Also write each split spectrally downsampled to `M x M` (modes `|k| < M/2` of the
+    /// `res x res` fields, `navier_stokes::dataset::spectral_downsample`) into
+    /// `DIR/ns-{M}from{res}-re{Re}-t{t}/`: coarse fields from fine dynamics.
+    #[arg(long, value_name = "M")]
+    downsample: Option<usize>,
 }
 
 /// Generate the data set.
@@ -80,6 +85,11 @@ pub fn run(args: &DataArgs) -> Result<()> {
     }
     if a.chunk == 0 {
         bail!("--chunk must be at least 1");
+    }
+    if let Some(m) = a.downsample {
+        if m < 4 || m % 2 != 0 || m >= a.res {
+            bail!("--downsample must be even, at least 4 and below --res {}, got {m}", a.res);
+        }
     }
     let dir = a.out.join(format!("ns-{}-re{}-t{}", a.res, a.re, a.t));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -238,10 +248,65 @@ fn generate_split(
     });
     let path = dir.join(format!("{}.json", split.name()));
     std::fs::write(&path, serde_json::to_string_pretty(&meta)?)?;
+    if let Some(m) = a.downsample {
+        write_downsampled(a, split, count, &all, m, &meta)?;
+    }
     eprintln!(
         "{}: {count} samples -> {} (mean {mean:.3}, std {std:.3}, min {lo:.2}, max {hi:.2})",
         split.name(),
         dir.join(format!("{}.npy", split.name())).display()
+    );
+    Ok(())
+}
+
+/// The split downsampled to `m x m` (`spectral_downsample`), with its own sidecar.
+fn write_downsampled(
+    a: &NsDataArgs,
+    split: Split,
+    count: usize,
+    fine: &[f32],
+    m: usize,
+    fine_meta: &serde_json::Value,
+) -> Result<()> {
+    let dir = a
+        .out
+        .join(format!("ns-{m}from{}-re{}-t{}", a.res, a.re, a.t));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let coarse = spectral_downsample(fine, a.res, m)?;
+    write_npy_f32(
+        &dir.join(format!("{}.npy", split.name())),
+        &[count, m, m],
+        &coarse,
+    )?;
+    let m_f = coarse.len().max(1) as f64;
+    let mean = coarse.iter().map(|&v| f64::from(v)).sum::<f64>() / m_f;
+    let var = coarse
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / m_f;
+    let (lo, hi) = coarse.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+        (l.min(v), h.max(v))
+    });
+    let meta = json!({
+        "generator": "cargo xtask data ns --downsample",
+        "split": split.name(),
+        "count": count,
+        "shape": [count, m, m],
+        "format": "npy, little-endian float32, C order, (N, H, W); axis 0 = x, axis 1 = y",
+        "downsampling": format!("spectral: the Fourier modes |k_x|, |k_y| < {} of the {}x{} fields (navier_stokes::dataset::spectral_downsample)", m / 2, a.res, a.res),
+        "source": fine_meta,
+        "stats": {"mean": mean, "std": var.sqrt(), "min": lo, "max": hi},
+    });
+    std::fs::write(
+        dir.join(format!("{}.json", split.name())),
+        serde_json::to_string_pretty(&meta)?,
+    )?;
+    eprintln!(
+        "{}: downsampled to {m}x{m} -> {} (std {:.3})",
+        split.name(),
+        dir.join(format!("{}.npy", split.name())).display(),
+        var.sqrt()
     );
     Ok(())
 }
