@@ -160,11 +160,7 @@ pub fn navier_stokes(
 ) -> Result<(f64, Vec<String>)> {
     use diffinv_operators::{Affine, NavierStokes2d, NavierStokesConfig};
     let d = res * res;
-    let methods: Vec<String> = if req.methods.is_empty() {
-        crate::METHODS.iter().map(|s| s.to_string()).collect()
-    } else {
-        req.methods.clone()
-    };
+    let methods = crate::tables::table_methods("ns", req)?;
     let fields = req
         .cases
         .unwrap_or(crate::tables::default_cases(req.preset))

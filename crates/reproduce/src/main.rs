@@ -358,7 +358,6 @@ fn run_imaging(_cli: &Cli, preset: Preset, s: ImagingSetup) -> Result<()> {
 
 fn run_tables(cli: &Cli, preset: Preset, device: DeviceChoice, tables: &[String]) -> Result<()> {
     use diffinv_reproduce::tables::{load_ns_prior, navier_stokes_with, read_ns_fields};
-    diffinv_reproduce::setup::validate_methods(&cli.methods)?;
     // Validate every table's inputs (and load the Navier-Stokes prior and fields) before running
     // any of them.
     let mut reqs = Vec::new();
@@ -391,6 +390,7 @@ fn run_tables(cli: &Cli, preset: Preset, device: DeviceChoice, tables: &[String]
             cases: cli.cases,
             particles: cli.particles,
         };
+        diffinv_reproduce::tables::table_methods(t, &req)?;
         let ns = if t == "ns" {
             if !req.test_data.is_file() {
                 bail!("missing test data {} (generate it with `cargo xtask data ns`, or pass --test-data)", req.test_data.display());

@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use diffinv_priors::neural::{DeviceChoice, NeuralDenoiser, PriorFolder};
 use tch::Device;
 
-use crate::methods::METHODS;
 
 /// What can be wrong with a request, found before any compute.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// A method name that is not one of [`METHODS`].
+    /// A method name that is not a row of the table's preset.
     #[error("unknown method {name:?}; known: {known}")]
     UnknownMethod {
         /// The name given.
@@ -71,19 +70,6 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device, diffinv_priors::Pr
         load_cuda_backend();
     }
     choice.resolve()
-}
-
-/// Check every method name against [`METHODS`].
-pub fn validate_methods(names: &[String]) -> Result<(), SetupError> {
-    for n in names {
-        if !METHODS.contains(&n.as_str()) {
-            return Err(SetupError::UnknownMethod {
-                name: n.clone(),
-                known: METHODS.join(", "),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// A prior folder (`diffinv_priors::neural::PriorFolder`: `config.toml`, `ema.safetensors`,

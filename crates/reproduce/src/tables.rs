@@ -1,5 +1,5 @@
 //! The two experiments of EnKG section 5 (Ensemble Kalman Diffusion Guidance, arXiv 2409.20175): Navier-Stokes (Table 2) and black-hole
-//! imaging (Table 3), every method of [`METHODS`] on the same problem.
+//! imaging (Table 3), every row of the table's preset on the same problem.
 //!
 //! Protocol shared by both tables:
 //! - the solvers move in the prior's normalised space `z = (x - shift) / scale`; the forward
@@ -28,10 +28,10 @@ use diffinv_solvers::{CostSummary, Problem as SolverProblem};
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::methods::{build, Preset, Problem, METHODS};
+use crate::methods::{build, Preset, Problem};
 use crate::plot::{grid, misfit_curves, ColorBar, Colormap, ImageRow, Panel};
 use crate::report::{mean_std, RowCache, Table};
-use crate::setup::{validate_methods, PriorSpec};
+use crate::setup::PriorSpec;
 use diffinv_operators::Affine;
 
 /// What to run.
@@ -45,7 +45,7 @@ pub struct Request {
     pub seed: u64,
     /// Reuse finished results and continue interrupted runs.
     pub resume: bool,
-    /// Methods (default: all of [`METHODS`]).
+    /// Methods: row labels of the table's preset (default: all rows, [`table_methods`]).
     pub methods: Vec<String>,
     /// Prior folder, or (Navier-Stokes) a TorchScript EDM module `D(x, sigma)` exported from
     /// the reference's checkpoint with tools/export_ns_checkpoint.py (input normalised as the
@@ -181,7 +181,7 @@ pub fn expected_wall_time(table: &str, p: Preset) -> &'static str {
 
 /// Validate a request for `table` before any compute: method names, prior files, shapes.
 pub fn validate(table: &str, req: &Request, operator_input: &[usize]) -> Result<PriorSpec> {
-    validate_methods(&req.methods)?;
+    table_methods(table, req)?;
     let spec = PriorSpec::read(&req.prior)?;
     spec.check_operator(table, operator_input)?;
     Ok(spec)
@@ -281,12 +281,36 @@ fn size_tag(req: &Request) -> String {
     req.particles.map_or(String::new(), |p| format!("-n{p}"))
 }
 
-fn methods_of(req: &Request) -> Vec<String> {
-    if req.methods.is_empty() {
-        METHODS.iter().map(|s| s.to_string()).collect()
-    } else {
-        req.methods.clone()
+/// The cache key of a row: its label and a hash of its definition (method and configuration),
+/// so that `--resume` never reuses a result computed under another definition of the same label
+/// (a `--preset-file` may give a label other settings).
+fn row_tag(table: &str, req: &Request, label: &str) -> Result<String> {
+    use std::hash::{Hash, Hasher};
+    let preset = crate::presets::TablePreset::get(table, req.preset)?;
+    let row = preset.row(label)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (row.method.as_str(), row.config.to_string()).hash(&mut h);
+    Ok(format!("{label}-{:08x}", h.finish() as u32))
+}
+
+/// Whether the row labelled `label` draws a misfit curve: the rows that run EnKG or CPS.
+fn has_misfit_curve(table: &str, req: &Request, label: &str) -> Result<bool> {
+    let preset = crate::presets::TablePreset::get(table, req.preset)?;
+    Ok(matches!(preset.row(label)?.method.as_str(), "EnKG" | "CPS"))
+}
+
+/// The methods a request for `table` runs: the rows of the table's preset (their labels, in
+/// order) or the `--methods` subset of them. The preset decides, so a `--preset-file` may label
+/// its rows freely (e.g. one method twice with different settings); a name that is not a row
+/// is an error listing the rows.
+pub fn table_methods(table: &str, req: &Request) -> Result<Vec<String>> {
+    let labels = crate::presets::TablePreset::get(table, req.preset)?.labels();
+    for name in &req.methods {
+        if !labels.contains(name) {
+            return Err(crate::SetupError::UnknownMethod { name: name.clone(), known: labels.join(", ") }.into());
+        }
     }
+    Ok(if req.methods.is_empty() { labels } else { req.methods.clone() })
 }
 
 fn misfit_figure(path: &Path, title: &str, curves: &[(String, Vec<(usize, f64)>)]) -> Result<()> {
@@ -296,7 +320,7 @@ fn misfit_figure(path: &Path, title: &str, curves: &[(String, Vec<(usize, f64)>)
 /// The Navier-Stokes table (EnKG Table 2): relative L2 error of the recovered initial
 /// vorticity, mean and standard deviation over the test fields, per noise level, then costs.
 pub fn navier_stokes(req: &Request) -> Result<Table> {
-    validate_methods(&req.methods)?;
+    table_methods("ns", req)?;
     let (res, data) = read_ns_fields(&req.test_data)?;
     let ns_prior = load_ns_prior(req, res)?;
     navier_stokes_with(req, &ns_prior, res, &data)
@@ -316,7 +340,7 @@ pub fn navier_stokes_with(req: &Request, ns_prior: &NsPrior, res: usize, data: &
         "shape mismatch: prior dimension {} vs operator {d}",
         prior.dim()
     );
-    let methods = methods_of(req);
+    let methods = table_methods("ns", req)?;
     let cache = RowCache::open(
         &req.out.join(".cache").join(format!(
             "ns-{}-seed{}{}",
@@ -355,11 +379,12 @@ pub fn navier_stokes_with(req: &Request, ns_prior: &NsPrior, res: usize, data: &
             cases.push((truth, lik));
         }
         for method in &methods {
+            let tag = row_tag("ns", req, method)?;
             let mut errs = Vec::new();
             let mut per_particle = Vec::new();
             let mut costs = Vec::new();
             for (f, (truth, lik)) in cases.iter().enumerate() {
-                let key = format!("{method}-noise{noise}-field{f}");
+                let key = format!("{tag}-noise{noise}-field{f}");
                 let r = cache.get_or_compute(&key, req.resume, || {
                     let sp = SolverProblem::new(prior, &fwd, lik)?;
                     let seed = req.seed.wrapping_add(17 * f as u64);
@@ -392,7 +417,7 @@ pub fn navier_stokes_with(req: &Request, ns_prior: &NsPrior, res: usize, data: &
                 costs.push(r.cost);
                 if ni == 0 && f == 0 {
                     figure.push((method.clone(), r.recon.clone()));
-                    if method == "EnKG" || method == "CPS" {
+                    if has_misfit_curve("ns", req, method)? {
                         curves.push((method.clone(), r.misfit.clone()));
                     }
                 }
@@ -441,7 +466,7 @@ pub fn navier_stokes_with(req: &Request, ns_prior: &NsPrior, res: usize, data: &
         "Preset `{}`, seed {}, {} test field(s) of `{}`, noise levels {:?} (EnKG Table 2: 0, 1, 2). \
          Reconstruction = mean of the final samples; costs are per field (averages), `failed` counts failed forward solves (all fields).\n\n\
          Figures: `ns.png` (top: truth, observation at T, then {}; bottom: |error| maps, same order), \
-         `ns_misfit.png` (data misfit against step, log scale: red EnKG, blue CPS).\n",
+         `ns_misfit.png` (data misfit against step, log scale, of the EnKG and CPS rows).\n",
         req.preset.name(), req.seed, n_fields,
         req.test_data.file_name().map_or_else(|| req.test_data.display().to_string(), |f| f.to_string_lossy().into_owned()),
         noises, methods.join(", ")
@@ -482,7 +507,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
     let fwd = Affine::new(&op, spec.scale as f32, spec.shift as f32)?;
     let n_cases = req.cases.unwrap_or(default_cases(req.preset));
     let prior = spec.load_on(64, crate::setup::resolve_device(req.device)?)?;
-    let methods = methods_of(req);
+    let methods = table_methods("blackhole", req)?;
     let cache = RowCache::open(
         &req.out.join(".cache").join(format!(
             "blackhole-{}-seed{}{}",
@@ -535,8 +560,9 @@ pub fn black_hole(req: &Request) -> Result<Table> {
         let mut refs: Vec<Vec<f64>> = vec![Vec::new(); 4];
         let mut n_samples = None;
         let mut costs = Vec::new();
+        let tag = row_tag("blackhole", req, method)?;
         for (c, lik) in cases.iter().enumerate() {
-            let key = format!("{method}-image{c}");
+            let key = format!("{tag}-image{c}");
             let r = cache.get_or_compute(&key, req.resume, || {
                 let sp = SolverProblem::new(&prior, &fwd, lik)?;
                 let seed = req.seed.wrapping_add(17 * c as u64);
@@ -577,7 +603,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
             costs.push(r.cost);
             if c == 0 {
                 figure.push((method.clone(), r.recon.clone()));
-                if method == "EnKG" || method == "CPS" {
+                if has_misfit_curve("blackhole", req, method)? {
                     curves.push((method.clone(), r.misfit.clone()));
                 }
             }
@@ -638,7 +664,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
          PSNR with peak 1 on [0, 1] images; blurred PSNR after a circular Gaussian of FWHM {BLUR_FWHM_UAS} uas ({:.2} px sigma on the {n} x {n}, {fov} uas grid). \
          chi^2: reduced chi^2 of closure phases and of log closure amplitudes of the reconstruction (mean of the final samples). \
          Costs per image (averages); `failed` counts failed forward evaluations.\n\n\
-         Figures: `blackhole.png` (top: truth, (u, v) coverage, then {}; bottom: |error| maps), `blackhole_misfit.png` (misfit against step: red EnKG, blue CPS).\n",
+         Figures: `blackhole.png` (top: truth, (u, v) coverage, then {}; bottom: |error| maps), `blackhole_misfit.png` (misfit against step of the EnKG and CPS rows).\n",
         req.preset.name(), req.seed, n_cases, sigma_px, methods.join(", ")
     );
     table.write(

@@ -70,6 +70,15 @@ fn every_option_rejects_bad_values_with_one_line_and_no_output() {
     diffinv_operators::navier_stokes::dataset::write_npy_f32(&square32, &[1, 32, 32], &[0.5; 1024]).unwrap();
     let square32 = square32.to_str().unwrap().to_string();
     let square32 = square32.as_str();
+    // A preset file labels its rows freely: `--methods` takes its labels (and only those).
+    let relabelled = dir.join("relabelled.toml");
+    std::fs::write(
+        &relabelled,
+        "[[rows]]\nlabel = \"EnKG-raw\"\nmethod = \"EnKG\"\nconfig = { linearization = \"Measurement\" }\n\n[[rows]]\nlabel = \"EnKG\"\nmethod = \"EnKG\"\n",
+    )
+    .unwrap();
+    let relabelled = relabelled.to_str().unwrap().to_string();
+    let relabelled = relabelled.as_str();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     let (edm, fields) = (root.join("torchscript/gaussian_edm.pt"), root.join("priors/ns64/test32.npy"));
     let (junk, truncated, empty_prior, oblong, edm, fields) = (
@@ -91,6 +100,7 @@ fn every_option_rejects_bad_values_with_one_line_and_no_output() {
         ("particles-one-for-enkg", vec!["ns", "--particles", "1", "--methods", "EnKG"], "at least 2 particles"),
         ("unknown-method", vec!["ns", "--methods", "EnKG,EnKF"], "EnKF"),
         ("unknown-imaging-method", vec!["imaging", "--methods", "DPS++"], "DPS++"),
+        ("method-not-a-preset-row", vec!["blackhole", "--tiny", "--preset-file", relabelled, "--methods", "EnKG-raw,CPS"], "unknown method \"CPS\"; known: EnKG-raw, EnKG"),
         ("methods-across-tables", vec!["ns", "imaging", "--methods", "DPS"], "run imaging on its own"),
         ("unknown-task", vec!["imaging", "--tasks", "sr3"], "unknown imaging task \"sr3\""),
         ("missing-prior", vec!["ns", "--prior", "/nonexistent/prior"], "/nonexistent/prior"),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use diffinv_operators::navier_stokes::dataset::write_npy_f32;
 use diffinv_operators::navier_stokes::grf::GaussianRandomField;
-use diffinv_reproduce::setup::{validate_methods, PriorSpec, SetupError};
+use diffinv_reproduce::setup::{PriorSpec, SetupError};
 use diffinv_reproduce::tables::{black_hole, navier_stokes, Request};
 use diffinv_reproduce::Preset;
 use rand::SeedableRng;
@@ -54,13 +54,19 @@ fn request(out: PathBuf, prior: PathBuf, methods: &[&str]) -> Request {
 
 #[test]
 fn unknown_method_missing_prior_and_shape_mismatch_fail_with_one_line() {
-    let e = validate_methods(&["EnKG".into(), "EnKF".into()]).unwrap_err();
-    assert!(matches!(e, SetupError::UnknownMethod { ref name, .. } if name == "EnKF"));
+    let req = request(temp("methods"), PathBuf::new(), &["EnKG", "EnKF"]);
+    let e = diffinv_reproduce::tables::table_methods("ns", &req).unwrap_err();
+    assert!(
+        matches!(e.downcast_ref::<SetupError>(), Some(SetupError::UnknownMethod { name, .. }) if name == "EnKF"),
+        "{e}"
+    );
     let msg = e.to_string();
     assert!(
         !msg.contains('\n') && msg.contains("EnKF") && msg.contains("CPS"),
         "{msg}"
     );
+    let req = request(temp("methods"), PathBuf::new(), &["CPS", "EnKG"]);
+    assert_eq!(diffinv_reproduce::tables::table_methods("ns", &req).unwrap(), ["CPS", "EnKG"]);
 
     let empty = temp("missing");
     let e = PriorSpec::read(&empty).unwrap_err();
