@@ -55,7 +55,7 @@ struct Cli {
     /// RED-diff-MO, Tikhonov, TV, PnP-ADMM, RED, EnKG, CPS).
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
-    /// Prior folder (default fixtures/priors/ns64, blackhole64 or natural64), or a TorchScript
+    /// Prior folder (default fixtures/priors/ns64, ns128 for `ns --full`, blackhole64 or natural64), or a TorchScript
     /// file (`.pt`): for imaging exported with tools/export_torchscript.py (see --prior-kind,
     /// --image-shape, --test-images), for ns with tools/export_ns_checkpoint.py (the reference's
     /// EDM network `D(x, sigma)` on vorticity / 10).
@@ -80,8 +80,9 @@ struct Cli {
     #[arg(long)]
     lpips: Option<PathBuf>,
     /// Navier-Stokes test fields, `.npy` `(N, H, H)` or `(N, 1, H, H)` vorticity (default
-    /// data/ns-64from128-re200-t5/test.npy, else the 32 held-out fields shipped in
-    /// fixtures/priors/ns64/test32.npy; tools/convert_ns_testdata.py converts the reference's).
+    /// data/ns-64from128-re200-t5/test.npy, `--full`: data/ns-128-re200-t5/test.npy; else the
+    /// 32 held-out fields shipped with the prior, fixtures/priors/{ns64,ns128}/test32.npy;
+    /// tools/convert_ns_testdata.py converts the reference's).
     #[arg(long)]
     test_data: Option<PathBuf>,
     /// Number of test cases (default: the preset's).
@@ -362,20 +363,28 @@ fn run_tables(cli: &Cli, preset: Preset, device: DeviceChoice, tables: &[String]
     // any of them.
     let mut reqs = Vec::new();
     for t in tables {
+        // The Navier-Stokes `full` preset has the paper's shape (128 x 128 prior and fields,
+        // 64 x 64 observation); the others run at 64 x 64 on fields downsampled from the
+        // 128 x 128 dynamics.
+        let ns_prior = if preset == Preset::Full { "ns128" } else { "ns64" };
         let prior = cli.prior.clone().unwrap_or_else(|| {
             root()
                 .join("fixtures/priors")
-                .join(if t == "ns" { "ns64" } else { "blackhole64" })
+                .join(if t == "ns" { ns_prior } else { "blackhole64" })
         });
         // Default: the generated test split if `cargo xtask data ns --res 128 --downsample 64`
-        // has run, else the 32 held-out fields shipped with the ns64 prior (test-split fields
-        // 0..32 of the same generator).
+        // has run, else the 32 held-out fields shipped with the prior (test-split fields 0..32
+        // of the same generator).
         let test_data = cli.test_data.clone().unwrap_or_else(|| {
-            let generated = root().join("data/ns-64from128-re200-t5/test.npy");
+            let generated = root().join(if preset == Preset::Full {
+                "data/ns-128-re200-t5/test.npy"
+            } else {
+                "data/ns-64from128-re200-t5/test.npy"
+            });
             if generated.is_file() {
                 generated
             } else {
-                root().join("fixtures/priors/ns64/test32.npy")
+                root().join("fixtures/priors").join(ns_prior).join("test32.npy")
             }
         });
         let req = Request {

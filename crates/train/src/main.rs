@@ -283,7 +283,12 @@ fn run() -> Result<()> {
     }
 
     let mut curve = if run.eval.curve_every > 0 {
-        Some(Curve::new(&run, &base, &out, &data, shift, scale, trainer.step_count())?)
+        let mut c = Curve::new(&run, &base, &out, &data, shift, scale, trainer.step_count())?;
+        if trainer.step_count() == 0 {
+            // Where the curve starts: the fresh (or `init`) network.
+            c.record(&trainer, run.train.seed)?;
+        }
+        Some(c)
     } else {
         None
     };

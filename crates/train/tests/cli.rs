@@ -121,11 +121,16 @@ fn the_quality_curve_survives_an_interruption_exactly() {
     let lines: Vec<&str> = ca.lines().collect();
     assert_eq!(lines[0], "step,images_seen,sigma,network_mse,wiener_mse,ratio");
     let steps: Vec<&str> = lines[1..].iter().map(|l| l.split(',').next().unwrap_or("")).collect();
-    assert_eq!(steps, ["2", "2", "4", "4", "6", "6"], "two levels every 2 steps");
+    assert_eq!(steps, ["0", "0", "2", "2", "4", "4", "6", "6"], "two levels at the start and every 2 steps");
     for l in &lines[1..] {
         let f: Vec<f64> = l.split(',').map(|v| v.parse().expect("number")).collect();
         assert_eq!(f[1], f[0] * 4.0, "images seen = steps x batch");
         assert!(f[3] > 0.0 && f[4] > 0.0 && (f[5] - f[3] / f[4]).abs() < 1e-4 * f[5], "{l}");
+    }
+    // The EMA network learns: its last point beats its first at both levels.
+    for sigma in ["1", "2"] {
+        let ratios: Vec<f64> = lines[1..].iter().filter(|l| l.split(',').nth(2) == Some(sigma)).filter_map(|l| l.split(',').nth(5)?.parse().ok()).collect();
+        assert!(ratios[ratios.len() - 1] < ratios[0], "sigma {sigma}: {ratios:?}");
     }
     for d in [&a, &b] {
         let _ = std::fs::remove_dir_all(d);
