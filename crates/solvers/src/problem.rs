@@ -652,8 +652,10 @@ pub enum Linearization {
     /// `dL/dg = g` (the form of ensemble Kalman inversion); falls back to
     /// [`Measurement`](Self::Measurement) when the likelihood has no such form.
     #[default]
+    #[serde(alias = "residual")]
     Residual,
     /// Use the raw forward output `y = G(x)` and `dL/dy` (the EnKG reference's choice).
+    #[serde(alias = "measurement")]
     Measurement,
 }
 
@@ -757,4 +759,24 @@ pub fn operator_error(e: OperatorError, step: usize) -> SolverError {
 pub fn first_non_finite_row(x: ArrayView2<'_, f32>) -> Option<usize> {
     x.outer_iter()
         .position(|r| r.iter().any(|v| !v.is_finite()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Linearization;
+
+    /// Config files may spell the linearisation capitalised (the variant name, what
+    /// `diffinv methods` prints) or lowercase (the spelling of every other enum key).
+    #[test]
+    fn linearization_reads_either_spelling() {
+        for (text, want) in [
+            ("\"Residual\"", Linearization::Residual),
+            ("\"residual\"", Linearization::Residual),
+            ("\"Measurement\"", Linearization::Measurement),
+            ("\"measurement\"", Linearization::Measurement),
+        ] {
+            assert_eq!(serde_json::from_str::<Linearization>(text).ok(), Some(want), "{text}");
+        }
+        assert!(serde_json::from_str::<Linearization>("\"raw\"").is_err());
+    }
 }

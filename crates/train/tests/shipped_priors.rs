@@ -40,9 +40,10 @@ fn blackhole64_beats_the_wiener_denoiser_on_held_out_images() {
     }
 }
 
-/// The Navier-Stokes prior against the Fourier-basis Wiener denoiser (fitted to the 4000 training
+/// The Navier-Stokes prior against the Fourier-basis Wiener denoiser (fitted to the 1024 training
 /// fields; shipped as `wiener_fourier.safetensors`) on the 32 held-out fields shipped with it
-/// (`test32.npy`: test-split fields 0..32 of `cargo xtask data ns --train 4000 --test 256`).
+/// (`test32.npy`: test-split fields 0..32 of `cargo xtask data ns --res 128 --train 1024
+/// --test 256 --downsample 64`, downsampled to 64 x 64).
 #[test]
 fn ns64_beats_the_fourier_wiener_denoiser_on_held_out_fields() {
     beats_the_shipped_fourier_wiener("ns64");
@@ -66,8 +67,9 @@ fn beats_the_shipped_fourier_wiener(name: &str) {
         serde_json::from_str(&std::fs::read_to_string(dir.join("normalization.json")).expect("normalization")).expect("json");
     let (shift, scale) = (norm["shift"].as_f64().expect("shift"), norm["scale"].as_f64().expect("scale"));
     let (shape, data) = diffinv_datasets::npy::read_f32(&dir.join("test32.npy")).expect("test images");
-    assert_eq!(shape, vec![32, 64, 64]);
-    let test = (Tensor::from_slice(&data).reshape([32, 1, 64, 64]) - shift) / scale;
+    let r = shipped.train.unet.img_resolution;
+    assert_eq!(shape, vec![32, r as usize, r as usize]);
+    let test = (Tensor::from_slice(&data).reshape([32, 1, r, r]) - shift) / scale;
     let wiener = WienerBaseline::Fourier(FourierWiener::load(&dir.join("wiener_fourier.safetensors")).expect("baseline"));
     let rows = denoising_table_with(&net, &wiener, &test, 1).expect("table");
     for r in rows.iter().filter(|r| r.sigma <= 1.0) {
