@@ -49,6 +49,14 @@ fn ns64_beats_the_fourier_wiener_denoiser_on_held_out_fields() {
     beats_the_shipped_fourier_wiener("ns64");
 }
 
+/// The 128 x 128 Navier-Stokes prior (the full preset's) against the Fourier-basis Wiener
+/// denoiser fitted to its 1024 training fields, on the 32 held-out fields shipped with it
+/// (test-split fields 0..32 of `cargo xtask data ns --res 128 --train 1024 --test 256`).
+#[test]
+fn ns128_beats_the_fourier_wiener_denoiser_on_held_out_fields() {
+    beats_the_shipped_fourier_wiener("ns128");
+}
+
 /// The natural-image prior against the Fourier-basis (stationary) Wiener denoiser fitted to its
 /// 8000 training patches, on the 32 held-out patches shipped with it (`test32.npy`: patches of
 /// the astronaut, chelsea and coffee photographs, never in training; `cargo xtask data images`).
