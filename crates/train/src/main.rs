@@ -141,7 +141,7 @@ impl Default for EvalConfig {
 impl EvalConfig {
     fn validate(&self, train: &TrainConfig) -> Result<()> {
         if self.curve_every > 0 {
-            if self.curve_every % train.checkpoint_every != 0 {
+            if !self.curve_every.is_multiple_of(train.checkpoint_every) {
                 bail!("[eval] curve_every = {} must be a multiple of [train] checkpoint_every = {} (a resumed run must not lose a point)", self.curve_every, train.checkpoint_every);
             }
             if self.curve_sigmas.is_empty() || self.curve_sigmas.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
@@ -317,7 +317,7 @@ fn run() -> Result<()> {
             log.flush()?;
             // The curve's point first: a kill between the two leaves a row past the checkpoint,
             // which the resumed run drops and measures again.
-            if let Some(c) = curve.as_mut().filter(|_| trainer.step_count() % run.eval.curve_every == 0) {
+            if let Some(c) = curve.as_mut().filter(|_| trainer.step_count().is_multiple_of(run.eval.curve_every)) {
                 let rows = c.record(&trainer, cfg.seed)?;
                 let summary: Vec<String> = rows.iter().map(|r| format!("sigma {}: {:.3}", r.sigma, r.network / r.wiener)).collect();
                 bar.println(format!("step {}: network / Wiener MSE {}", trainer.step_count(), summary.join(", ")));

@@ -107,13 +107,13 @@ pub fn sample_rng(seed: u64, split: Split, index: u64) -> ChaCha8Rng {
 pub fn spectral_downsample(fields: &[f32], n: usize, m: usize) -> Result<Vec<f32>, crate::OperatorError> {
     use num_complex::Complex;
     use rustfft::FftDirection;
-    if n == 0 || m == 0 || m > n || n % 2 != 0 || m % 2 != 0 {
+    if n == 0 || m == 0 || m > n || !n.is_multiple_of(2) || !m.is_multiple_of(2) {
         return Err(crate::OperatorError::InvalidParameter {
             name: "downsample",
             reason: format!("need even sizes with 0 < m <= n, got n = {n}, m = {m}"),
         });
     }
-    if fields.len() % (n * n) != 0 {
+    if !fields.len().is_multiple_of(n * n) {
         return Err(crate::OperatorError::Shape { what: "fields", expected: n * n, got: fields.len() % (n * n) });
     }
     let fine = diffinv_fft::ComplexFft2::<f64>::new(n, n);
@@ -166,7 +166,7 @@ mod downsample_tests {
         };
         for high in [false, true] {
             let fine: Vec<f32> = (0..n * n).map(|k| field(k / n, k % n, high) as f32).collect();
-            let got = spectral_downsample(&fine, n, m).unwrap();
+            let got = spectral_downsample(&fine, n, m).expect("downsample");
             assert_eq!(got.len(), m * m);
             for i in 0..m {
                 for j in 0..m {
