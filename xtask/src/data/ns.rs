@@ -208,17 +208,7 @@ fn generate_split(
         &[count, res, res],
         &all,
     )?;
-    let (mut sum, mut sq, mut lo, mut hi) = (0.0f64, 0.0f64, f64::INFINITY, f64::NEG_INFINITY);
-    for &v in &all {
-        let v = v as f64;
-        sum += v;
-        sq += v * v;
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    let m = all.len().max(1) as f64;
-    let mean = sum / m;
-    let std = (sq / m - mean * mean).max(0.0).sqrt();
+    let (mean, std, lo, hi) = field_stats(&all);
     let meta = json!({
         "generator": "cargo xtask data ns",
         "split": split.name(),
@@ -278,16 +268,7 @@ fn write_downsampled(
         &[count, m, m],
         &coarse,
     )?;
-    let m_f = coarse.len().max(1) as f64;
-    let mean = coarse.iter().map(|&v| f64::from(v)).sum::<f64>() / m_f;
-    let var = coarse
-        .iter()
-        .map(|&v| (f64::from(v) - mean).powi(2))
-        .sum::<f64>()
-        / m_f;
-    let (lo, hi) = coarse.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-        (l.min(v), h.max(v))
-    });
+    let (mean, std, lo, hi) = field_stats(&coarse);
     let meta = json!({
         "generator": "cargo xtask data ns --downsample",
         "split": split.name(),
@@ -296,7 +277,7 @@ fn write_downsampled(
         "format": "npy, little-endian float32, C order, (N, H, W); axis 0 = x, axis 1 = y",
         "downsampling": format!("spectral: the Fourier modes |k_x|, |k_y| < {} of the {}x{} fields (navier_stokes::dataset::spectral_downsample)", m / 2, a.res, a.res),
         "source": fine_meta,
-        "stats": {"mean": mean, "std": var.sqrt(), "min": lo, "max": hi},
+        "stats": {"mean": mean, "std": std, "min": lo, "max": hi},
     });
     std::fs::write(
         dir.join(format!("{}.json", split.name())),
@@ -306,7 +287,19 @@ fn write_downsampled(
         "{}: downsampled to {m}x{m} -> {} (std {:.3})",
         split.name(),
         dir.join(format!("{}.npy", split.name())).display(),
-        var.sqrt()
+        std
     );
     Ok(())
+}
+
+/// Mean, standard deviation (two passes), minimum and maximum of a split's values, for the
+/// sidecar JSON.
+fn field_stats(values: &[f32]) -> (f64, f64, f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = values.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+    let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+        (l.min(f64::from(v)), h.max(f64::from(v)))
+    });
+    (mean, var.sqrt(), lo, hi)
 }
