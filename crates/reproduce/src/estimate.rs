@@ -1,6 +1,6 @@
 //! The wall-time estimate printed before a long run starts (the Navier-Stokes `paper` preset):
 //! each method's evaluation counts, taken from a dry run of the same solver configuration on a
-//! four-dimensional Gaussian stand-in problem (the counts depend on the ensemble size, the
+//! 16-dimensional Gaussian stand-in problem (a 4 x 4 grid, so that EKI's random field has modes) (the counts depend on the ensemble size, the
 //! levels and the schedules, not on the dimension), times the per-row cost of the prior, its
 //! vector-Jacobian product and the forward model, measured on a timed batch of the real ones.
 
@@ -15,13 +15,13 @@ use ndarray::{Array1, Array2, ArrayView1};
 use crate::methods::{build, Preset, Problem};
 
 /// Evaluation counts of one run of `method` at `preset` (with the `--particles` override), from
-/// a dry run on a 4-dimensional Gaussian prior with the identity as forward model.
+/// a dry run on a 16-dimensional Gaussian prior (a 4 x 4 grid) with the identity as forward model.
 pub fn evaluation_counts(
     method: &str,
     preset: Preset,
     particles: Option<usize>,
 ) -> Result<CostSummary> {
-    let d = 4;
+    let d = 16;
     let prior = GaussianPrior::new(Gaussian::isotropic(Array1::zeros(d), 1.0)?);
     let fwd = FnForward::new(d, d, |x: &[f32]| x.to_vec());
     let lik = GaussianLikelihood::new(Array1::zeros(d), 1.0)?;

@@ -97,6 +97,12 @@ struct Cli {
     /// change a row's `config`, pass it here with --methods and its own --out).
     #[arg(long)]
     preset_file: Option<PathBuf>,
+    /// ns only: print the expected wall time on this machine (each method's evaluation counts
+    /// from a dry run of its schedule, times the prior and the forward model timed on a batch of
+    /// the test fields) and exit without running. The `full` and `paper` presets print it before
+    /// every run anyway.
+    #[arg(long)]
+    estimate: bool,
 }
 
 /// `--paper`: the Navier-Stokes table alone, with the user's prior and test fields, on a CUDA
@@ -158,6 +164,9 @@ fn run() -> Result<()> {
     }
     if cli.particles == Some(0) {
         bail!("--particles must be at least 1");
+    }
+    if cli.estimate && cli.tables.iter().any(|t| t != "ns") {
+        bail!("--estimate is the Navier-Stokes table's: run `ns --estimate` on its own");
     }
     if let Some(path) = &cli.preset_file {
         if cli.tables.len() != 1 {
@@ -418,7 +427,9 @@ fn run_tables(cli: &Cli, preset: Preset, device: DeviceChoice, tables: &[String]
     }
     for (t, req, ns) in &reqs {
         let expected = match ns {
-            Some((res, data, prior)) if preset == Preset::Paper => {
+            Some((res, data, prior))
+                if cli.estimate || matches!(preset, Preset::Paper | Preset::Full) =>
+            {
                 eprintln!("diffinv-reproduce: estimating the wall time (a dry run of each method's schedule, a timed batch of the prior and the forward model)");
                 let (total, lines) =
                     diffinv_reproduce::estimate::navier_stokes(req, prior, *res, data)?;
@@ -429,6 +440,10 @@ fn run_tables(cli: &Cli, preset: Preset, device: DeviceChoice, tables: &[String]
             }
             _ => format!("expected wall time on 2 cores: {}", expected_wall_time(t, preset)),
         };
+        if cli.estimate {
+            println!("{t} ({} preset): {expected}", preset.name());
+            continue;
+        }
         eprintln!(
             "diffinv-reproduce: {t} ({} preset, seed {}) into {}; {expected}{}",
             preset.name(),

@@ -173,7 +173,7 @@ pub fn expected_wall_time(table: &str, p: Preset) -> &'static str {
         (_, Preset::Tiny) => "seconds",
         ("ns", Preset::Quick) => "about 5 minutes",
         ("blackhole", Preset::Quick) => "about 3 minutes",
-        ("ns", Preset::Full) => "several hours (128 x 128; not yet measured)",
+        ("ns", Preset::Full) => "timed on this machine before the run starts (128 x 128: hours)",
         ("blackhole", Preset::Full) => "about 8 minutes",
         _ => "unknown",
     }

@@ -120,6 +120,7 @@ fn every_option_rejects_bad_values_with_one_line_and_no_output() {
         ("device-absent-cuda", vec!["ns", "--tiny", "--device", "cuda:64"], "cuda:64 requested"),
         ("paper-and-full", vec!["ns", "--paper", "--full"], "cannot be used with"),
         ("paper-other-table", vec!["blackhole", "--paper"], "run `ns --paper` on its own"),
+        ("estimate-other-table", vec!["ns", "gmm", "--estimate"], "run `ns --estimate` on its own"),
         ("paper-without-prior", vec!["ns", "--paper", "--test-data", fields], "--paper needs --prior FILE.pt"),
         ("paper-without-test-data", vec!["ns", "--paper", "--prior", edm], "--paper needs --prior FILE.pt"),
         ("paper-absent-cuda", vec!["ns", "--paper", "--device", "cuda:64", "--prior", edm, "--test-data", fields], "cuda:64 requested"),
@@ -135,5 +136,22 @@ fn every_option_rejects_bad_values_with_one_line_and_no_output() {
     for (name, args, want) in cases {
         fails(name, &args, want);
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `ns --estimate` prints the expected wall time, one line per method and a total, and runs
+/// nothing: the output folder stays empty.
+#[test]
+fn estimate_prints_the_expected_wall_time_and_runs_nothing() {
+    let dir = temp("estimate");
+    let out = dir.join("out");
+    let o = bin().args(["ns", "--tiny", "--estimate", "--out"]).arg(&out).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("ns (tiny preset): expected wall time on this machine: about"), "{stdout}");
+    for m in ["EKI", "Forward-GSG", "Central-GSG", "DPG", "SCG", "EnKG", "CPS"] {
+        assert!(stderr.contains(&format!("  {m}: ")), "no line for {m}:\n{stderr}");
+    }
+    assert!(files_under(&out).is_empty(), "wrote {:?}", files_under(&out));
     std::fs::remove_dir_all(&dir).unwrap();
 }
