@@ -88,12 +88,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// Draw `quality_curve.png` from `quality_curve.csv`
 /// (`step,images_seen,sigma,network_mse,wiener_mse,ratio`): the ratio of the network's
 /// denoising MSE to the Wiener filter's against training images seen, one line per noise
-/// level, with the priors' targets (0.7 at sigma 1, 0.85 at sigma 2) as flat grey lines.
+/// level, with the priors' targets (0.7 at sigma 1, 0.85 at sigma 2) as flat grey lines. The
+/// ratio axis is logarithmic when the curve spans more than a factor 4 (a run from a fresh
+/// network starts hundreds of times above the filter).
 pub fn plot_quality_curve(csv: &Path, png: &Path) -> Result<()> {
     let text =
         std::fs::read_to_string(csv).with_context(|| format!("reading {}", csv.display()))?;
     let mut by_sigma: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
-    let mut x_max = 0.0f64;
+    let (mut x_max, mut y_min, mut y_max) = (0.0f64, f64::INFINITY, 0.0f64);
     for l in text.lines().skip(1) {
         let f: Vec<&str> = l.split(',').collect();
         if let (Some(seen), Some(sigma), Some(ratio)) = (
@@ -103,13 +105,15 @@ pub fn plot_quality_curve(csv: &Path, png: &Path) -> Result<()> {
         ) {
             by_sigma.entry(sigma.to_string()).or_default().push((seen, ratio));
             x_max = x_max.max(seen);
+            y_min = y_min.min(ratio);
+            y_max = y_max.max(ratio);
         }
     }
     let plot = LinePlot {
         title: "Denoising MSE of the EMA network / the Wiener filter's (held-out data)".into(),
         x_label: "training images seen".into(),
         y_label: "MSE ratio".into(),
-        log_y: false,
+        log_y: y_min > 0.0 && y_max > 4.0 * y_min,
         width: 720,
         height: 420,
     };
