@@ -17,7 +17,8 @@
 //! A pivoted table (one quoted column per combination of CSV values) adds `pivot=d/d_y`: every
 //! quoted column that is not a key, named `8/1`, holds the `check` columns of the CSV row whose
 //! `d` is 8 and `d_y` is 1, joined by ` / ` (`check=psnr,ssim`: `16.27 / 0.423`); a cell `n/a`
-//! says the CSV has no such row (a method that does not support the task).
+//! says the CSV has no such row, or one whose check columns are all `n/a` (a method that does not
+//! support the task).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -255,7 +256,8 @@ fn compare_pivoted(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Vec<S
             });
             let doc = row.get(j).map_or("", |s| s.as_str());
             let code = found.map(|r| {
-                check.iter().map(|&i| r.get(i).map_or("", |s| s.as_str())).collect::<Vec<_>>().join(" / ")
+                let values: Vec<&str> = check.iter().map(|&i| r.get(i).map_or("", |s| s.as_str())).collect();
+                if values.iter().all(|v| *v == "n/a") { "n/a".to_string() } else { values.join(" / ") }
             });
             match code {
                 None if doc == "n/a" => {}
@@ -424,7 +426,7 @@ mod tests {
         let q = parse_markdown("d.md", doc)?;
         let header: Vec<String> = ["method", "task", "psnr", "ssim", "seconds"].map(String::from).to_vec();
         let row = |m: &str, t: &str, p: &str, s: &str| [m, t, p, s, "9"].map(String::from).to_vec();
-        let same = vec![row("DPS", "sr4", "16.27", "0.423"), row("DPS", "phase", "10.72", "0.090"), row("DDS", "sr4", "16.49", "0.479")];
+        let same = vec![row("DPS", "sr4", "16.27", "0.423"), row("DPS", "phase", "10.72", "0.090"), row("DDS", "sr4", "16.49", "0.479"), row("DDS", "phase", "n/a", "n/a")];
         assert!(compare(&q[0], &header, &same).is_empty(), "{:?}", compare(&q[0], &header, &same));
         let other = vec![row("DPS", "sr4", "16.27", "0.424"), row("DDS", "sr4", "16.49", "0.479"), row("DDS", "phase", "9.00", "0.010")];
         let d = compare(&q[0], &header, &other);
