@@ -191,6 +191,9 @@ pub struct ImagingRequest {
     pub cases: Option<usize>,
     /// LPIPS TorchScript network.
     pub lpips: Option<PathBuf>,
+    /// The prior's folder or TorchScript file, recorded with the cached rows so that `--resume`
+    /// with another prior is refused (`None`: not recorded).
+    pub prior_source: Option<PathBuf>,
 }
 
 /// `(method, task, Some((psnr, ssim, nfe)))`, or `None` where the method does not apply.
@@ -297,11 +300,16 @@ pub fn imaging(
         Some(p) => Some(Lpips::load(p)?),
         None => None,
     };
-    let cache = RowCache::open(
+    let mut inputs: Vec<(&str, &Path)> = vec![("the test images", req.test_images.as_path())];
+    if let Some(p) = &req.prior_source {
+        inputs.push(("the prior", p.as_path()));
+    }
+    let cache = RowCache::open_with_inputs(
         &req.out
             .join(".cache")
             .join(format!("imaging-{}-seed{}", req.preset.name(), req.seed)),
         !req.resume,
+        &inputs,
     )?;
     let (shift32, scale32) = (shift as f32, scale as f32);
     let to_z = |x: ArrayView1<'_, f32>| x.mapv(|v| (v - shift32) / scale32);

@@ -333,6 +333,7 @@ fn imaging_setup(cli: &Cli, preset: Preset, device: DeviceChoice) -> Result<Imag
             test_images,
             cases: cli.cases,
             lpips: cli.lpips.clone(),
+            prior_source: Some(prior_path.clone()),
         },
         prior,
         shape,

@@ -67,6 +67,8 @@ impl Table {
 #[derive(Debug, Clone)]
 pub struct RowCache {
     dir: std::path::PathBuf,
+    /// `inputs.json`'s path and text ([`RowCache::open_with_inputs`]), written with the first row.
+    inputs: Option<(std::path::PathBuf, String)>,
 }
 
 /// How often a running (method, case) writes its checkpoint: a kill loses at most this much
@@ -82,7 +84,37 @@ impl RowCache {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            inputs: None,
         })
+    }
+    /// [`RowCache::open`] for rows computed from input files (the prior, the test data): their
+    /// identities (path and a hash of the contents; for a prior folder, of the files that
+    /// define the prior) are recorded in `inputs.json`, and a resumed run (`fresh = false`)
+    /// whose inputs differ from the recorded ones is an error naming the input, never a silent
+    /// reuse of rows computed from other data.
+    pub fn open_with_inputs(dir: &Path, fresh: bool, inputs: &[(&str, &Path)]) -> Result<Self> {
+        let mut now = std::collections::BTreeMap::new();
+        for (name, path) in inputs {
+            now.insert(name.to_string(), input_identity(path)?);
+        }
+        let record = dir.join("inputs.json");
+        if !fresh {
+            if let Ok(text) = std::fs::read_to_string(&record) {
+                let before: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", record.display()))?;
+                for (name, id) in &now {
+                    if let Some(old) = before.get(name).filter(|old| *old != id) {
+                        anyhow::bail!(
+                            "--resume: the finished rows in {} were computed with {name} {old}, not {id}; run without --resume (or with another --out) to compute them again",
+                            dir.display()
+                        );
+                    }
+                }
+            }
+        }
+        let mut cache = Self::open(dir, fresh)?;
+        cache.inputs = Some((record, serde_json::to_string_pretty(&now)?));
+        Ok(cache)
     }
     fn path(&self, key: &str) -> std::path::PathBuf {
         let safe: String = key
@@ -102,12 +134,23 @@ impl RowCache {
         let text = std::fs::read_to_string(self.path(key)).ok()?;
         serde_json::from_str(&text).ok()
     }
-    /// Store a value (atomically).
+    /// Store a value (atomically); the first one also records the cache's inputs.
     pub fn put<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        self.record_inputs()?;
         let p = self.path(key);
         let tmp = p.with_extension("tmp");
         std::fs::write(&tmp, serde_json::to_string(value)?)?;
         std::fs::rename(&tmp, &p)?;
+        Ok(())
+    }
+    /// Write `inputs.json` if this cache has inputs and it is not there yet (before the first
+    /// row or checkpoint: a run that fails its set-up leaves nothing behind).
+    fn record_inputs(&self) -> Result<()> {
+        if let Some((record, text)) = &self.inputs {
+            if !record.is_file() {
+                std::fs::write(record, text).with_context(|| format!("writing {}", record.display()))?;
+            }
+        }
         Ok(())
     }
     /// Path of the solver checkpoint of `key` (kept next to the cache).
@@ -148,6 +191,7 @@ impl RowCache {
         if !resume {
             let _ = std::fs::remove_file(&ckpt);
         }
+        self.record_inputs()?;
         let out = diffinv_solvers::Runner::new(problem)
             .with_checkpoint(&ckpt)
             .with_checkpoint_interval(CHECKPOINT_INTERVAL)
@@ -156,6 +200,39 @@ impl RowCache {
         let _ = std::fs::remove_file(&ckpt);
         Ok(out)
     }
+}
+
+/// `PATH (hash HEX)`: a 64-bit hash of the contents of `path`, or for a folder of its files
+/// that define a trained prior (`config.toml`, `ema.safetensors`, `normalization.json`, those
+/// present). Read in 1 MiB blocks.
+fn input_identity(path: &Path) -> Result<String> {
+    use std::hash::Hasher;
+    use std::io::Read;
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        ["config.toml", "ema.safetensors", "normalization.json"]
+            .iter()
+            .map(|f| path.join(f))
+            .filter(|p| p.is_file())
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    // `DefaultHasher::new()` has fixed keys: the same contents give the same hash in every run
+    // of one build (a toolchain upgrade may change it: then a resume asks for a fresh run).
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for f in &files {
+        h.write(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        let mut r = std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
+        loop {
+            let n = r.read(&mut buf).with_context(|| format!("reading {}", f.display()))?;
+            if n == 0 {
+                break;
+            }
+            h.write(&buf[..n]);
+        }
+    }
+    Ok(format!("{} (hash {:016x})", path.display(), h.finish()))
 }
 
 /// Mean and sample standard deviation (0 for one value).

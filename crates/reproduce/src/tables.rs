@@ -341,7 +341,7 @@ pub fn navier_stokes_with(req: &Request, ns_prior: &NsPrior, res: usize, data: &
         prior.dim()
     );
     let methods = table_methods("ns", req)?;
-    let cache = RowCache::open(
+    let cache = RowCache::open_with_inputs(
         &req.out.join(".cache").join(format!(
             "ns-{}-seed{}{}",
             req.preset.name(),
@@ -349,6 +349,7 @@ pub fn navier_stokes_with(req: &Request, ns_prior: &NsPrior, res: usize, data: &
             size_tag(req)
         )),
         !req.resume,
+        &[("the prior", &req.prior), ("the test fields", &req.test_data)],
     )?;
     // rel_l2_mean/std: relative L2 error of the ensemble mean (mean and spread over fields);
     // rel_l2_particles: the mean over particles of each particle's relative L2 error (the
@@ -508,7 +509,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
     let n_cases = req.cases.unwrap_or(default_cases(req.preset));
     let prior = spec.load_on(64, crate::setup::resolve_device(req.device)?)?;
     let methods = table_methods("blackhole", req)?;
-    let cache = RowCache::open(
+    let cache = RowCache::open_with_inputs(
         &req.out.join(".cache").join(format!(
             "blackhole-{}-seed{}{}",
             req.preset.name(),
@@ -516,6 +517,7 @@ pub fn black_hole(req: &Request) -> Result<Table> {
             size_tag(req)
         )),
         !req.resume,
+        &[("the prior", &req.prior)],
     )?;
     // Held-out m-ring images: indices >= 4000 (the prior's training images are 0..4000).
     let (imgs, _) = generate(&MringConfig::default(), 0, 4000..4000 + n_cases as u64)?;

@@ -41,6 +41,7 @@ fn tiny_imaging_table_runs_every_method_and_resume_reuses_rows() {
         test_images: spec.dir.join("test32.npy"),
         cases: Some(1),
         lpips: None,
+        prior_source: None,
     };
     let t = imaging(&req, &prior, [1, 64, 64], spec.shift, spec.scale).expect("tiny imaging table");
     assert_eq!(t.rows.len(), 2 * IMAGING_METHODS.len());

@@ -127,10 +127,26 @@ fn blackhole_table_runs_end_to_end_and_resume_reuses_finished_rows() {
     // which a recomputation would not reproduce).
     let again = black_hole(&Request {
         resume: true,
-        ..req
+        ..req.clone()
     })
     .expect("resumed table");
     assert_eq!(again.rows, t.rows);
+    // A resume with another prior (the ns64 prior has the same image shape) is refused, naming
+    // the prior, before any compute: the rows of the first run are not served for it, and the
+    // table written by the first run stays as it was.
+    let other = priors().join("ns64");
+    if other.join("ema.safetensors").is_file() {
+        let csv = std::fs::read_to_string(out.join("blackhole.csv")).unwrap();
+        let e = black_hole(&Request {
+            resume: true,
+            prior: other,
+            ..req.clone()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--resume") && e.contains("computed with the prior"), "{e}");
+        assert_eq!(std::fs::read_to_string(out.join("blackhole.csv")).unwrap(), csv);
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 
