@@ -1,8 +1,10 @@
-//! The wall-time estimate printed before a long run starts (the Navier-Stokes `paper` preset):
+//! The wall-time estimate of a Navier-Stokes table on this machine:
 //! each method's evaluation counts, taken from a dry run of the same solver configuration on a
-//! 16-dimensional Gaussian stand-in problem (a 4 x 4 grid, so that EKI's random field has modes) (the counts depend on the ensemble size, the
-//! levels and the schedules, not on the dimension), times the per-row cost of the prior, its
-//! vector-Jacobian product and the forward model, measured on a timed batch of the real ones.
+//! 16-dimensional Gaussian stand-in problem (a 4 x 4 grid: EKI's random field needs modes besides
+//! the mean and Nyquist ones; the counts depend on the ensemble size, the levels and the
+//! schedules, not on the dimension), times the per-row cost of the prior, its vector-Jacobian
+//! product and the forward model, measured on a timed batch of the real ones. Printed before
+//! the `full` and `paper` presets start, and alone with `--estimate`.
 
 use std::time::Instant;
 

@@ -202,14 +202,13 @@ impl RowCache {
     }
 }
 
-/// `PATH (hash HEX)`: a 64-bit hash of the contents of `path`, or for a folder of its files
-/// that define a trained prior (`config.toml`, `ema.safetensors`, `normalization.json`, those
-/// present). Read in 1 MiB blocks.
+/// `PATH (hash HEX)`: a 64-bit hash of the contents of `path`, or for a folder of the files that
+/// define a trained prior (`PriorFolder::DEFINING_FILES`, those present). Read in 1 MiB blocks.
 fn input_identity(path: &Path) -> Result<String> {
     use std::hash::Hasher;
     use std::io::Read;
     let files: Vec<std::path::PathBuf> = if path.is_dir() {
-        ["config.toml", "ema.safetensors", "normalization.json"]
+        diffinv_priors::neural::PriorFolder::DEFINING_FILES
             .iter()
             .map(|f| path.join(f))
             .filter(|p| p.is_file())

@@ -42,6 +42,9 @@ fn load_error(path: &Path, reason: impl Into<String>) -> PriorError {
 }
 
 impl PriorFolder {
+    /// The files that define a trained prior (the rest of a folder, figures and logs, does not
+    /// change what it denoises): what a cache of results computed with the prior identifies it by.
+    pub const DEFINING_FILES: [&'static str; 3] = ["config.toml", "ema.safetensors", "normalization.json"];
     /// `[C, H, W]` of the prior's images.
     pub fn shape(&self) -> Vec<usize> {
         let u = &self.train.unet;
