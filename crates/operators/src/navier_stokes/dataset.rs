@@ -114,7 +114,10 @@ pub fn spectral_downsample(fields: &[f32], n: usize, m: usize) -> Result<Vec<f32
         });
     }
     if !fields.len().is_multiple_of(n * n) {
-        return Err(crate::OperatorError::Shape { what: "fields", expected: n * n, got: fields.len() % (n * n) });
+        return Err(crate::OperatorError::InvalidParameter {
+            name: "fields",
+            reason: format!("{} values are not a whole number of {n} x {n} fields", fields.len()),
+        });
     }
     let fine = diffinv_fft::ComplexFft2::<f64>::new(n, n);
     let coarse = diffinv_fft::ComplexFft2::<f64>::new(m, m);
@@ -175,7 +178,8 @@ mod downsample_tests {
                 }
             }
         }
-        assert!(spectral_downsample(&[0.0; 10], 4, 2).is_err());
+        let e = spectral_downsample(&[0.0; 10], 4, 2).expect_err("10 values are no 4 x 4 fields");
+        assert!(e.to_string().contains("10 values are not a whole number of 4 x 4 fields"), "{e}");
         assert!(spectral_downsample(&[0.0; 16], 4, 6).is_err());
         assert!(spectral_downsample(&[0.0; 16], 4, 3).is_err());
     }
