@@ -123,6 +123,12 @@ pub struct EkiConfig {
     /// Inverse length scale `tau` of the initial random field (`init = "grf"`; 3.0 in the
     /// reference).
     pub grf_tau: f64,
+    /// Amplitude `c` of the initial random field (`init = "grf"`): the draw is `c` times the
+    /// reference's field, in the units of the unknown (the prior's normalised space). 1.0 is the
+    /// reference's value in its own units, where Navier-Stokes vorticity is divided by 10
+    /// (enkg-pytorch `unnorm_scale: 10`); for a prior normalised as `x / s`, `c = 10 / s` gives
+    /// the reference's field in physical units.
+    pub grf_scale: f64,
     /// Grid `[H, W]` of the unknown for `init = "grf"` (`H W = d`, row-major); `None` is the
     /// square `sqrt(d) x sqrt(d)`.
     pub grf_shape: Option<[usize; 2]>,
@@ -149,6 +155,7 @@ impl Default for EkiConfig {
             perturb_observations: true,
             grf_alpha: 4.0,
             grf_tau: 3.0,
+            grf_scale: 1.0,
             grf_shape: None,
             tikhonov_lambda: 0.0,
             tikhonov_center: None,
@@ -228,7 +235,11 @@ impl Eki {
                 })?)
             }
             EkiInit::Grf => {
-                for (name, v) in [("grf_alpha", cfg.grf_alpha), ("grf_tau", cfg.grf_tau)] {
+                for (name, v) in [
+                    ("grf_alpha", cfg.grf_alpha),
+                    ("grf_tau", cfg.grf_tau),
+                    ("grf_scale", cfg.grf_scale),
+                ] {
                     if !(v.is_finite() && v > 0.0) {
                         return Err(SolverError::Config(format!(
                             "{name} must be finite and > 0, got {v}"
@@ -470,6 +481,7 @@ impl Solver for Eki {
                 &owned
             }
         };
+        let c = self.cfg.grf_scale;
         let mut x = Array2::<f32>::zeros((self.cfg.num_particles, d));
         x.axis_iter_mut(Axis(0))
             .into_par_iter()
@@ -477,7 +489,7 @@ impl Solver for Eki {
             .for_each(|(j, mut row)| {
                 let mut rng = stream(seed, tags::INIT, 0, j as u64);
                 for (v, f) in row.iter_mut().zip(grf.sample(&mut rng)) {
-                    *v = f as f32;
+                    *v = (c * f) as f32;
                 }
             });
         Ok(State { x, step: 0, seed })
@@ -863,6 +875,13 @@ mod tests {
             ),
             (
                 EkiConfig {
+                    grf_scale: 0.0,
+                    ..Default::default()
+                },
+                "grf_scale must be finite and > 0",
+            ),
+            (
+                EkiConfig {
                     grf_shape: Some([1, 64]),
                     ..Default::default()
                 },
@@ -991,21 +1010,25 @@ mod tests {
     #[test]
     fn the_initial_ensemble_is_the_reference_random_field() {
         let l = LinearField::new(8, 8, 10, 0.1);
-        let eki = Eki::new(EkiConfig {
-            num_particles: 6,
-            num_iterations: 1,
-            guidance_scale: 0.0,
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(eki.name(), "EKI");
-        let out = crate::Runner::new(l.problem()).run(&eki, 9).unwrap();
-        assert_eq!(out.cost.den_total, 0);
-        assert_eq!(out.cost.fwd_total, 6);
-        for j in 0..6 {
-            let want = l.grf.sample(&mut stream(9, tags::INIT, 0, j as u64));
-            for (a, b) in out.samples.row(j).iter().zip(want) {
-                assert_eq!(a.to_bits(), (b as f32).to_bits());
+        // `grf_scale = c` multiplies every draw by `c` (1 is the reference's amplitude).
+        for c in [1.0, 1.5] {
+            let eki = Eki::new(EkiConfig {
+                num_particles: 6,
+                num_iterations: 1,
+                guidance_scale: 0.0,
+                grf_scale: c,
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(eki.name(), "EKI");
+            let out = crate::Runner::new(l.problem()).run(&eki, 9).unwrap();
+            assert_eq!(out.cost.den_total, 0);
+            assert_eq!(out.cost.fwd_total, 6);
+            for j in 0..6 {
+                let want = l.grf.sample(&mut stream(9, tags::INIT, 0, j as u64));
+                for (a, b) in out.samples.row(j).iter().zip(want) {
+                    assert_eq!(a.to_bits(), ((c * b) as f32).to_bits());
+                }
             }
         }
     }
