@@ -222,6 +222,10 @@ impl Solver for Cps {
                 eps.resize(len, 0.0);
                 cand.resize(len, 0.0);
                 // One stream per chain and repetition draws that chain's M x d candidate noise.
+                // The passes below run on plain slices (ndarray's row iterators do not
+                // vectorise); `mu` is a fresh clone, so it is in standard layout.
+                let layout_err = || SolverError::Config("CPS buffers: an array is not contiguous".into());
+                let mu_s = mu.as_slice().ok_or_else(layout_err)?;
                 eps[..len]
                     .par_chunks_mut((m * d).max(1))
                     .zip(cand[..len].par_chunks_mut((m * d).max(1)))
@@ -229,15 +233,15 @@ impl Solver for Cps {
                     .for_each(|(c, (e, x))| {
                         let mut rng = stream(state.seed, tags::CANDIDATE, draw, c as u64);
                         fill_normal_f32(&mut rng, e);
-                        let mu_c = mu.row(c);
+                        let mu_c = &mu_s[c * d..(c + 1) * d];
                         for (xr, er) in x.chunks_mut(d.max(1)).zip(e.chunks(d.max(1))) {
-                            for ((o, &ev), &u) in xr.iter_mut().zip(er).zip(mu_c.iter()) {
+                            for ((o, &ev), &u) in xr.iter_mut().zip(er).zip(mu_c) {
                                 *o = ev * sf + u;
                             }
                         }
                     });
                 let shape_err = |e: ndarray::ShapeError| SolverError::Config(format!("CPS buffers: {e}"));
-                let eps = ArrayView2::from_shape((b * m, d), &eps[..len]).map_err(shape_err)?;
+                let eps_s = &eps[..len];
                 let cand = ArrayView2::from_shape((b * m, d), &cand[..len]).map_err(shape_err)?;
                 let x0 = eval.denoise(cand, sigma_next, i)?;
                 // Failure policy: a failed candidate is left out of its chain's combination.
@@ -251,6 +255,8 @@ impl Solver for Cps {
                 // c_k = <rbar, y_k - ybar> / M, g = sum_k c_k eps_k, x_next = mu - h g / ||g||.
                 let p = y.ncols();
                 let reach = f.sqrt() * (d as f64).sqrt();
+                let (y, rgrad) = (y.as_standard_layout(), rgrad.as_standard_layout());
+                let (ys, rs) = (y.as_slice().ok_or_else(layout_err)?, rgrad.as_slice().ok_or_else(layout_err)?);
                 let mut next = mu;
                 next.axis_iter_mut(Axis(0))
                     .into_par_iter()
@@ -264,7 +270,7 @@ impl Solver for Cps {
                                 for ((rb, yb), (&rv, &yv)) in rbar
                                     .iter_mut()
                                     .zip(ybar.iter_mut())
-                                    .zip(rgrad.row(k).iter().zip(y.row(k).iter()))
+                                    .zip(rs[k * p..(k + 1) * p].iter().zip(&ys[k * p..(k + 1) * p]))
                                 {
                                     *rb += rv as f64;
                                     *yb += yv as f64;
@@ -277,12 +283,12 @@ impl Solver for Cps {
                                 let ck: f64 = rbar
                                     .iter()
                                     .zip(ybar.iter())
-                                    .zip(y.row(k).iter())
+                                    .zip(&ys[k * p..(k + 1) * p])
                                     .map(|((rb, yb), &yv)| rb * (yv as f64 - yb))
                                     .sum::<f64>()
                                     * inv_m;
                                 let ck = ck as f32;
-                                for (gv, &ev) in g.iter_mut().zip(eps.row(k).iter()) {
+                                for (gv, &ev) in g.iter_mut().zip(&eps_s[k * d..(k + 1) * d]) {
                                     *gv += ck * ev;
                                 }
                             }

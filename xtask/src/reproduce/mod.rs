@@ -84,7 +84,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             // Measured on a 2-core machine (ns, blackhole: both presets; imaging, gmm full: extrapolated); see docs/reproduction.md.
             let expected = match t.as_str() {
                 "gmm" => "about an hour",
-                "ns" => "about 25 minutes",
+                "ns" => "about 4 1/2 hours (128 x 128; the runner prints its own estimate)",
                 "blackhole" => "about 8 minutes",
                 "imaging" => "about 3 hours",
                 _ => "unknown",
