@@ -15,7 +15,12 @@ import pytest
 
 import diffinv
 
+# The child installs Python's own SIGINT handler first: a child started from a background job of
+# a non-interactive shell inherits SIGINT as ignored, and Python then never raises
+# KeyboardInterrupt (seen when CI itself runs in the background).
 SCRIPT = textwrap.dedent("""
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import sys, time
     import numpy as np
     import diffinv
