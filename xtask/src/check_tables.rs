@@ -24,8 +24,13 @@
 //! last-bit differences of libtorch's convolutions, see docs/reproduction.md) can be given a
 //! relative band: `within=DPG:5%` compares the decimal cells of every row with a key equal to
 //! `DPG` as `|code - docs| <= 5% |docs|`; integer cells (evaluation counts) and every other row
-//! stay exact, and a cell that differs inside its band is printed, not failed. Unpivoted tables
-//! only.
+//! stay exact, and a cell that differs inside its band is printed, not failed; `within=DPG:*`
+//! prints the row's decimal cells without comparing them (a value that is not reproducible
+//! across machines at all), its counts still exact. `KEY@COLUMN` narrows an item to one quoted
+//! column (`within=MCG@gblur:*` in a table pivoted on the task; a pivoted cell `a / b` is inside
+//! its band when each part is). A band may also be `Nd`, N units of the quoted value's last
+//! printed digit (`within=*:1d`: a rounding flip), and the key `*` names every row (`within=*:0.2%,DPG:10%`: a
+//! last-digit band for all, a wider one for DPG; the most specific item of a cell applies).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,8 +76,48 @@ pub struct Quoted {
     pub header: Vec<String>,
     /// Quoted rows.
     pub rows: Vec<Vec<String>>,
-    /// Rows (by a key value) whose decimal cells may differ by a relative band (`within=`).
-    pub within: Vec<(String, f64)>,
+    /// Rows (by a key value), or single columns of them, whose decimal cells may differ by a
+    /// relative band (`within=`).
+    pub within: Vec<Band>,
+}
+
+/// One `within=` item: `KEY[@COLUMN]:PERCENT%` or `KEY[@COLUMN]:*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    /// A key value of the rows it applies to (`DPG`), or `*`: every row.
+    pub key: String,
+    /// The one quoted column it applies to (`gblur`), or every column.
+    pub column: Option<String>,
+    /// How far a decimal cell may move.
+    pub band: Tolerance,
+}
+
+/// How far a decimal cell of a `within=` item may move from the docs' value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tolerance {
+    /// `PCT%`: `|code - docs| <= PCT/100 |docs|`.
+    Relative(f64),
+    /// `Nd`: `|code - docs| <= N` units of the docs' last printed digit (`1d` on `0.139` allows
+    /// `0.138` to `0.140`: a rounding flip).
+    Digits(u32),
+    /// `*`: not compared.
+    Any,
+}
+
+impl Quoted {
+    /// The band of the cell in quoted column `column` of the row with key values `key`: of the
+    /// items that match it, the most specific (a named key before `*`, then one naming the
+    /// column before one that does not).
+    fn band_for(&self, key: &[&str], column: &str) -> Option<Tolerance> {
+        self.within
+            .iter()
+            .filter(|b| {
+                (b.key == "*" || key.contains(&b.key.as_str()))
+                    && b.column.as_deref().is_none_or(|c| c == column)
+            })
+            .max_by_key(|b| 2 * usize::from(b.key != "*") + usize::from(b.column.is_some()))
+            .map(|b| b.band)
+    }
 }
 
 /// What [`compare`] found.
@@ -84,31 +129,69 @@ pub struct Comparison {
     pub tolerated: Vec<String>,
 }
 
-/// `within=VALUE:PCT%[,VALUE:PCT%]`: the key value and the band as a fraction.
-fn parse_within(at: &str, spec: &str) -> Result<Vec<(String, f64)>> {
+/// `within=KEY[@COLUMN]:BAND[,...]`, BAND `PCT%`, `Nd` or `*`.
+fn parse_within(at: &str, spec: &str) -> Result<Vec<Band>> {
     spec.split(',')
         .map(|item| {
-            let (value, pct) = item
-                .split_once(':')
-                .filter(|(v, _)| !v.is_empty())
-                .with_context(|| format!("{at}: within={spec}: {item:?} is not KEY:PERCENT% (e.g. DPG:5%)"))?;
+            let (selector, pct) = item
+                .rsplit_once(':')
+                .filter(|(v, _)| !v.is_empty() && !v.starts_with('@') && !v.ends_with('@'))
+                .with_context(|| format!("{at}: within={spec}: {item:?} is not KEY[@COLUMN]:BAND (e.g. DPG:5%, *:1d, MCG@gblur:*)"))?;
+            let (key, column) = match selector.split_once('@') {
+                Some((k, c)) => (k.to_string(), Some(c.to_string())),
+                None => (selector.to_string(), None),
+            };
+            if pct == "*" {
+                return Ok(Band { key, column, band: Tolerance::Any });
+            }
+            if let Some(n) = pct.strip_suffix('d') {
+                let n = n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .with_context(|| format!("{at}: within={spec}: {pct:?} must be 1d to 1000d (units of the last printed digit)"))?;
+                return Ok(Band { key, column, band: Tolerance::Digits(n) });
+            }
             let band = pct
                 .strip_suffix('%')
                 .and_then(|p| p.parse::<f64>().ok())
                 .filter(|b| b.is_finite() && *b > 0.0 && *b < 100.0)
-                .with_context(|| format!("{at}: within={spec}: the band {pct:?} must be a percentage in (0, 100), e.g. 5%"))?;
-            Ok((value.to_string(), band / 100.0))
+                .with_context(|| format!("{at}: within={spec}: the band {pct:?} must be a percentage in (0, 100) (5%), units of the last digit (2d) or * (not compared)"))?;
+            Ok(Band { key, column, band: Tolerance::Relative(band / 100.0) })
         })
         .collect()
 }
 
-/// Whether two decimal cells agree inside `band` (relative to the docs' value); integers and
-/// text never do unless equal.
-fn inside_band(doc: &str, code: &str, band: f64) -> bool {
+/// Whether two decimal cells agree inside `band`; integers and text never do unless equal.
+fn inside_band(doc: &str, code: &str, band: Tolerance) -> bool {
     let decimal = |s: &str| s.contains('.').then(|| s.parse::<f64>().ok()).flatten();
-    match (decimal(doc), decimal(code)) {
-        (Some(d), Some(c)) => (c - d).abs() <= band * d.abs(),
-        _ => false,
+    let (Some(d), Some(c)) = (decimal(doc), decimal(code)) else {
+        return false;
+    };
+    match band {
+        Tolerance::Any => true,
+        Tolerance::Relative(r) => (c - d).abs() <= r * d.abs(),
+        Tolerance::Digits(n) => {
+            let places = doc.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
+            // Half a unit of slack absorbs the binary representation of the two decimals.
+            (c - d).abs() <= (f64::from(n) + 0.5) * 10f64.powi(-places)
+        }
+    }
+}
+
+/// [`inside_band`] for cells that join several values with ` / ` (pivoted tables): every part
+/// equal or inside the band.
+fn parts_inside_band(doc: &str, code: &str, band: Tolerance) -> bool {
+    let (d, c): (Vec<&str>, Vec<&str>) = (doc.split(" / ").collect(), code.split(" / ").collect());
+    d.len() == c.len() && d.iter().zip(&c).all(|(d, c)| d == c || inside_band(d, c, band))
+}
+
+/// How a tolerated cell is reported.
+fn band_words(band: Tolerance) -> String {
+    match band {
+        Tolerance::Any => "a cell whose decimals the marker does not compare".to_string(),
+        Tolerance::Relative(r) => format!("inside the marker's {}% band", r * 100.0),
+        Tolerance::Digits(n) => format!("inside the marker's {n} units of the last digit"),
     }
 }
 
@@ -180,15 +263,18 @@ pub fn parse_markdown(name: &str, text: &str) -> Result<Vec<Quoted>> {
                 None => Vec::new(),
             },
         };
-        if !q.within.is_empty() && !q.pivot.is_empty() {
-            bail!("{at}: within= applies to unpivoted tables only");
-        }
-        for (value, _) in &q.within {
-            let keyed = q.rows.iter().any(|r| {
-                q.key.iter().any(|k| q.header.iter().position(|h| h == k).and_then(|i| r.get(i)) == Some(value))
+        for b in &q.within {
+            let keyed = b.key == "*" || q.rows.iter().any(|r| {
+                q.key.iter().any(|k| q.header.iter().position(|h| h == k).and_then(|i| r.get(i)) == Some(&b.key))
             });
             if !keyed {
-                bail!("{at}: within= names {value:?}, which no quoted row has as a key");
+                bail!("{at}: within= names {:?}, which no quoted row has as a key", b.key);
+            }
+            if let Some(c) = &b.column {
+                let compared = if q.pivot.is_empty() { q.check.contains(c) } else { q.header.contains(c) && !q.key.contains(c) };
+                if !compared {
+                    bail!("{at}: within= names column {c:?}, which is not a compared column of the quoted table");
+                }
             }
         }
         let quoted_cols: Vec<&String> = if q.pivot.is_empty() { q.check.iter().collect() } else { Vec::new() };
@@ -236,7 +322,7 @@ fn split_csv(line: &str) -> Vec<String> {
 /// Compare one quoted table with the CSV the code wrote.
 pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Comparison {
     if !q.pivot.is_empty() {
-        return Comparison { differs: compare_pivoted(q, header, rows), tolerated: Vec::new() };
+        return compare_pivoted(q, header, rows);
     }
     let col = |h: &[String], name: &str| h.iter().position(|c| c == name);
     let mut diffs = Vec::new();
@@ -265,11 +351,6 @@ pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Compariso
             diffs.push(format!("{}: row {key:?} is not in the code's table", q.at));
             continue;
         };
-        let band = q
-            .within
-            .iter()
-            .find(|(value, _)| key.contains(&value.as_str()))
-            .map(|(_, band)| *band);
         for c in &q.check {
             let doc = col(&q.header, c).and_then(|i| row.get(i)).map_or("", |s| s.as_str());
             let code = col(header, c).and_then(|i| found.get(i)).map_or("", |s| s.as_str());
@@ -277,9 +358,9 @@ pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Compariso
                 continue;
             }
             let line = format!("{}: row {key:?} column {c}: docs {doc}, code {code}", q.at);
-            match band {
+            match q.band_for(&key, c) {
                 Some(b) if inside_band(doc, code, b) => {
-                    tolerated.push(format!("{line} (inside the marker's {}% band)", b * 100.0))
+                    tolerated.push(format!("{line} ({})", band_words(b)))
                 }
                 _ => diffs.push(line),
             }
@@ -290,31 +371,34 @@ pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Compariso
 
 /// [`compare`] for a pivoted table: quoted column `a/b` is the check columns (joined by ` / `)
 /// of the CSV row with the row's keys and pivot values `a`, `b`; `n/a` means no such row.
-fn compare_pivoted(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Vec<String> {
+fn compare_pivoted(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Comparison {
     let col = |name: &str| header.iter().position(|c| c == name);
+    let only = |line: String| Comparison { differs: vec![line], tolerated: Vec::new() };
     let mut diffs = Vec::new();
+    let mut tolerated = Vec::new();
     let mut check = Vec::new();
     for c in &q.check {
         match col(c) {
             Some(i) => check.push(i),
-            None => return vec![format!("{}: the code's {} table has no column {c:?}", q.at, q.table)],
+            None => return only(format!("{}: the code's {} table has no column {c:?}", q.at, q.table)),
         }
     }
     let mut fixed: Vec<(usize, usize)> = Vec::new(); // (quoted column, csv column) of the keys
     for k in &q.key {
         match (q.header.iter().position(|c| c == k), col(k)) {
             (Some(a), Some(b)) => fixed.push((a, b)),
-            _ => return vec![format!("{}: key column {k:?} missing", q.at)],
+            _ => return only(format!("{}: key column {k:?} missing", q.at)),
         }
     }
     let mut pivot_cols = Vec::new();
     for p in &q.pivot {
         match col(p) {
             Some(i) => pivot_cols.push(i),
-            None => return vec![format!("{}: the code's table has no column {p:?}", q.at)],
+            None => return only(format!("{}: the code's table has no column {p:?}", q.at)),
         }
     }
     for row in &q.rows {
+        let key: Vec<&str> = fixed.iter().map(|(a, _)| row.get(*a).map_or("", |s| s.as_str())).collect();
         for (j, name) in q.header.iter().enumerate() {
             if q.key.contains(name) {
                 continue;
@@ -336,16 +420,24 @@ fn compare_pivoted(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Vec<S
             match code {
                 None if doc == "n/a" => {}
                 None => diffs.push(format!("{}: {:?} {name} is not in the code's table", q.at, row.first())),
-                Some(code) if code != doc => diffs.push(format!(
-                    "{}: {:?} {name}: docs {doc}, code {code}",
-                    q.at,
-                    row.first().map_or("", |s| s.as_str())
-                )),
+                Some(code) if code != doc => {
+                    let line = format!(
+                        "{}: {:?} {name}: docs {doc}, code {code}",
+                        q.at,
+                        row.first().map_or("", |s| s.as_str())
+                    );
+                    match q.band_for(&key, name) {
+                        Some(b) if parts_inside_band(doc, &code, b) => {
+                            tolerated.push(format!("{line} ({})", band_words(b)))
+                        }
+                        _ => diffs.push(line),
+                    }
+                }
                 Some(_) => {}
             }
         }
     }
-    diffs
+    Comparison { differs: diffs, tolerated }
 }
 
 /// Every quoted table under `docs/`.
@@ -491,13 +583,18 @@ mod tests {
             ("<!-- reproduce: table=ns preset=quick key=method check=x -->\n| method | x |\n|---|---|\n| a | 1 |\n", "lacks seed="),
             ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=y -->\n| method | x |\n|---|---|\n| a | 1 |\n", "no column \"y\""),
             ("<!-- reproduce: tabel=ns -->\n", "unknown marker key"),
-            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=a -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "is not KEY:PERCENT%"),
-            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=:5% -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "is not KEY:PERCENT%"),
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=a -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "is not KEY[@COLUMN]"),
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=:5% -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "is not KEY[@COLUMN]"),
             ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=a:5 -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "must be a percentage"),
             ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=a:-5% -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "must be a percentage"),
             ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=a:NaN% -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "must be a percentage"),
             ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=b:5% -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "no quoted row has as a key"),
-            ("<!-- reproduce: table=gmm preset=quick seed=0 key=method check=x pivot=d within=a:5% -->\n| method | 8 |\n|---|---|\n| a | 1.0 |\n", "unpivoted tables only"),
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=a:0d -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "must be 1d to 1000d"),
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=a:xd -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "must be 1d to 1000d"),
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=@x:5% -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "is not KEY[@COLUMN]"),
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=a@:5% -->\n| method | x |\n|---|---|\n| a | 1.0 |\n", "is not KEY[@COLUMN]"),
+            ("<!-- reproduce: table=ns preset=quick seed=0 key=method check=x within=a@y:5% -->\n| method | x | y |\n|---|---|---|\n| a | 1.0 | 2 |\n", "not a compared column"),
+            ("<!-- reproduce: table=gmm preset=quick seed=0 key=method check=x pivot=d within=a@method:5% -->\n| method | 8 |\n|---|---|\n| a | 1.0 |\n", "not a compared column"),
         ] {
             let e = parse_markdown("d.md", doc).unwrap_err().to_string();
             assert!(e.contains(want), "{doc:?}: {e}");
@@ -508,7 +605,7 @@ mod tests {
     fn within_bands_loosen_only_the_decimal_cells_of_their_rows() -> Result<()> {
         let doc = "<!-- reproduce: table=ns preset=quick seed=0 key=method,noise check=err,count within=DPG:5% -->\n| method | noise | err | count |\n|---|---|---|---|\n| DPG | 1 | 3.126 | 377 |\n| EnKG | 1 | 0.843 | 648 |\n";
         let q = parse_markdown("d.md", doc)?;
-        assert_eq!(q[0].within, vec![("DPG".to_string(), 0.05)]);
+        assert_eq!(q[0].within, vec![Band { key: "DPG".into(), column: None, band: Tolerance::Relative(0.05) }]);
         let header: Vec<String> = ["method", "noise", "err", "count"].map(String::from).to_vec();
         let row = |m: &str, e: &str, c: &str| [m, "1", e, c].map(String::from).to_vec();
         // 3.199 is 2.3% above 3.126: inside the band, reported, not failed.
@@ -528,6 +625,16 @@ mod tests {
         // Text that is not a number never matches by band.
         let d = compare(&q[0], &header, &[row("DPG", "n/a", "377"), row("EnKG", "0.843", "648")]);
         assert_eq!(d.differs.len(), 1, "{d:?}");
+        // KEY:* reports the row's decimals without comparing them; its counts stay exact.
+        let doc = doc.replace("DPG:5%", "DPG:*");
+        let q = parse_markdown("d.md", &doc)?;
+        assert_eq!(q[0].within[0].band, Tolerance::Any);
+        let d = compare(&q[0], &header, &[row("DPG", "-20.000", "377"), row("EnKG", "0.843", "648")]);
+        assert!(d.differs.is_empty() && d.tolerated.len() == 1, "{d:?}");
+        assert!(d.tolerated[0].contains("does not compare"), "{d:?}");
+        let d = compare(&q[0], &header, &[row("DPG", "9.000", "376"), row("EnKG", "0.843", "648")]);
+        assert_eq!(d.differs.len(), 1, "{d:?}");
+        assert!(d.differs[0].contains("column count: docs 377, code 376"), "{d:?}");
         Ok(())
     }
 
@@ -560,6 +667,49 @@ mod tests {
         assert!(d[0].contains("sr4: docs 16.27 / 0.423, code 16.27 / 0.424"), "{d:?}");
         assert!(d[1].contains("phase is not in the code's table"), "{d:?}");
         assert!(d[2].contains("phase: docs n/a, code 9.00 / 0.010"), "{d:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn within_bands_address_single_cells_of_pivoted_tables() -> Result<()> {
+        let doc = "<!-- reproduce: table=imaging preset=quick seed=0 key=method check=psnr,ssim pivot=task within=MCG@gblur:*,PiGDM@mblur:1% -->\n| method | gblur | mblur |\n| --- | --- | --- |\n| MCG | 5.44 / 0.024 | 5.19 / 0.014 |\n| PiGDM | 15.69 / 0.416 | 14.65 / 0.353 |\n";
+        let q = parse_markdown("d.md", doc)?;
+        let header: Vec<String> = ["method", "task", "psnr", "ssim"].map(String::from).to_vec();
+        let row = |m: &str, t: &str, p: &str, s: &str| [m, t, p, s].map(String::from).to_vec();
+        let rows = |mcg_g: (&str, &str), mcg_m: (&str, &str), pi_m: (&str, &str)| {
+            vec![
+                row("MCG", "gblur", mcg_g.0, mcg_g.1),
+                row("MCG", "mblur", mcg_m.0, mcg_m.1),
+                row("PiGDM", "gblur", "15.69", "0.416"),
+                row("PiGDM", "mblur", pi_m.0, pi_m.1),
+            ]
+        };
+        // MCG's gblur is not compared, PiGDM's mblur within 1% in both parts.
+        let d = compare(&q[0], &header, &rows(("5.53", "0.032"), ("5.19", "0.014"), ("14.67", "0.354")));
+        assert!(d.differs.is_empty(), "{d:?}");
+        assert_eq!(d.tolerated.len(), 2, "{d:?}");
+        assert!(d.tolerated[1].contains("\"PiGDM\" mblur: docs 14.65 / 0.353, code 14.67 / 0.354 (inside the marker's 1% band)"), "{d:?}");
+        // The band is per cell: MCG's mblur stays exact, and one part outside fails the cell.
+        let d = compare(&q[0], &header, &rows(("5.53", "0.032"), ("5.20", "0.014"), ("14.67", "0.400")));
+        assert_eq!(d.differs.len(), 2, "{d:?}");
+        assert!(d.differs[0].contains("\"MCG\" mblur"), "{d:?}");
+        assert!(d.differs[1].contains("\"PiGDM\" mblur"), "{d:?}");
+        // `*` gives every other cell a band; the named items still win.
+        let q = parse_markdown("d.md", &doc.replace("PiGDM@mblur:1%", "*:0.5%"))?;
+        let d = compare(&q[0], &header, &rows(("9.00", "0.5"), ("5.20", "0.014"), ("14.65", "0.354")));
+        assert!(d.differs.is_empty() && d.tolerated.len() == 3, "{d:?}");
+        let d = compare(&q[0], &header, &rows(("9.00", "0.5"), ("5.30", "0.014"), ("14.65", "0.354")));
+        assert_eq!(d.differs.len(), 1, "{d:?}");
+        // `Nd`: N units of the docs' last printed digit, per part.
+        let q = parse_markdown("d.md", &doc.replace("PiGDM@mblur:1%", "*:1d"))?;
+        let d = compare(&q[0], &header, &rows(("9.00", "0.5"), ("5.20", "0.015"), ("14.66", "0.352")));
+        assert!(d.differs.is_empty() && d.tolerated.len() == 3, "{d:?}");
+        assert!(d.tolerated[2].contains("1 units of the last digit"), "{d:?}");
+        let d = compare(&q[0], &header, &rows(("9.00", "0.5"), ("5.19", "0.016"), ("14.65", "0.353")));
+        assert_eq!(d.differs.len(), 1, "{d:?}");
+        // n/a against a number is never inside a band.
+        let d = compare(&q[0], &header, &rows(("n/a", "n/a"), ("5.19", "0.014"), ("14.65", "0.353")));
+        assert_eq!(d.differs.len(), 1, "{d:?}");
         Ok(())
     }
 
