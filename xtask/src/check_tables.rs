@@ -20,17 +20,21 @@
 //! says the CSV has no such row, or one whose check columns are all `n/a` (a method that does not
 //! support the task).
 //!
-//! A row whose value depends on the CPU's floating-point kernels (a method that amplifies
-//! last-bit differences of libtorch's convolutions, see docs/reproduction.md) can be given a
-//! relative band: `within=DPG:5%` compares the decimal cells of every row with a key equal to
-//! `DPG` as `|code - docs| <= 5% |docs|`; integer cells (evaluation counts) and every other row
-//! stay exact, and a cell that differs inside its band is printed, not failed; `within=DPG:*`
-//! prints the row's decimal cells without comparing them (a value that is not reproducible
-//! across machines at all), its counts still exact. `KEY@COLUMN` narrows an item to one quoted
-//! column (`within=MCG@gblur:*` in a table pivoted on the task; a pivoted cell `a / b` is inside
-//! its band when each part is). A band may also be `Nd`, N units of the quoted value's last
-//! printed digit (`within=*:1d`: a rounding flip), and the key `*` names every row (`within=*:0.2%,DPG:10%`: a
-//! last-digit band for all, a wider one for DPG; the most specific item of a cell applies).
+//! A result that depends on the CPU's floating-point kernels (libtorch picks its convolution
+//! and matrix kernels per instruction set and thread count, and some methods amplify the last
+//! bits; see docs/reproduction.md) gets a band from the marker's `within=`, a comma-separated
+//! list of `KEY[@COLUMN]:BAND` items:
+//!
+//! - `KEY` is a key value (`DPG`: every row with a key column equal to `DPG`) or `*` (every
+//!   row); `@COLUMN` narrows the item to one quoted column (`MCG@gblur` in a table pivoted on
+//!   the task);
+//! - `BAND` is `PCT%` (`|code - docs| <= PCT/100 |docs|`), `Nd` (N units of the quoted value's
+//!   last printed digit: `1d` is a rounding flip) or `*` (not compared);
+//! - the most specific item of a cell applies (a named key before `*`, an item with a column
+//!   before one without): `within=*:0.2%,DPG:10%`.
+//!
+//! Only decimal cells are banded: counts and text stay exact, a pivoted cell `a / b` is inside
+//! its band when each part is, and a cell that moved inside its band is printed, not failed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,12 +80,12 @@ pub struct Quoted {
     pub header: Vec<String>,
     /// Quoted rows.
     pub rows: Vec<Vec<String>>,
-    /// Rows (by a key value), or single columns of them, whose decimal cells may differ by a
-    /// relative band (`within=`).
+    /// Rows (by a key value), or single cells of them, whose decimal cells may move by a band
+    /// (`within=`).
     pub within: Vec<Band>,
 }
 
-/// One `within=` item: `KEY[@COLUMN]:PERCENT%` or `KEY[@COLUMN]:*`.
+/// One `within=` item: `KEY[@COLUMN]:BAND`, BAND `PCT%`, `Nd` or `*`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Band {
     /// A key value of the rows it applies to (`DPG`), or `*`: every row.
