@@ -183,11 +183,24 @@ fn inside_band(doc: &str, code: &str, band: Tolerance) -> bool {
     }
 }
 
-/// [`inside_band`] for cells that join several values with ` / ` (pivoted tables): every part
-/// equal or inside the band.
+/// [`inside_band`] for a quoted cell, which may join several values with ` / ` (pivoted
+/// tables): every part equal or inside the band.
 fn parts_inside_band(doc: &str, code: &str, band: Tolerance) -> bool {
     let (d, c): (Vec<&str>, Vec<&str>) = (doc.split(" / ").collect(), code.split(" / ").collect());
     d.len() == c.len() && d.iter().zip(&c).all(|(d, c)| d == c || inside_band(d, c, band))
+}
+
+impl Comparison {
+    /// A cell whose docs and code text differ (`line` says so): tolerated when its band
+    /// covers the difference, else a difference.
+    fn unequal_cell(&mut self, line: String, doc: &str, code: &str, band: Option<Tolerance>) {
+        match band {
+            Some(b) if parts_inside_band(doc, code, b) => {
+                self.tolerated.push(format!("{line} ({})", band_words(b)))
+            }
+            _ => self.differs.push(line),
+        }
+    }
 }
 
 /// How a tolerated cell is reported.
@@ -329,16 +342,15 @@ pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Compariso
         return compare_pivoted(q, header, rows);
     }
     let col = |h: &[String], name: &str| h.iter().position(|c| c == name);
-    let mut diffs = Vec::new();
+    let mut out = Comparison::default();
     for c in q.key.iter().chain(&q.check) {
         if col(header, c).is_none() {
-            diffs.push(format!("{}: the code's {} table has no column {c:?}", q.at, q.table));
+            out.differs.push(format!("{}: the code's {} table has no column {c:?}", q.at, q.table));
         }
     }
-    if !diffs.is_empty() {
-        return Comparison { differs: diffs, tolerated: Vec::new() };
+    if !out.differs.is_empty() {
+        return out;
     }
-    let mut tolerated = Vec::new();
     for row in &q.rows {
         let key: Vec<&str> = q
             .key
@@ -352,7 +364,7 @@ pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Compariso
                 .all(|(k, v)| col(header, k).and_then(|i| r.get(i)).map(|s| s.as_str()) == Some(*v))
         });
         let Some(found) = found else {
-            diffs.push(format!("{}: row {key:?} is not in the code's table", q.at));
+            out.differs.push(format!("{}: row {key:?} is not in the code's table", q.at));
             continue;
         };
         for c in &q.check {
@@ -362,15 +374,10 @@ pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Compariso
                 continue;
             }
             let line = format!("{}: row {key:?} column {c}: docs {doc}, code {code}", q.at);
-            match q.band_for(&key, c) {
-                Some(b) if inside_band(doc, code, b) => {
-                    tolerated.push(format!("{line} ({})", band_words(b)))
-                }
-                _ => diffs.push(line),
-            }
+            out.unequal_cell(line, doc, code, q.band_for(&key, c));
         }
     }
-    Comparison { differs: diffs, tolerated }
+    out
 }
 
 /// [`compare`] for a pivoted table: quoted column `a/b` is the check columns (joined by ` / `)
@@ -378,8 +385,7 @@ pub fn compare(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Compariso
 fn compare_pivoted(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Comparison {
     let col = |name: &str| header.iter().position(|c| c == name);
     let only = |line: String| Comparison { differs: vec![line], tolerated: Vec::new() };
-    let mut diffs = Vec::new();
-    let mut tolerated = Vec::new();
+    let mut out = Comparison::default();
     let mut check = Vec::new();
     for c in &q.check {
         match col(c) {
@@ -409,7 +415,7 @@ fn compare_pivoted(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Compa
             }
             let values: Vec<&str> = name.split('/').collect();
             if values.len() != pivot_cols.len() {
-                diffs.push(format!("{}: column {name:?} does not name {} pivot values", q.at, pivot_cols.len()));
+                out.differs.push(format!("{}: column {name:?} does not name {} pivot values", q.at, pivot_cols.len()));
                 continue;
             }
             let found = rows.iter().find(|r| {
@@ -423,25 +429,20 @@ fn compare_pivoted(q: &Quoted, header: &[String], rows: &[Vec<String>]) -> Compa
             });
             match code {
                 None if doc == "n/a" => {}
-                None => diffs.push(format!("{}: {:?} {name} is not in the code's table", q.at, row.first())),
+                None => out.differs.push(format!("{}: {:?} {name} is not in the code's table", q.at, row.first())),
                 Some(code) if code != doc => {
                     let line = format!(
                         "{}: {:?} {name}: docs {doc}, code {code}",
                         q.at,
                         row.first().map_or("", |s| s.as_str())
                     );
-                    match q.band_for(&key, name) {
-                        Some(b) if parts_inside_band(doc, &code, b) => {
-                            tolerated.push(format!("{line} ({})", band_words(b)))
-                        }
-                        _ => diffs.push(line),
-                    }
+                    out.unequal_cell(line, doc, &code, q.band_for(&key, name));
                 }
                 Some(_) => {}
             }
         }
     }
-    Comparison { differs: diffs, tolerated }
+    out
 }
 
 /// Every quoted table under `docs/`.
